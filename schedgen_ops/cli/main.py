@@ -1,0 +1,82 @@
+"""The `schedgen` command: top-level options, command-group registration and error handling.
+
+Command modules stay thin: parse arguments, call library code, print. Each group lives in its own
+module and is registered below with a one-line description that `schedgen --help` lists.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from schedgen_ops import __version__
+from schedgen_ops.cli.state import OPTIONS
+from schedgen_ops.errors import SchedgenError
+
+app = typer.Typer(
+    name="schedgen",
+    help="Operations toolkit for the UP Schedule Generator: parse UP timetable PDFs, run the parsing "
+    "service, render its configuration and operate it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"schedgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    project: Path = typer.Option(
+        Path("."),
+        "--project",
+        "-P",
+        help="Project directory (holds schedgen.yaml).",
+        envvar="SCHEDGEN_PROJECT",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Operations toolkit for the UP Schedule Generator."""
+    OPTIONS.project = project.resolve()
+    OPTIONS.debug = debug
+
+
+# Command groups (each module exposes register(app)).
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; expected failures become a one-line ``error: ...`` and a non-zero exit code.
+
+    Usage errors (exit 2), ``--help`` and ``typer.Exit`` are handled by typer's standalone mode.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    OPTIONS.debug = "--debug" in args
+    try:
+        app(args=args, prog_name="schedgen")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except SchedgenError as exc:
+        if OPTIONS.debug:
+            traceback.print_exc()
+        _err.print(f"error: {exc.one_line()}", markup=False)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
