@@ -27,3 +27,78 @@ def shared_path(*parts: str) -> Path:
 def up_pdf():
     """Return a function mapping a real UP PDF's name (e.g. "UP_MOD_XLS.pdf") to its path."""
     return lambda name: shared_path("fixtures", "up-pdfs", name)
+
+
+# --- Real data servers (schedgen_ops.runtime.dataservices) -------------------------------------------
+# postgres_server / redis_server: one local server each per test session (fast, throwaway settings).
+# database_url: a fresh, empty database per test (CREATE DATABASE from a template), dropped afterwards.
+# redis_url: a flushed logical database per test (index rotates 1..15; 0 is left for ad-hoc use).
+# Tests that stop/restart/flush a server must start their own with PostgresServer/RedisServer.start.
+
+import itertools  # noqa: E402
+import shutil  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+from schedgen_ops.runtime.dataservices import PostgresServer, RedisServer, service_tempdir  # noqa: E402
+
+PG_TEST_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "300",
+}
+PG_TEMPLATE_DB = "schedgen_test_template"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session (runs as nobody when root), removed afterwards."""
+    base = service_tempdir("schedgen-test-pg-")
+    server = PostgresServer.start(base / "data", settings=PG_TEST_SETTINGS)
+    server.execute(f'CREATE DATABASE "{PG_TEMPLATE_DB}" TEMPLATE template0')
+    try:
+        yield server
+    finally:
+        server.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """URL of a fresh, empty database for this test only."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = postgres_server.create_database(name, template=PG_TEMPLATE_DB)
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server for the whole session (AOF off for speed, noeviction), removed afterwards."""
+    base = service_tempdir("schedgen-test-redis-")
+    server = RedisServer.start(base / "data", appendonly="no")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_redis_db_index = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of a flushed logical Redis database for this test."""
+    import redis
+
+    url = redis_server.url_for(next(_redis_db_index))
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return url
