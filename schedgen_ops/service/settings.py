@@ -57,6 +57,10 @@ class ServiceSettings(BaseSettings):
     worker_max_jobs: int = Field(500, gt=0, description="A worker process restarts after this many jobs.")
     api_workers: int = Field(2, ge=1, description="uvicorn worker processes per api replica.")
     worker_processes: int = Field(2, ge=1, description="RQ worker processes per worker replica.")
+    reconcile_interval_s: float = Field(
+        30.0, gt=0, description="How often the reconciler compares the ledger with the queue."
+    )
+    readiness_timeout_s: float = Field(2.0, gt=0, description="Per-dependency timeout of /readyz checks.")
 
     # Rate limits (limits library notation)
     rate_uploads: str = Field("10/hour", description="Uploads per client.")
@@ -71,6 +75,9 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level.")
     metrics_dir: str = Field(
         "", description="prometheus_client multiprocess directory (shared by processes)."
+    )
+    worker_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="Port of a worker replica's /metrics (all its processes); 0 = off."
     )
 
     @field_validator("trusted_proxies", mode="before")
