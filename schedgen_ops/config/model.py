@@ -1,0 +1,377 @@
+"""The one validated model of a deployment's configuration (profile + overrides).
+
+Every number lives in exactly one place: service defaults in `ServiceSettings`, everything else in
+profiles/base.yaml, and scale-specific values in profiles/<name>.yaml. The model itself carries no
+numeric defaults so a value can never silently come from two homes. Derived values (the Postgres
+connection budget, memory tuning, schedules) are computed here, once, for every consumer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schedgen_ops.service.settings import ServiceSettings
+
+DURATION_RE = re.compile(r"^[0-9]+(ms|s|m|h|d)$")
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SECRET_SERVICE_FIELDS = frozenset(
+    {"database_url", "redis_url", "ops_token", "s3_access_key", "s3_secret_key"}
+)
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Size(Strict):
+    """CPU and memory of one container/pod (the limit; the reservation is derived)."""
+
+    cpus: float = Field(gt=0, description="CPU limit (cores).")
+    memory_mb: int = Field(gt=0, description="Memory limit in MiB.")
+
+
+class ScaledService(Size):
+    """A replicated stateless service: fixed replicas on one host, min/max when autoscaled."""
+
+    replicas: int = Field(ge=1, description="Replicas on a single host (compose) or initial replicas.")
+    min_replicas: int = Field(ge=1, description="Autoscaling floor (Kubernetes).")
+    max_replicas: int = Field(ge=1, description="Autoscaling ceiling (Kubernetes).")
+    service: dict[str, Any] = Field(
+        default_factory=dict, description="Per-role ServiceSettings overrides (field name -> value)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScaledService:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) is outside min_replicas..max_replicas "
+                f"({self.min_replicas}..{self.max_replicas})"
+            )
+        return self
+
+
+class ApiConfig(ScaledService):
+    target_cpu_percent: int = Field(ge=10, le=100, description="HPA CPU utilisation target.")
+
+
+class WorkerConfig(ScaledService):
+    queues: list[str] = Field(min_length=1, description="RQ queues the workers consume, in priority order.")
+    jobs_per_replica: int = Field(ge=1, description="KEDA: queued jobs per worker replica.")
+    metrics_port: int = Field(ge=1, le=65535, description="Worker metrics port (per replica).")
+
+
+class PostgresConfig(Size):
+    image: str
+    instances: int = Field(ge=1, description="1 = single server; >1 = primary + replicas (CloudNativePG).")
+    storage_gb: int = Field(gt=0)
+    reserve_connections: int = Field(
+        ge=3, description="Connections kept beyond every pool's maximum (backup, exporter, admin)."
+    )
+    max_connections: int | None = Field(
+        None, description="Explicit max_connections; must cover the computed budget. Empty = computed."
+    )
+    shared_buffers_ratio: float = Field(gt=0, le=0.5, description="shared_buffers as a share of memory.")
+    effective_cache_ratio: float = Field(gt=0, le=0.9)
+    database: str
+    user: str
+
+
+class RedisConfig(Size):
+    image: str
+    maxmemory_mb: int = Field(gt=0, description="Redis maxmemory (below the container limit).")
+    maxmemory_policy: Literal["noeviction"] = Field(
+        description="Always noeviction: eviction on a queue Redis silently drops jobs."
+    )
+    appendonly: Literal[True] = Field(description="AOF persistence is required for the queue.")
+    appendfsync: Literal["everysec", "always"]
+    sentinel: bool = Field(description="Replication with Sentinel failover (Kubernetes operator).")
+
+    @model_validator(mode="after")
+    def _fits(self) -> RedisConfig:
+        if self.maxmemory_mb >= self.memory_mb:
+            raise ValueError(
+                f"maxmemory_mb ({self.maxmemory_mb}) must be below memory_mb ({self.memory_mb}) "
+                "to leave room for AOF rewrite and fragmentation"
+            )
+        return self
+
+
+class MinioConfig(Size):
+    enabled: bool
+    image: str
+    nodes: int = Field(ge=1)
+    storage_gb: int = Field(gt=0)
+    bucket: str
+
+
+class ImageConfig(Strict):
+    service: str = Field(description="Our image repository; the tag is always the toolkit version.")
+    traefik: str
+    prometheus: str
+    alertmanager: str
+    grafana: str
+    postgres_exporter: str
+    redis_exporter: str
+
+
+class MonitoringConfig(Strict):
+    prometheus: Size
+    alertmanager: Size
+    grafana: Size
+    exporters: Size
+    retention: str = Field(description="Prometheus TSDB retention.")
+    scrape_interval: str
+    webhook_url: str = Field(description="Alertmanager webhook receiver; empty = alerts are only shown.")
+
+    @field_validator("retention", "scrape_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not DURATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a duration like 30s, 5m, 15d")
+        return value
+
+
+class TraefikConfig(Size):
+    acme_email: str
+    rate_average: int = Field(gt=0, description="Edge rate limit: average requests/s per client IP.")
+    rate_burst: int = Field(gt=0)
+    content_security_policy: str
+    dashboard: Literal[False] = Field(description="The Traefik dashboard is never exposed.")
+
+
+class AlertThresholds(Strict):
+    """Thresholds shared by Prometheus alerts, `schedgen health` and the checklist (one source)."""
+
+    api_down_for: str
+    error_ratio_5xx: float = Field(gt=0, lt=1)
+    error_ratio_for: str
+    latency_p95_s: float = Field(gt=0)
+    latency_for: str
+    queue_backlog: int = Field(gt=0, description="Queued jobs (all queues) that count as a backlog.")
+    queue_backlog_for: str
+    oldest_job_age_s: int = Field(gt=0)
+    job_failure_ratio: float = Field(gt=0, lt=1)
+    job_failure_for: str
+    no_workers_for: str
+    parse_p95_s: float = Field(gt=0)
+    parse_slow_for: str
+    postgres_connections_ratio: float = Field(gt=0, lt=1)
+    redis_memory_ratio: float = Field(gt=0, lt=1)
+    backup_max_age_h: int = Field(gt=0)
+
+    @field_validator(
+        "api_down_for",
+        "error_ratio_for",
+        "latency_for",
+        "queue_backlog_for",
+        "job_failure_for",
+        "no_workers_for",
+        "parse_slow_for",
+    )
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not DURATION_RE.match(value):
+            raise ValueError(f"{value!r} is not a duration like 30s, 5m, 1h")
+        return value
+
+
+class BackupConfig(Strict):
+    hour: int = Field(ge=0, le=23, description="Daily backup time (UTC), hour.")
+    minute: int = Field(ge=0, le=59)
+    keep_daily: int = Field(ge=1)
+    keep_weekly: int = Field(ge=0)
+    keep_monthly: int = Field(ge=0)
+    dir: str = Field(description="Backup directory (relative to the project).")
+
+    @property
+    def cron(self) -> str:
+        """The schedule as a cron expression (cron file, Kubernetes CronJob)."""
+        return f"{self.minute} {self.hour} * * *"
+
+    @property
+    def on_calendar(self) -> str:
+        """The same schedule as a systemd OnCalendar expression."""
+        return f"*-*-* {self.hour:02d}:{self.minute:02d}:00 UTC"
+
+
+class SemesterDates(Strict):
+    start: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    end: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+
+
+class PortsConfig(Strict):
+    api: int = Field(ge=1, le=65535)
+    postgres: int = Field(ge=1, le=65535)
+    redis: int = Field(ge=1, le=65535)
+    minio: int = Field(ge=1, le=65535)
+    prometheus: int = Field(ge=1, le=65535)
+    alertmanager: int = Field(ge=1, le=65535)
+    grafana: int = Field(ge=1, le=65535)
+
+
+class HostConfig(Strict):
+    cpus: float = Field(gt=0)
+    memory_mb: int = Field(gt=0)
+    reservation_ratio: float = Field(gt=0, le=1, description="Reservation = limit x ratio.")
+
+
+class KubernetesConfig(Strict):
+    namespace: str
+    storage_class: str = Field(description="StorageClass for volumes; empty = the cluster default.")
+    ingress_class: str
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not NAME_RE.match(value) or len(value) > 63:
+            raise ValueError(f"{value!r} is not a DNS label (lowercase letters, digits, '-')")
+        return value
+
+
+class Config(Strict):
+    """The merged, validated configuration of one deployment."""
+
+    profile: str
+    description: str
+    platform: Literal["host", "kubernetes"] = Field(description="Where the profile is meant to run.")
+    name: str = Field(description="Deployment name (compose project, label prefix).")
+    domain: str
+    host: HostConfig
+    api: ApiConfig
+    worker: WorkerConfig
+    postgres: PostgresConfig
+    redis: RedisConfig
+    minio: MinioConfig
+    traefik: TraefikConfig
+    monitoring: MonitoringConfig
+    images: ImageConfig
+    alerts: AlertThresholds
+    backup: BackupConfig
+    ports: PortsConfig
+    kubernetes: KubernetesConfig
+    service: ServiceSettings
+    semesters: dict[Literal["S1", "S2"], SemesterDates] | None = None
+    checklist: dict[str, Any] = Field(default_factory=dict, description="checklist.ignore {ID: reason}.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError(f"{value!r} must be lowercase letters, digits and '-'")
+        return value
+
+    @field_validator("checklist")
+    @classmethod
+    def _checklist(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(value) - {"ignore"}
+        if unknown:
+            raise ValueError(f"unknown checklist key {sorted(unknown)[0]!r} (valid: ignore)")
+        ignore = value.get("ignore") or {}
+        if not isinstance(ignore, dict) or not all(isinstance(v, str) and v for v in ignore.values()):
+            raise ValueError("checklist.ignore must map check IDs to a non-empty reason")
+        return {"ignore": {str(k): v for k, v in ignore.items()}}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        for role in ("api", "worker"):
+            overrides = getattr(self, role).service
+            for key in overrides:
+                if key not in ServiceSettings.model_fields:
+                    raise ValueError(f"{role}.service.{key}: unknown service setting")
+            ServiceSettings.model_validate({**self.service_values(), **overrides})
+        for key in SECRET_SERVICE_FIELDS:
+            if getattr(self.service, key).get_secret_value():
+                raise ValueError(f"service.{key} is a secret: it comes from .schedgen/secrets.env only")
+        budget = self.connection_budget()
+        if self.postgres.max_connections is not None and self.postgres.max_connections < budget["total"]:
+            raise ValueError(
+                f"postgres.max_connections ({self.postgres.max_connections}) is below the pools' "
+                f"connection budget ({budget['total']}: {budget['explain']})"
+            )
+        if self.worker.metrics_port == self.ports.api:
+            raise ValueError("worker.metrics_port must differ from ports.api")
+        if self.platform == "host":
+            reserved = self.reserved_memory_mb()
+            if reserved > self.host.memory_mb:
+                raise ValueError(
+                    f"reservations need {reserved} MiB but host.memory_mb is {self.host.memory_mb}"
+                )
+        return self
+
+    # ---- derived values (one computation for every consumer) ----
+
+    def service_values(self) -> dict[str, Any]:
+        """ServiceSettings values as a plain mapping (field name -> value)."""
+        return {name: getattr(self.service, name) for name in ServiceSettings.model_fields}
+
+    def role_settings(self, role: Literal["api", "worker"]) -> ServiceSettings:
+        """Service settings of one role: shared `service` plus `<role>.service` overrides."""
+        return ServiceSettings.model_validate({**self.service_values(), **getattr(self, role).service})
+
+    def connection_budget(self) -> dict[str, Any]:
+        """Connections every pool can open at maximum replicas, plus the reserve."""
+        api, worker = self.role_settings("api"), self.role_settings("worker")
+        api_max = self.api.max_replicas * api.api_workers * api.db_pool_max
+        worker_max = self.worker.max_replicas * worker.worker_processes * worker.db_pool_max
+        total = api_max + worker_max + self.postgres.reserve_connections
+        explain = (
+            f"api {self.api.max_replicas}x{api.api_workers}x{api.db_pool_max} + worker "
+            f"{self.worker.max_replicas}x{worker.worker_processes}x{worker.db_pool_max} + reserve "
+            f"{self.postgres.reserve_connections}"
+        )
+        return {
+            "api": api_max,
+            "worker": worker_max,
+            "reserve": self.postgres.reserve_connections,
+            "total": total,
+            "explain": explain,
+        }
+
+    def max_connections(self) -> int:
+        """The max_connections Postgres is configured with (explicit value or the budget)."""
+        return self.postgres.max_connections or self.connection_budget()["total"]
+
+    def postgres_tuning(self) -> dict[str, str]:
+        """Memory settings derived from the Postgres container memory."""
+        mem = self.postgres.memory_mb
+        shared = int(mem * self.postgres.shared_buffers_ratio)
+        cache = int(mem * self.postgres.effective_cache_ratio)
+        work = max(1024, int((mem - shared) * 1024 * 0.25 / self.max_connections()))
+        maintenance = min(1024, max(64, mem // 16))
+        return {
+            "shared_buffers": f"{shared}MB",
+            "effective_cache_size": f"{cache}MB",
+            "work_mem": f"{work}kB",
+            "maintenance_work_mem": f"{maintenance}MB",
+        }
+
+    def reserved_memory_mb(self) -> int:
+        """Memory reserved on a single host at the configured replicas (compose)."""
+        r = self.host.reservation_ratio
+        sizes: list[tuple[Size, int]] = [
+            (self.api, self.api.replicas),
+            (self.worker, self.worker.replicas),
+            (self.postgres, 1),
+            (self.redis, 1),
+            (self.traefik, 1),
+            (self.monitoring.prometheus, 1),
+            (self.monitoring.alertmanager, 1),
+            (self.monitoring.grafana, 1),
+            (self.monitoring.exporters, 2),
+        ]
+        if self.minio.enabled:
+            sizes.append((self.minio, 1))
+        return sum(int(size.memory_mb * r) * count for size, count in sizes)
+
+    def storage_kind(self) -> str:
+        """Where uploads live: "s3" when MinIO is enabled, else a shared volume."""
+        return "s3" if self.minio.enabled else "file"

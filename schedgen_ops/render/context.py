@@ -1,0 +1,143 @@
+"""The template context: what every template may use (documented in docs/CONFIGURATION.md).
+
+Secret values never reach a template that is not a secrets file: templates see `secrets` only so
+local-runtime templates can point at files; URLs with passwords are written by `secret_env_files`
+into 0600 env files that compose `env_file:`, kustomize `secretGenerator` and supervisord read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from schedgen_ops import __version__
+from schedgen_ops.config.model import SECRET_SERVICE_FIELDS, Config
+from schedgen_ops.service.settings import to_env
+
+# Host names of the data services per target (compose service names / Kubernetes Services).
+HOSTS: dict[str, dict[str, str]] = {
+    "compose": {"postgres": "postgres", "redis": "redis", "minio": "minio", "api": "api"},
+    "kubernetes": {"postgres": "postgres", "redis": "redis", "minio": "minio", "api": "api"},
+    "local": {"postgres": "127.0.0.1", "redis": "127.0.0.1", "minio": "127.0.0.1", "api": "127.0.0.1"},
+}
+
+
+def project_paths(project_dir: Path) -> dict[str, str]:
+    """Project data paths used by the local runtime and the systemd/cron units."""
+    state = project_dir / ".schedgen"
+    return {
+        "project": str(project_dir),
+        "state": str(state),
+        "data": str(state / "data"),
+        "postgres_data": str(state / "data" / "postgres"),
+        "redis_data": str(state / "data" / "redis"),
+        "uploads": str(state / "data" / "uploads"),
+        "metrics": str(state / "data" / "metrics"),
+        "logs": str(state / "logs"),
+        "run": str(state / "run"),
+        "secrets_file": str(state / "secrets.env"),
+        "backups": str(project_dir / "backups"),
+    }
+
+
+def _hosts(config: Config, target: str) -> dict[str, str]:
+    hosts = dict(HOSTS[target])
+    if target == "kubernetes" and config.postgres.instances > 1:
+        hosts["postgres"] = "postgres-rw"
+    if target == "kubernetes" and config.redis.sentinel:
+        hosts["redis"] = "redis-master"
+    if target == "kubernetes" and config.minio.nodes > 1:
+        hosts["minio"] = "minio"
+    return hosts
+
+
+def storage_url(config: Config, target: str, paths: dict[str, str]) -> str:
+    if config.minio.enabled:
+        return f"s3://{config.minio.bucket}/uploads"
+    if target == "local":
+        return f"file://{paths['uploads']}"
+    return "file:///data/uploads"
+
+
+def role_env(config: Config, target: str, role: str, paths: dict[str, str]) -> dict[str, str]:
+    """Non-secret SCHEDGEN_* environment of one role (api or worker) on one target."""
+    settings = config.role_settings(role)  # type: ignore[arg-type]
+    values = {k: v for k, v in settings.model_dump().items() if k not in SECRET_SERVICE_FIELDS}
+    values["storage_url"] = storage_url(config, target, paths)
+    if config.minio.enabled:
+        values["s3_endpoint_url"] = f"http://{_hosts(config, target)['minio']}:{config.ports.minio}"
+    if target != "local":
+        values["metrics_dir"] = "/tmp/metrics"
+        # Traffic reaches the api only through Traefik on the private networks.
+        values["trusted_proxies"] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+    elif not values.get("metrics_dir"):
+        values["metrics_dir"] = paths["metrics"] + f"/{role}"
+    return to_env(values)
+
+
+def secret_env_files(config: Config, secrets: dict[str, str], target: str) -> dict[str, dict[str, str]]:
+    """Per-component secret environment (file stem -> KEY -> value) for one target."""
+    h = _hosts(config, target)
+    pg_port = config.ports.postgres if target == "local" else 5432
+    redis_port = config.ports.redis if target == "local" else 6379
+    pw, rpw = secrets["POSTGRES_PASSWORD"], secrets["REDIS_PASSWORD"]
+    db = f"postgresql://{config.postgres.user}:{pw}@{h['postgres']}:{pg_port}/{config.postgres.database}"
+    app = {
+        "SCHEDGEN_DATABASE_URL": db,
+        "SCHEDGEN_REDIS_URL": f"redis://:{rpw}@{h['redis']}:{redis_port}/0",
+        "SCHEDGEN_OPS_TOKEN": secrets["OPS_TOKEN"],
+    }
+    if config.minio.enabled:
+        app["SCHEDGEN_S3_ACCESS_KEY"] = secrets["S3_ACCESS_KEY"]
+        app["SCHEDGEN_S3_SECRET_KEY"] = secrets["S3_SECRET_KEY"]
+    files: dict[str, dict[str, str]] = {
+        "app": app,
+        "postgres": {"POSTGRES_PASSWORD": pw, "PGPASSWORD": pw},
+        "redis": {"REDIS_PASSWORD": rpw, "REDISCLI_AUTH": rpw},
+        "postgres-exporter": {"DATA_SOURCE_NAME": db + "?sslmode=disable"},
+        "redis-exporter": {"REDIS_PASSWORD": rpw},
+    }
+    if target != "local":
+        files["grafana"] = {"GF_SECURITY_ADMIN_PASSWORD": secrets["GRAFANA_ADMIN_PASSWORD"]}
+    if config.minio.enabled:
+        files["minio"] = {
+            "MINIO_ROOT_USER": secrets["S3_ACCESS_KEY"],
+            "MINIO_ROOT_PASSWORD": secrets["S3_SECRET_KEY"],
+        }
+    if target == "kubernetes" and config.postgres.instances > 1:
+        files["postgres-app"] = {"username": config.postgres.user, "password": pw}
+    if target == "kubernetes" and config.minio.enabled and config.minio.nodes > 1:
+        files["minio-tenant"] = {
+            "config.env": f"export MINIO_ROOT_USER={secrets['S3_ACCESS_KEY']}\n"
+            f"export MINIO_ROOT_PASSWORD={secrets['S3_SECRET_KEY']}"
+        }
+    return files
+
+
+def build_context(config: Config, secrets: dict[str, str], target: str, project_dir: Path) -> dict[str, Any]:
+    """Everything a template may use, for one target ("compose", "kubernetes", "local")."""
+    paths = project_paths(project_dir)
+    envs = {role: role_env(config, target, role, paths) for role in ("api", "worker")}
+    digest = hashlib.sha256(
+        json.dumps([config.model_dump(mode="json"), sorted(secrets.items())], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    return {
+        "config": config,
+        "secrets": secrets,
+        "env": envs["api"],
+        "role_env": envs,
+        "paths": paths,
+        "target": target,
+        "version": __version__,
+        "image": f"{config.images.service}:{__version__}",
+        "hosts": _hosts(config, target),
+        "budget": config.connection_budget(),
+        "max_connections": config.max_connections(),
+        "pg_tuning": config.postgres_tuning(),
+        "api_settings": config.role_settings("api"),
+        "worker_settings": config.role_settings("worker"),
+        "config_hash": digest,
+        "stop_grace_s": config.role_settings("worker").job_timeout_s + 30,
+    }

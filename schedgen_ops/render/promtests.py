@@ -1,0 +1,236 @@
+"""promtool unit tests for the rendered alert rules, generated from the same thresholds.
+
+Each alert gets a firing case (synthetic series just past its threshold for longer than its
+``for``) and a silent case (healthy series), so a rule that can never fire - or always fires - fails
+`promtool test rules` inside `schedgen render`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from schedgen_ops.config.model import Config
+from schedgen_ops.render.alerts import alert_rules
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)(ms|s|m|h|d)", duration)
+    if not match:
+        raise ValueError(f"bad duration {duration!r}")
+    return int(int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _minutes_after(for_s: int, window_s: int = 900) -> int:
+    """An evaluation time (minutes) safely past rate windows plus the alert's `for`."""
+    return (for_s + window_s) // 60 + 5
+
+
+def _counter(per_min: float, steps: int) -> str:
+    return f"0+{per_min:g}x{steps}"
+
+
+def _case(
+    name: str,
+    alert: str,
+    minutes: int,
+    series: list[dict[str, str]],
+    fires: bool,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    interval: str = "1m",
+) -> dict[str, Any]:
+    exp = (
+        [{"exp_labels": {"severity": labels.pop("severity"), **labels}, "exp_annotations": annotations}]
+        if fires
+        else []
+    )
+    return {
+        "name": name,
+        "interval": interval,
+        "input_series": series,
+        "alert_rule_test": [{"eval_time": f"{minutes}m", "alertname": alert, "exp_alerts": exp}],
+    }
+
+
+def _histogram(metric: str, threshold: float, slow: bool, steps: int) -> list[dict[str, str]]:
+    """Bucket series whose p95 is ~3.8x (slow) or under half (fast) the threshold."""
+    bounds = [threshold / 2, threshold * 4]
+    out = []
+    for le in [*(f"{b:g}" for b in bounds), "+Inf"]:
+        per_min = 0 if (slow and le == f"{bounds[0]:g}") else 60
+        out.append({"series": f'{metric}_bucket{{le="{le}"}}', "values": _counter(per_min, steps)})
+    return out
+
+
+def rule_tests(config: Config) -> dict[str, Any]:
+    """The promtool test file (as a mapping) for config's alert thresholds."""
+    a = config.alerts
+    tests: list[dict[str, Any]] = []
+    notes = {rule["alert"]: rule["annotations"] for rule in alert_rules(config)}
+
+    def both(
+        alert: str,
+        minutes: int,
+        bad: list[dict[str, str]],
+        good: list[dict[str, str]],
+        labels: dict[str, str],
+        interval: str = "1m",
+    ) -> None:
+        for fires, series in ((True, bad), (False, good)):
+            name = f"{alert} {'fires' if fires else 'stays silent'}"
+            tests.append(_case(name, alert, minutes, series, fires, dict(labels), notes[alert], interval))
+
+    m = _minutes_after(seconds(a.api_down_for), 0)
+    both(
+        "ApiDown",
+        m,
+        [{"series": 'up{job="api", instance="api-1"}', "values": f"0x{m + 5}"}],
+        [{"series": 'up{job="api", instance="api-1"}', "values": f"1x{m + 5}"}],
+        {"severity": "critical", "job": "api", "instance": "api-1"},
+    )
+
+    m = _minutes_after(seconds(a.error_ratio_for), 300)
+    bad_5xx = round(1000 * min(0.99, a.error_ratio_5xx * 2))
+    good_5xx = round(1000 * a.error_ratio_5xx / 2)
+
+    def http(errors: int) -> list[dict[str, str]]:
+        return [
+            {"series": 'schedgen_http_requests_total{status="500"}', "values": _counter(errors, m + 5)},
+            {
+                "series": 'schedgen_http_requests_total{status="200"}',
+                "values": _counter(1000 - errors, m + 5),
+            },
+        ]
+
+    both("ApiHigh5xxRatio", m, http(bad_5xx), http(good_5xx), {"severity": "critical"})
+
+    m = _minutes_after(seconds(a.latency_for), 300)
+    metric = "schedgen_http_request_duration_seconds"
+    both(
+        "ApiHighLatencyP95",
+        m,
+        _histogram(metric, a.latency_p95_s, True, m + 5),
+        _histogram(metric, a.latency_p95_s, False, m + 5),
+        {"severity": "warning"},
+    )
+
+    m = _minutes_after(seconds(a.queue_backlog_for), 0)
+    both(
+        "QueueBacklog",
+        m,
+        [{"series": 'schedgen_queue_depth{queue="default"}', "values": f"{a.queue_backlog + 1}x{m + 5}"}],
+        [{"series": 'schedgen_queue_depth{queue="default"}', "values": f"{a.queue_backlog}x{m + 5}"}],
+        {"severity": "warning"},
+    )
+
+    m = _minutes_after(60, 0)
+    both(
+        "OldestQueuedJobTooOld",
+        m,
+        [
+            {
+                "series": 'schedgen_queue_oldest_job_age_seconds{queue="default"}',
+                "values": f"{a.oldest_job_age_s + 1}x{m + 5}",
+            }
+        ],
+        [
+            {
+                "series": 'schedgen_queue_oldest_job_age_seconds{queue="default"}',
+                "values": f"{a.oldest_job_age_s // 2}x{m + 5}",
+            }
+        ],
+        {"severity": "critical"},
+    )
+
+    m = _minutes_after(seconds(a.job_failure_for), 900)
+    bad_fail = round(100 * min(0.99, a.job_failure_ratio * 2))
+    good_fail = round(100 * a.job_failure_ratio / 2)
+
+    def jobs(failed: int) -> list[dict[str, str]]:
+        return [
+            {"series": 'schedgen_jobs_total{status="failed"}', "values": _counter(failed, m + 5)},
+            {"series": 'schedgen_jobs_total{status="completed"}', "values": _counter(100 - failed, m + 5)},
+        ]
+
+    both("JobFailureRatioHigh", m, jobs(bad_fail), jobs(good_fail), {"severity": "warning"})
+
+    m = _minutes_after(seconds(a.no_workers_for), 0)
+    both(
+        "NoWorkers",
+        m,
+        [{"series": 'schedgen_workers_live{instance="w1"}', "values": f"0x{m + 5}"}],
+        [{"series": 'schedgen_workers_live{instance="w1"}', "values": f"2x{m + 5}"}],
+        {"severity": "critical"},
+    )
+
+    m = _minutes_after(seconds(a.parse_slow_for), 900)
+    metric = "schedgen_parse_duration_seconds"
+    both(
+        "SlowParses",
+        m,
+        _histogram(metric, a.parse_p95_s, True, m + 5),
+        _histogram(metric, a.parse_p95_s, False, m + 5),
+        {"severity": "warning"},
+    )
+
+    m = _minutes_after(300, 0)
+    limit = config.max_connections()
+    busy = int(limit * a.postgres_connections_ratio) + 1
+    calm = int(limit * a.postgres_connections_ratio / 2)
+    both(
+        "PostgresConnectionsHigh",
+        m,
+        [
+            {
+                "series": 'pg_stat_activity_count{datname="schedgen", state="active"}',
+                "values": f"{busy}x{m + 5}",
+            },
+            {"series": "pg_settings_max_connections", "values": f"{limit}x{m + 5}"},
+        ],
+        [
+            {
+                "series": 'pg_stat_activity_count{datname="schedgen", state="active"}',
+                "values": f"{calm}x{m + 5}",
+            },
+            {"series": "pg_settings_max_connections", "values": f"{limit}x{m + 5}"},
+        ],
+        {"severity": "warning"},
+    )
+
+    m = _minutes_after(300, 0)
+    maxmem = config.redis.maxmemory_mb * 1024 * 1024
+    both(
+        "RedisMemoryHigh",
+        m,
+        [
+            {
+                "series": "redis_memory_used_bytes",
+                "values": f"{int(maxmem * (a.redis_memory_ratio + 0.05))}x{m + 5}",
+            },
+            {"series": "redis_memory_max_bytes", "values": f"{maxmem}x{m + 5}"},
+        ],
+        [
+            {
+                "series": "redis_memory_used_bytes",
+                "values": f"{int(maxmem * a.redis_memory_ratio / 2)}x{m + 5}",
+            },
+            {"series": "redis_memory_max_bytes", "values": f"{maxmem}x{m + 5}"},
+        ],
+        {"severity": "critical"},
+    )
+
+    # Backup: evaluated past the maximum age, 5-minute steps; the healthy series tracks time().
+    steps = (a.backup_max_age_h * 3600 + 1800) // 300
+    both(
+        "BackupTooOld",
+        steps * 5,
+        [{"series": "schedgen_backup_last_success_timestamp_seconds", "values": f"0x{steps + 2}"}],
+        [{"series": "schedgen_backup_last_success_timestamp_seconds", "values": f"0+300x{steps + 2}"}],
+        {"severity": "critical"},
+        interval="5m",
+    )
+
+    return {"rule_files": ["../rules/schedgen.yml"], "evaluation_interval": "1m", "tests": tests}
