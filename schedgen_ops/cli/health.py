@@ -1,0 +1,135 @@
+"""`schedgen health`: deep checks with thresholds, a scriptable exit code and a watch mode."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from typer.core import TyperCommand
+
+from schedgen_ops.cli.state import OPTIONS
+from schedgen_ops.ops.health import COMPONENTS, load_thresholds, resolve_endpoints, run_health
+from schedgen_ops.ops.health.endpoints import TARGETS
+from schedgen_ops.ops.health.model import HealthReport
+from schedgen_ops.ops.health.render import report_view
+from schedgen_ops.ops.health.thresholds import try_load_config
+
+DEFAULT_WATCH_S = 5.0
+
+
+class _OptionalWatchValue(TyperCommand):
+    """Lets ``--watch`` stand alone (default interval) or take SECONDS: ``--watch`` / ``--watch 10``."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        fixed: list[str] = []
+        for index, arg in enumerate(args):
+            fixed.append(arg)
+            if arg == "--watch":
+                following = args[index + 1] if index + 1 < len(args) else None
+                if following is None or following.startswith("-"):
+                    fixed.append(str(DEFAULT_WATCH_S))
+        return super().parse_args(ctx, fixed)
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], flag: str) -> str:
+    if value not in allowed:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=flag)
+    return value
+
+
+def health(
+    target: str = typer.Option("local", "--target", "-t", help="Runtime: local, compose or kubernetes."),
+    only: list[str] = typer.Option(
+        [], "--only", help=f"Check only this component (repeatable): {', '.join(COMPONENTS)}."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the report as JSON (schema in docs/HEALTH.md)."
+    ),
+    watch: float | None = typer.Option(
+        None,
+        "--watch",
+        metavar="[SECONDS]",
+        help=f"Refresh in place every SECONDS (default {DEFAULT_WATCH_S:g}).",
+    ),
+    url: str | None = typer.Option(None, "--url", help="api base URL, e.g. http://127.0.0.1:8000."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="Postgres URL (default SCHEDGEN_DATABASE_URL)."
+    ),
+    redis_url: str | None = typer.Option(
+        None, "--redis-url", help="queue Redis URL (default SCHEDGEN_REDIS_URL)."
+    ),
+    storage_url: str | None = typer.Option(
+        None, "--storage-url", help="Upload storage: file:///DIR or s3://BUCKET."
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Directory whose filesystem holds the service data."
+    ),
+    backup_dir: Path | None = typer.Option(
+        None, "--backup-dir", help="Backup directory (default PROJECT/backups)."
+    ),
+    domain: str | None = typer.Option(
+        None, "--domain", help="Public HOST[:PORT] whose TLS certificate to check."
+    ),
+    budget: float | None = typer.Option(
+        None, "--budget", help="Seconds each check may take (default 2, max 4)."
+    ),
+) -> None:
+    """Check api, Postgres, Redis, queue, storage, disk, backups, TLS. Exit 0 healthy, 1 degraded, 2 down."""
+    _check_choice(target, TARGETS, "--target")
+    for component in only:
+        _check_choice(component, COMPONENTS, "--only")
+    if watch is not None and watch <= 0:
+        raise typer.BadParameter("must be a positive number of seconds", param_hint="--watch")
+    if watch is not None and as_json:
+        raise typer.BadParameter("--watch refreshes a table; use --json without it", param_hint="--watch")
+    project = OPTIONS.project
+    overrides: dict[str, Any] = {} if budget is None else {"check_budget_s": budget}
+    warnings: list[str] = []
+    config = try_load_config(project, warnings)
+    thresholds = load_thresholds(project, overrides, config=config)
+    endpoints = resolve_endpoints(
+        target,
+        project,
+        api_url=url,
+        database_url=database_url,
+        redis_url=redis_url,
+        storage_url=storage_url,
+        backup_dir=backup_dir,
+        data_dir=data_dir,
+        domain=domain,
+        config=config,
+    )
+    for line in warnings:
+        Console(stderr=True, highlight=False).print(f"warning: {line}", markup=False)
+
+    def once() -> HealthReport:
+        return run_health(endpoints, thresholds, only=only or None)
+
+    console = Console(highlight=False)
+    if watch is not None:
+        report = once()
+        try:
+            with Live(report_view(report), console=console, auto_refresh=False, screen=False) as live:
+                while True:
+                    time.sleep(max(0.0, watch - report.duration_ms / 1000))
+                    report = once()
+                    live.update(report_view(report), refresh=True)
+        except KeyboardInterrupt:
+            pass
+        raise typer.Exit(report.exit_code)
+    report = once()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        console.print(report_view(report))
+    raise typer.Exit(report.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `schedgen health` to the top-level app."""
+    app.command("health", cls=_OptionalWatchValue)(health)

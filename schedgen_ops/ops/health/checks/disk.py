@@ -1,0 +1,62 @@
+"""disk: free space on the filesystems holding the service data and the backups."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.runner import ProbeContext
+from schedgen_ops.ops.health.thresholds import Level
+
+C = "disk"
+
+
+def _existing_parent(path: Path) -> Path:
+    """The nearest existing directory (a backup dir not created yet still lives on some filesystem)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def probe(ctx: ProbeContext) -> list[CheckResult]:
+    ep = ctx.endpoints
+    th = ctx.thresholds
+    data = ep.data_dir
+    if data is None and ep.storage_url.startswith("file://"):
+        data = Path(unquote(urlparse(ep.storage_url).path))
+    level = Level(th.disk_free_warn_ratio, th.disk_free_critical_ratio, rising=False)
+    results: list[CheckResult] = []
+    for name, path in (("data", data), ("backups", ep.backup_dir)):
+        if path is None:
+            results.append(
+                CheckResult(
+                    C,
+                    name,
+                    Status.UNKNOWN,
+                    "no directory known",
+                    hint="pass --data-dir DIR (local data) to check its free space",
+                )
+            )
+            continue
+        where = _existing_parent(path)
+        usage = shutil.disk_usage(where)
+        free = usage.free / usage.total if usage.total else 0.0
+        status = level.judge(free)
+        results.append(
+            CheckResult(
+                C,
+                name,
+                status,
+                f"{free:.0%} free ({usage.free / 2**30:.1f} of {usage.total / 2**30:.1f} GiB) at {where}",
+                value=round(free, 4),
+                unit="ratio",
+                threshold=level.describe("{:.0%}") + " free",
+                hint=None
+                if status is Status.OK
+                else f"the {name} filesystem is filling up: prune backups (`schedgen backup prune`), "
+                "clear old logs, or grow the volume",
+            )
+        )
+    return results

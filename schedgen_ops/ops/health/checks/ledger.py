@@ -1,0 +1,107 @@
+"""queue (the Postgres job ledger): failed-job ratio over the last hour, jobs processing past the timeout.
+
+The ledger is the system of record: it knows when jobs finished (RQ's registries only know expiries)
+and which ones are still marked processing after their worker should have given up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from schedgen_ops.ops.health.checks.postgres import connect, connect_failure
+from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.runner import ProbeContext
+from schedgen_ops.ops.health.thresholds import Level
+
+C = "queue"
+
+FAILED_RATIO_SQL = """
+SELECT count(*) FILTER (WHERE status = 'failed'), count(*)
+  FROM jobs
+ WHERE status IN ('completed', 'failed') AND finished_at >= now() - interval '1 hour'
+"""
+OVERDUE_SQL = """
+SELECT count(*), coalesce(max(extract(epoch FROM now() - started_at)), 0)
+  FROM jobs
+ WHERE status = 'processing' AND started_at < now() - make_interval(secs => %s)
+"""
+
+
+def probe(ctx: ProbeContext) -> list[CheckResult]:
+    url = ctx.endpoints.database_url
+    if not url:
+        how = ctx.endpoints.notes.get("database_url", "--database-url or SCHEDGEN_DATABASE_URL")
+        return [CheckResult(C, "failed_ratio", Status.UNKNOWN, "no database URL", hint=f"pass {how}")]
+    try:
+        conn = connect(url, ctx)
+    except psycopg.Error as exc:
+        measured, hint = connect_failure(exc, url, ctx.thresholds.check_budget_s)
+        return [
+            CheckResult(C, "failed_ratio", Status.UNKNOWN, f"ledger unreachable: {measured}"[:200], hint=hint)
+        ]
+    with conn:
+        try:
+            return [_failed_ratio(conn, ctx), _overdue(conn, ctx)]
+        except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn) as exc:
+            return [
+                CheckResult(
+                    C,
+                    "failed_ratio",
+                    Status.UNKNOWN,
+                    f"no job ledger in this database ({str(exc).splitlines()[0]})"[:200],
+                    hint="point --database-url at the service database, or run `schedgen db migrate`",
+                )
+            ]
+
+
+def _failed_ratio(conn: psycopg.Connection[Any], ctx: ProbeContext) -> CheckResult:
+    th = ctx.thresholds
+    row = conn.execute(FAILED_RATIO_SQL).fetchone()
+    failed, finished = (int(row[0]), int(row[1])) if row else (0, 0)
+    level = Level(th.job_failure_ratio_warn, th.job_failure_ratio_critical)
+    ratio = failed / finished if finished else 0.0
+    if finished < th.job_failure_min_jobs:
+        status = Status.OK
+        measured = f"{failed}/{finished} failed in the last hour (too few jobs to judge)"
+    else:
+        status = level.judge(ratio)
+        measured = f"{failed}/{finished} failed in the last hour ({ratio:.1%})"
+    return CheckResult(
+        C,
+        "failed_ratio",
+        status,
+        measured,
+        value=round(ratio, 4),
+        unit="ratio",
+        threshold=level.describe("{:.0%}") + f" (judged from {th.job_failure_min_jobs} jobs)",
+        hint=None
+        if status is Status.OK
+        else "many jobs fail: read the error codes (`schedgen logs pdf-worker`); a new release may parse "
+        "badly (`schedgen rollback`)",
+    )
+
+
+def _overdue(conn: psycopg.Connection[Any], ctx: ProbeContext) -> CheckResult:
+    th = ctx.thresholds
+    timeout = ctx.endpoints.job_timeout_s
+    row = conn.execute(OVERDUE_SQL, (timeout,)).fetchone()
+    count, longest = (int(row[0]), float(row[1])) if row else (0, 0.0)
+    level = Level(th.overdue_jobs_warn, th.overdue_jobs_critical)
+    status = level.judge(count)
+    return CheckResult(
+        C,
+        "processing_overdue",
+        status,
+        f"{count} job(s) processing longer than {timeout} s"
+        + (f" (longest {longest:.0f} s)" if count else ""),
+        value=count,
+        unit="jobs",
+        threshold=level.describe() + f" (job timeout {timeout} s)",
+        hint=None
+        if status is Status.OK
+        else "jobs outlived the job timeout: their worker died or hangs; the reconciler should fail or "
+        "retry them — check it runs (`schedgen logs pdf-worker`)",
+    )

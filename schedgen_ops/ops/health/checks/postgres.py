@@ -1,0 +1,188 @@
+"""postgres: reachable, latency, connections vs max_connections, longest transaction, replication lag.
+
+One connection for all of it. Connections are counted on the instance we talk to and compared with that
+instance's own ``max_connections`` (never a cluster-wide count against a per-instance limit).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import psycopg
+
+from schedgen_ops.ops.health.endpoints import redact
+from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.runner import ProbeContext
+from schedgen_ops.ops.health.thresholds import Level
+
+C = "postgres"
+
+CONNECTIONS_SQL = """
+SELECT (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()) AS used,
+       current_setting('max_connections')::int AS max,
+       (SELECT coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0)
+          FROM pg_stat_activity
+         WHERE xact_start IS NOT NULL AND backend_type = 'client backend'
+           AND pid <> pg_backend_pid()) AS longest_xact_s,
+       pg_is_in_recovery() AS replica
+"""
+PRIMARY_LAG_SQL = """
+SELECT count(*), coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication
+"""
+REPLICA_LAG_SQL = """
+SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END
+"""
+
+
+def connect(url: str, ctx: ProbeContext) -> psycopg.Connection[Any]:
+    """Autocommit connection with connect and statement timeouts from the deadline (libpq floor: 2 s)."""
+    remaining = ctx.deadline.remaining()
+    return psycopg.connect(
+        url,
+        autocommit=True,
+        connect_timeout=max(2, math.ceil(remaining)),
+        options=f"-c statement_timeout={max(1, int(remaining * 1000))}",
+        application_name="schedgen-health",
+    )
+
+
+def connect_failure(exc: psycopg.Error, url: str, budget: float) -> tuple[str, str]:
+    """(measured, hint) for a failed connection, naming the likely cause."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "too many clients" in text or "remaining connection slots" in text:
+        return (
+            f"connections exhausted: {text}"[:200],
+            "every connection slot is taken: find the holder in pg_stat_activity, lower pool sizes or "
+            "raise max_connections (`schedgen config`)",
+        )
+    if "timeout" in text.lower():
+        return (
+            f"{redact(url)}: no answer within {budget:g} s",
+            "Postgres accepts connections but does not answer: check its log, disk and load",
+        )
+    return (
+        f"{redact(url)}: {text}"[:200],
+        "Postgres is down or unreachable: `schedgen status`, then `schedgen logs postgres`",
+    )
+
+
+def probe(ctx: ProbeContext) -> list[CheckResult]:
+    url = ctx.endpoints.database_url
+    th = ctx.thresholds
+    if not url:
+        how = ctx.endpoints.notes.get("database_url", "--database-url or SCHEDGEN_DATABASE_URL")
+        return [CheckResult(C, "reachable", Status.UNKNOWN, "no database URL", hint=f"pass {how}")]
+    begin = time.monotonic()
+    try:
+        conn = connect(url, ctx)
+    except psycopg.Error as exc:
+        measured, hint = connect_failure(exc, url, th.check_budget_s)
+        return [
+            CheckResult(C, "reachable", Status.CRITICAL, measured, threshold="accepts connections", hint=hint)
+        ]
+    results: list[CheckResult] = []
+    with conn:
+        connect_ms = (time.monotonic() - begin) * 1000
+        version = conn.info.server_version
+        results.append(
+            CheckResult(
+                C,
+                "reachable",
+                Status.OK,
+                f"connected in {connect_ms:.0f} ms (server {version // 10000}.{version % 10000})",
+                value=True,
+                threshold="accepts connections",
+            )
+        )
+        begin = time.monotonic()
+        conn.execute("SELECT 1").fetchone()
+        ms = (time.monotonic() - begin) * 1000
+        level = Level(th.postgres_latency_warn_s * 1000, th.postgres_latency_critical_s * 1000)
+        status = level.judge(ms)
+        results.append(
+            CheckResult(
+                C,
+                "latency",
+                status,
+                f"{ms:.1f} ms",
+                value=round(ms, 2),
+                unit="ms",
+                threshold=level.describe("{:.0f} ms"),
+                hint=None
+                if status is Status.OK
+                else "Postgres is slow to answer SELECT 1: check CPU, I/O and locks",
+            )
+        )
+        row = conn.execute(CONNECTIONS_SQL).fetchone()
+        assert row is not None
+        used, maximum, longest_s, replica = int(row[0]), int(row[1]), float(row[2]), bool(row[3])
+        ratio = used / maximum if maximum else 1.0
+        level = Level(th.postgres_connections_warn_ratio, th.postgres_connections_critical_ratio)
+        status = level.judge(ratio)
+        results.append(
+            CheckResult(
+                C,
+                "connections",
+                status,
+                f"{used}/{maximum} ({ratio:.0%})",
+                value=round(ratio, 4),
+                unit="ratio",
+                threshold=level.describe("{:.0%}"),
+                hint=None
+                if status is Status.OK
+                else "connection slots are running out: check pool sizes x replicas against max_connections, "
+                "and idle sessions in pg_stat_activity",
+            )
+        )
+        level = Level(th.postgres_transaction_warn_s, th.postgres_transaction_critical_s)
+        status = level.judge(longest_s)
+        results.append(
+            CheckResult(
+                C,
+                "longest_transaction",
+                status,
+                f"{longest_s:.1f} s",
+                value=round(longest_s, 2),
+                unit="s",
+                threshold=level.describe("{:g} s"),
+                hint=None
+                if status is Status.OK
+                else "a long transaction holds locks and blocks vacuum: find it in pg_stat_activity "
+                "(xact_start) and pg_terminate_backend it if stuck",
+            )
+        )
+        results.extend(_replication(conn, replica, ctx))
+    return results
+
+
+def _replication(conn: psycopg.Connection[Any], replica: bool, ctx: ProbeContext) -> list[CheckResult]:
+    """Replay lag: on a primary the worst replica's, on a replica its own; nothing without replicas."""
+    th = ctx.thresholds
+    level = Level(th.postgres_replication_lag_warn_s, th.postgres_replication_lag_critical_s)
+    if replica:
+        row = conn.execute(REPLICA_LAG_SQL).fetchone()
+        lag, label = float(row[0]) if row else 0.0, "this replica"
+    else:
+        row = conn.execute(PRIMARY_LAG_SQL).fetchone()
+        if row is None or int(row[0]) == 0:
+            return []
+        lag, label = float(row[1]), f"worst of {int(row[0])} replica(s)"
+    status = level.judge(lag)
+    return [
+        CheckResult(
+            C,
+            "replication_lag",
+            status,
+            f"{lag:.1f} s ({label})",
+            value=round(lag, 2),
+            unit="s",
+            threshold=level.describe("{:g} s"),
+            hint=None
+            if status is Status.OK
+            else "a replica falls behind: check its disk/network and pg_stat_replication (stale reads)",
+        )
+    ]

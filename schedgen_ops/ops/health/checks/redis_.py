@@ -1,0 +1,188 @@
+"""redis: reachable, used memory vs maxmemory, eviction policy, AOF enabled and last write ok.
+
+The queue Redis must never evict: any policy but ``noeviction`` silently drops queued jobs, so it is
+critical, not a warning.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from schedgen_ops.ops.health.endpoints import redact
+from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.runner import ProbeContext
+from schedgen_ops.ops.health.thresholds import HealthThresholds, Level
+
+C = "redis"
+
+
+def client(url: str, ctx: ProbeContext) -> redis.Redis:
+    """A single-connection client with socket timeouts from the deadline and no retries."""
+    timeout = ctx.deadline.remaining()
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+        single_connection_client=True,
+    )
+
+
+def failure_hint(exc: redis.RedisError) -> str:
+    if isinstance(exc, redis.TimeoutError):
+        return "Redis accepts connections but does not answer: check its CPU, memory and log"
+    if isinstance(exc, redis.AuthenticationError | redis.ResponseError) and "auth" in str(exc).lower():
+        return "Redis refused the password: check SCHEDGEN_REDIS_URL against .schedgen/secrets.env"
+    return (
+        "Redis is down or unreachable: the api cannot enqueue and workers are idle; start it "
+        "(`schedgen up` / `schedgen status`) and check its log"
+    )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def probe(ctx: ProbeContext) -> list[CheckResult]:
+    url = ctx.endpoints.redis_url
+    th = ctx.thresholds
+    if not url:
+        how = ctx.endpoints.notes.get("redis_url", "--redis-url or SCHEDGEN_REDIS_URL")
+        return [CheckResult(C, "reachable", Status.UNKNOWN, "no Redis URL", hint=f"pass {how}")]
+    conn = client(url, ctx)
+    try:
+        begin = time.monotonic()
+        try:
+            conn.ping()
+        except redis.RedisError as exc:
+            return [
+                CheckResult(
+                    C,
+                    "reachable",
+                    Status.CRITICAL,
+                    f"{redact(url)}: {type(exc).__name__}: {exc}"[:200],
+                    threshold="answers PING",
+                    hint=failure_hint(exc),
+                )
+            ]
+        ms = (time.monotonic() - begin) * 1000
+        results = [
+            CheckResult(
+                C,
+                "reachable",
+                Status.OK,
+                f"PING {ms:.1f} ms",
+                value=round(ms, 2),
+                unit="ms",
+                threshold="answers PING",
+            )
+        ]
+        memory = conn.info("memory")
+        persistence = conn.info("persistence")
+    except redis.RedisError as exc:
+        return [
+            CheckResult(C, "reachable", Status.CRITICAL, f"INFO failed: {exc}"[:200], hint=failure_hint(exc))
+        ]
+    finally:
+        conn.close()
+    results.append(_memory(memory, th))
+    results.append(_eviction(memory))
+    results.extend(_aof(persistence))
+    return results
+
+
+def _memory(memory: dict[str, Any], th: HealthThresholds) -> CheckResult:
+    used = int(memory.get("used_memory", 0))
+    limit = int(memory.get("maxmemory", 0))
+    basis = "maxmemory"
+    if limit == 0:
+        limit = int(memory.get("total_system_memory", 0))
+        basis = "system memory (no maxmemory set)"
+    level = Level(th.redis_memory_warn_ratio, th.redis_memory_critical_ratio)
+    if limit <= 0:
+        return CheckResult(
+            C,
+            "memory",
+            Status.UNKNOWN,
+            f"{_human(used)} used, no limit known",
+            hint="set maxmemory for the queue Redis (`schedgen config`)",
+        )
+    ratio = used / limit
+    status = level.judge(ratio)
+    return CheckResult(
+        C,
+        "memory",
+        status,
+        f"{_human(used)} of {_human(limit)} {basis} ({ratio:.0%})",
+        value=round(ratio, 4),
+        unit="ratio",
+        threshold=level.describe("{:.0%}"),
+        hint=None
+        if status is Status.OK
+        else "queue Redis is filling up: with noeviction, writes (enqueues) fail when full; drain the "
+        "backlog (more workers) or raise maxmemory",
+    )
+
+
+def _eviction(memory: dict[str, Any]) -> CheckResult:
+    policy = str(memory.get("maxmemory_policy", "unknown"))
+    ok = policy == "noeviction"
+    return CheckResult(
+        C,
+        "eviction_policy",
+        Status.OK if ok else Status.CRITICAL,
+        policy,
+        value=policy,
+        threshold="noeviction",
+        hint=None
+        if ok
+        else "this policy silently evicts queued jobs: `CONFIG SET maxmemory-policy noeviction` now, "
+        "then fix the rendered redis config and redeploy",
+    )
+
+
+def _aof(persistence: dict[str, Any]) -> list[CheckResult]:
+    enabled = int(persistence.get("aof_enabled", 0)) == 1
+    results = [
+        CheckResult(
+            C,
+            "aof_enabled",
+            Status.OK if enabled else Status.WARN,
+            "yes" if enabled else "no",
+            value=enabled,
+            threshold="appendonly yes",
+            hint=None
+            if enabled
+            else "without AOF a Redis restart drops queued jobs until the reconciler re-enqueues them: "
+            "`CONFIG SET appendonly yes` and fix the rendered config",
+        )
+    ]
+    if enabled:
+        status_text = str(persistence.get("aof_last_write_status", "unknown"))
+        rewrite = str(persistence.get("aof_last_bgrewrite_status", "ok"))
+        ok = status_text == "ok" and rewrite == "ok"
+        results.append(
+            CheckResult(
+                C,
+                "aof_last_write",
+                Status.OK if ok else Status.CRITICAL,
+                f"write {status_text}, rewrite {rewrite}",
+                value=status_text,
+                threshold="ok",
+                hint=None
+                if ok
+                else "Redis cannot write its AOF (disk full or permissions): free disk on the Redis volume; "
+                "see the Redis log",
+            )
+        )
+    return results

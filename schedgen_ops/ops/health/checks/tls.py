@@ -1,0 +1,73 @@
+"""tls: days until the public certificate expires (only when a domain is configured)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from datetime import UTC, datetime
+
+from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.runner import ProbeContext
+from schedgen_ops.ops.health.thresholds import Level
+
+C = "tls"
+
+
+def probe(ctx: ProbeContext) -> list[CheckResult]:
+    ep = ctx.endpoints
+    th = ctx.thresholds
+    host, port = ep.domain, ep.tls_port
+    if ":" in host:
+        host, _, raw_port = host.rpartition(":")
+        port = int(raw_port)
+    context = ssl.create_default_context()
+    try:
+        with socket.create_connection((host, port), timeout=ctx.deadline.remaining()) as raw:
+            raw.settimeout(ctx.deadline.remaining())
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                cert = tls.getpeercert()
+    except ssl.SSLCertVerificationError as exc:
+        return [
+            CheckResult(
+                C,
+                "expiry",
+                Status.CRITICAL,
+                f"{host}:{port}: {exc.verify_message}",
+                threshold="valid chain",
+                hint="browsers reject this certificate: check Traefik's ACME "
+                "log (`schedgen logs traefik`) and that DNS points at this host",
+            )
+        ]
+    except (OSError, ssl.SSLError) as exc:
+        return [
+            CheckResult(
+                C,
+                "expiry",
+                Status.UNKNOWN,
+                f"{host}:{port} unreachable: {exc}"[:200],
+                hint="the domain does not answer on HTTPS from here: check DNS and the edge proxy",
+            )
+        ]
+    not_after = cert.get("notAfter") if cert else None
+    if not isinstance(not_after, str):
+        return [
+            CheckResult(C, "expiry", Status.UNKNOWN, "no certificate expiry", hint="inspect with openssl")
+        ]
+    expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
+    days = (expires - datetime.now(UTC)).total_seconds() / 86400
+    level = Level(th.tls_expiry_warn_days, th.tls_expiry_critical_days, rising=False)
+    status = level.judge(days)
+    return [
+        CheckResult(
+            C,
+            "expiry",
+            status,
+            f"{days:.1f} days (until {expires:%Y-%m-%d})",
+            value=round(days, 2),
+            unit="days",
+            threshold=level.describe("{:g} days") + " left",
+            hint=None
+            if status is Status.OK
+            else "the certificate is not being renewed: check Traefik's ACME log and port 80 reachability",
+        )
+    ]

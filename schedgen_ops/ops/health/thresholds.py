@@ -1,0 +1,236 @@
+"""Health thresholds: one model, one set of defaults, overridable per project.
+
+These are the numbers the rendered Prometheus alert rules must use too (one source): `load_thresholds`
+reads the project's configuration when the config package provides thresholds, and ``schedgen.yaml``
+may override any field under ``health:``. Field names say the unit (``_s`` seconds, ``_ratio`` 0..1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.ops.health.model import Status
+
+
+class HealthThresholds(BaseModel):
+    """Warn/critical levels of every check, and each check's time budget.
+
+    Defaults equal what `from_alerts` derives from profiles/base.yaml's ``alerts:`` section, so a run
+    without a project judges like the rendered alert rules of the default profile.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    check_budget_s: float = Field(2.0, gt=0, le=4.0, description="Time budget of each probe.")
+
+    api_latency_warn_s: float = Field(1.0, gt=0, description="/healthz round trip: warn at or above.")
+    api_latency_critical_s: float = Field(2.0, gt=0, description="/healthz round trip: critical at or above.")
+
+    postgres_latency_warn_s: float = Field(0.1, gt=0, description="SELECT 1 round trip: warn.")
+    postgres_latency_critical_s: float = Field(0.5, gt=0, description="SELECT 1 round trip: critical.")
+    postgres_connections_warn_ratio: float = Field(0.80, gt=0, le=1, description="Client connections / max.")
+    postgres_connections_critical_ratio: float = Field(
+        0.95, gt=0, le=1, description="Client connections / max."
+    )
+    postgres_transaction_warn_s: float = Field(60, gt=0, description="Longest open transaction: warn.")
+    postgres_transaction_critical_s: float = Field(
+        300, gt=0, description="Longest open transaction: critical."
+    )
+    postgres_replication_lag_warn_s: float = Field(30, gt=0, description="Replica replay lag: warn.")
+    postgres_replication_lag_critical_s: float = Field(120, gt=0, description="Replica replay lag: critical.")
+
+    redis_memory_warn_ratio: float = Field(0.70, gt=0, le=1, description="used_memory / maxmemory: warn.")
+    redis_memory_critical_ratio: float = Field(
+        0.80, gt=0, le=1, description="used_memory / maxmemory: critical."
+    )
+
+    queue_depth_warn: int = Field(100, ge=1, description="Waiting jobs, all queues: warn.")
+    queue_depth_critical: int = Field(1000, ge=1, description="Waiting jobs, all queues: critical.")
+    queue_oldest_job_warn_s: float = Field(120, gt=0, description="Age of the oldest waiting job: warn.")
+    queue_oldest_job_critical_s: float = Field(
+        600, gt=0, description="Age of the oldest waiting job: critical."
+    )
+    job_failure_ratio_warn: float = Field(0.10, gt=0, le=1, description="Failed / finished, last hour: warn.")
+    job_failure_ratio_critical: float = Field(0.20, gt=0, le=1, description="Failed / finished, last hour.")
+    job_failure_min_jobs: int = Field(
+        10, ge=1, description="Below this many finished jobs the ratio is not judged."
+    )
+    workers_min: int = Field(1, ge=0, description="Fewer live workers than this is critical.")
+    worker_heartbeat_warn_s: float = Field(
+        450, gt=0, description="Oldest worker heartbeat: warn (RQ ttl 420 s)."
+    )
+    worker_heartbeat_critical_s: float = Field(600, gt=0, description="Oldest worker heartbeat: critical.")
+    overdue_jobs_warn: int = Field(1, ge=1, description="Jobs processing past the job timeout: warn.")
+    overdue_jobs_critical: int = Field(5, ge=1, description="Jobs processing past the job timeout: critical.")
+
+    disk_free_warn_ratio: float = Field(
+        0.15, gt=0, lt=1, description="Free space on a data filesystem: warn below."
+    )
+    disk_free_critical_ratio: float = Field(0.05, gt=0, lt=1, description="Free space: critical below.")
+
+    backup_age_warn_s: float = Field(25 * 3600, gt=0, description="Newest backup older than this: warn.")
+    backup_age_critical_s: float = Field(
+        26 * 3600, gt=0, description="Newest backup older than this: critical."
+    )
+
+    tls_expiry_warn_days: float = Field(21, gt=0, description="Certificate expires sooner: warn.")
+    tls_expiry_critical_days: float = Field(7, gt=0, description="Certificate expires sooner: critical.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthThresholds:
+        """Each warn level must come before its critical level, or a check could skip straight past warn."""
+        data = self.model_dump()
+        for name, warn in data.items():
+            if not (name.endswith("_warn") or "_warn_" in name):
+                continue
+            crit_name = name.replace("_warn", "_critical")
+            crit = data.get(crit_name)
+            if crit is None:
+                continue
+            falling = name.startswith(("disk_free", "tls_expiry"))
+            if (falling and crit > warn) or (not falling and crit < warn):
+                raise ValueError(
+                    f"{crit_name} ({crit}) must be {'below' if falling else 'above'} {name} ({warn})"
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class Level:
+    """A warn/critical pair. ``rising``: bigger is worse (latency); else smaller is worse (free disk)."""
+
+    warn: float
+    critical: float
+    rising: bool = True
+
+    def judge(self, value: float) -> Status:
+        if self.rising:
+            if value >= self.critical:
+                return Status.CRITICAL
+            return Status.WARN if value >= self.warn else Status.OK
+        if value < self.critical:
+            return Status.CRITICAL
+        return Status.WARN if value < self.warn else Status.OK
+
+    def describe(self, fmt: str = "{}") -> str:
+        op = "≥" if self.rising else "<"
+        return f"warn {op} {fmt.format(self.warn)}, critical {op} {fmt.format(self.critical)}"
+
+
+def from_alerts(alerts: Any) -> dict[str, Any]:
+    """Health thresholds implied by the profile's ``alerts:`` section (the rendered Prometheus rules').
+
+    Each alert's number is where health reaches that alert's severity: a ``warning`` alert's value is the
+    warn level, a ``critical`` alert's value the critical level. The other level of the pair is derived
+    here, by one documented rule each (docs/HEALTH.md, "Where thresholds come from").
+    """
+    get = alerts.get if isinstance(alerts, Mapping) else lambda key: getattr(alerts, key, None)
+    out: dict[str, Any] = {}
+    if (backlog := get("queue_backlog")) is not None:  # QueueBacklog: warning
+        out["queue_depth_warn"] = int(backlog)
+        out["queue_depth_critical"] = int(backlog) * 10
+    if (oldest := get("oldest_job_age_s")) is not None:  # OldestQueuedJobTooOld: critical
+        out["queue_oldest_job_critical_s"] = float(oldest)
+        out["queue_oldest_job_warn_s"] = float(oldest) / 5
+    if (failure := get("job_failure_ratio")) is not None:  # JobFailureRatioHigh: warning
+        out["job_failure_ratio_warn"] = float(failure)
+        out["job_failure_ratio_critical"] = min(1.0, float(failure) * 2)
+    if (pg := get("postgres_connections_ratio")) is not None:  # PostgresConnectionsHigh: warning
+        out["postgres_connections_warn_ratio"] = float(pg)
+        out["postgres_connections_critical_ratio"] = max(float(pg), 0.95)
+    if (mem := get("redis_memory_ratio")) is not None:  # RedisMemoryHigh: critical
+        out["redis_memory_critical_ratio"] = float(mem)
+        out["redis_memory_warn_ratio"] = round(max(0.01, float(mem) - 0.10), 4)
+    if (backup_h := get("backup_max_age_h")) is not None:  # BackupTooOld: critical
+        out["backup_age_critical_s"] = float(backup_h) * 3600
+        out["backup_age_warn_s"] = max(1.0, float(backup_h) - 1) * 3600
+    if (p95 := get("latency_p95_s")) is not None:  # ApiHighLatencyP95: warning
+        out["api_latency_warn_s"] = float(p95)
+        out["api_latency_critical_s"] = float(p95) * 2
+    return out
+
+
+def try_load_config(project_dir: Path, warnings: list[str] | None = None) -> Any | None:
+    """The project's validated `Config`, or None (reason appended to ``warnings``) when it does not load.
+
+    On-call must be able to run health with a broken or missing configuration, so this never raises.
+    """
+    try:
+        from schedgen_ops.config import load_config
+
+        return load_config(project_dir)
+    except (SchedgenError, ImportError, OSError) as exc:
+        if warnings is not None:
+            reason = exc.one_line() if isinstance(exc, SchedgenError) else str(exc)
+            warnings.append(f"configuration not loaded, using built-in defaults: {reason}")
+        return None
+
+
+def config_thresholds(cfg: Any) -> dict[str, Any]:
+    """Thresholds from a validated configuration: its alerts, then its ``health`` section if it has one."""
+    values = from_alerts(cfg.alerts)
+    health = getattr(cfg, "health", None)
+    if health:
+        values.update(health.model_dump() if hasattr(health, "model_dump") else dict(health))
+    return values
+
+
+def _yaml_overrides(project_dir: Path) -> dict[str, Any]:
+    """The ``health:`` section of ``schedgen.yaml`` (on-call overrides), empty when absent."""
+    path = project_dir / "schedgen.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SchedgenError(
+            f"{path} is not valid YAML: {exc}", code="bad_config", hint="fix the file"
+        ) from exc
+    section = data.get("health") if isinstance(data, dict) else None
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise SchedgenError(
+            f"{path}: 'health' must be a mapping", code="bad_config", hint="see docs/HEALTH.md"
+        )
+    thresholds = section.get("thresholds", section)
+    return dict(thresholds) if isinstance(thresholds, dict) else {}
+
+
+def load_thresholds(
+    project_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    config: Any | None = None,
+    warnings: list[str] | None = None,
+) -> HealthThresholds:
+    """Defaults < the profile's alerts (project config) < ``health:`` in schedgen.yaml < ``overrides``.
+
+    ``config`` is the already loaded `Config` (else it is loaded from ``project_dir``; a configuration
+    that does not load leaves the defaults and a line in ``warnings``). Bad values name the key.
+    """
+    values: dict[str, Any] = {}
+    if config is None and project_dir is not None:
+        config = try_load_config(project_dir, warnings)
+    if config is not None:
+        values.update(config_thresholds(config))
+    if project_dir is not None:
+        values.update(_yaml_overrides(project_dir))
+    values.update(overrides or {})
+    try:
+        return HealthThresholds(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "health"
+        raise SchedgenError(
+            f"invalid health threshold {key}: {first['msg']}",
+            code="bad_config",
+            hint="see docs/HEALTH.md for every threshold and its unit",
+        ) from exc
