@@ -59,6 +59,9 @@ def _root(
 from schedgen_ops.cli import health as health_cmd  # noqa: E402
 
 health_cmd.register(app)
+from schedgen_ops.cli import loadtest as loadtest_cmd  # noqa: E402
+
+loadtest_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,127 @@
+"""Which api a load test hits: only loopback addresses, and only one that answers right now.
+
+Load is only ever generated against this machine (a workplace rule): a URL naming any other host is
+refused before a single request is sent. A stopped api is reported in seconds, not after a timeout.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+from limits import parse as parse_limit
+
+from schedgen_ops.errors import SchedgenError
+
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and the names of localhost (no DNS lookup of other names)."""
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str) -> str:
+    """The normalized base URL (no trailing slash); refuses non-http(s) and non-loopback URLs."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SchedgenError(
+            f"--url {url!r} is not an http(s) URL",
+            code="usage",
+            hint="e.g. --url http://127.0.0.1:8000",
+            exit_code=2,
+        )
+    if not is_loopback(parts.hostname):
+        raise SchedgenError(
+            f"refusing to load-test {parts.hostname}: "
+            "load tests only target this machine (127.0.0.1/localhost)",
+            code="non_loopback_target",
+            hint="run the stack locally (`schedgen up`) and pass --url http://127.0.0.1:PORT",
+            exit_code=2,
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def preflight(url: str, *, timeout_s: float = 3.0) -> None:
+    """GET /healthz once; a refused connection or an unhealthy answer is a clear, immediate error."""
+    try:
+        response = httpx.get(f"{url}/healthz", timeout=timeout_s)
+    except httpx.ConnectError as exc:
+        reason = "connection refused" if isinstance(exc.__cause__, ConnectionRefusedError) else str(exc)
+        raise SchedgenError(
+            f"the api at {url} is not reachable ({reason or 'connection failed'})",
+            code="api_unreachable",
+            hint="start the stack with `schedgen up` or point --url at a running api",
+        ) from exc
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise SchedgenError(
+            f"the api at {url} did not answer /healthz within {timeout_s:.0f}s",
+            code="api_unreachable",
+            hint="check `schedgen status` and the api logs",
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise SchedgenError(f"the api at {url} failed: {exc}", code="api_unreachable") from exc
+    if response.status_code != 200:
+        raise SchedgenError(
+            f"the api at {url} is not healthy: /healthz answered {response.status_code}",
+            code="api_unhealthy",
+            hint="check `schedgen health` before load-testing",
+        )
+
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+AUTH_HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """Where the api is and what the run needs to know about the service it fronts."""
+
+    url: str
+    database_url: str
+    auth_header: str = AUTH_HEADER
+    auth_prefix: str = ""
+    uploads_per_key: int = 9
+    metrics_urls: dict[str, str] = field(default_factory=dict)
+
+
+def uploads_per_key(rate_uploads: str) -> int:
+    """Uploads one simulated client makes before moving to a fresh key: one below the per-client limit."""
+    try:
+        amount = int(parse_limit(rate_uploads).amount)
+    except ValueError:
+        return 1
+    return max(1, amount - 1)
+
+
+def resolve_target(target: str | None, *, url: str | None, database_url: str) -> ResolvedTarget:
+    """The api URL (from --url, else the default local port), its database and its client settings."""
+    from schedgen_ops.service.settings import ServiceSettings
+
+    if target is not None:
+        raise SchedgenError(
+            f"--target {target}: deploy targets are not resolvable yet",
+            code="usage",
+            hint="pass --url http://127.0.0.1:PORT",
+            exit_code=2,
+        )
+    settings = ServiceSettings()  # type: ignore[call-arg]  # fields come from the environment
+    base = check_url(url or DEFAULT_URL)
+    host = urlsplit(base).hostname or "127.0.0.1"
+    metrics = {"api": f"{base}/metrics"}
+    if settings.worker_metrics_port:
+        metrics["worker"] = f"http://{host}:{settings.worker_metrics_port}/metrics"
+    return ResolvedTarget(
+        url=base,
+        database_url=database_url or settings.database_url.get_secret_value(),
+        uploads_per_key=uploads_per_key(settings.rate_uploads),
+        metrics_urls=metrics,
+    )
