@@ -8,10 +8,10 @@ merged values back into ``SCHEDGEN_<FIELD>`` environment for each runtime via `t
 from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "SCHEDGEN_"
 
@@ -34,7 +34,8 @@ class ServiceSettings(BaseSettings):
     ops_token: SecretStr = Field(
         SecretStr(""), description="Bearer token for ops endpoints (queue, priority)."
     )
-    trusted_proxies: list[str] = Field(
+    # NoDecode: list settings come from the environment as comma-separated strings (see `to_env`), not JSON.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1/32", "::1/128"],
         description="CIDRs whose X-Forwarded-For is believed (the reverse proxy).",
     )
@@ -51,7 +52,7 @@ class ServiceSettings(BaseSettings):
     parse_timeout_s: float = Field(60.0, gt=0, description="Abort one parse after this long.")
     job_timeout_s: int = Field(300, gt=0, description="RQ job timeout (a whole attempt).")
     job_retries: int = Field(3, ge=1, description="Attempts per job, the first included.")
-    job_retry_backoff_s: list[int] = Field(
+    job_retry_backoff_s: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [10, 30, 90], description="Delay before each retry (exponential)."
     )
     worker_max_jobs: int = Field(500, gt=0, description="A worker process restarts after this many jobs.")
