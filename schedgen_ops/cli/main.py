@@ -62,6 +62,9 @@ health_cmd.register(app)
 from schedgen_ops.cli import loadtest as loadtest_cmd  # noqa: E402
 
 loadtest_cmd.register(app)
+from schedgen_ops.cli import checklist as checklist_cmd  # noqa: E402
+
+checklist_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -214,7 +214,7 @@ class RenderedTree:
 
     def stamp(self) -> dict[str, Any]:
         """The render stamp (toolkit version, profile), when the renderer wrote one as JSON or YAML."""
-        for rel in ("RENDERED.json", ".schedgen-render.json", "render.json", "STAMP.json"):
+        for rel in ("render.json",):
             if self.exists(rel):
                 data = json.loads(self.text(rel))
                 return data if isinstance(data, dict) else {}
