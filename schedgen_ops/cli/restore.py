@@ -1,0 +1,111 @@
+"""`schedgen restore ID`: verify, safety-backup, stop writers, restore, check, restart, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from schedgen_ops.cli.backup import DbOpt, DirOpt, JsonOpt, RedisOpt, StorageOpt, TargetOpt, context, emit
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.ops.backup.create import BackupRequest
+from schedgen_ops.ops.backup.progress import Reporter
+from schedgen_ops.ops.backup.restore import RestoreRequest, restore_backup
+
+_out = Console(highlight=False, soft_wrap=True)
+
+
+def restore(
+    backup_id: str = typer.Argument(..., help="Backup id from `schedgen backup list`."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (scripts, CI)."),
+    directory: Path | None = DirOpt,
+    target: str = TargetOpt,
+    database_url: str | None = DbOpt,
+    redis_url: str | None = RedisOpt,
+    storage_url: str | None = StorageOpt,
+    with_redis: bool = typer.Option(False, "--redis", help="Also replace Redis' keys with the snapshot's."),
+    with_uploads: bool = typer.Option(False, "--uploads", help="Also put the archived upload objects back."),
+    swap: bool = typer.Option(
+        False, "--swap", help="Restore into a new database and swap it in (the old one is kept, renamed)."
+    ),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel pg_restore jobs."),
+    deep: bool = typer.Option(False, "--deep-verify", help="Verify with a scratch restore first."),
+    no_safety_backup: bool = typer.Option(
+        False, "--no-safety-backup", help="Skip the backup of the current state (only when it is known lost)."
+    ),
+    supervisor_conf: Path | None = typer.Option(
+        None,
+        "--supervisor-conf",
+        help="supervisord.conf of the local runtime (default: found in .schedgen/).",
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Restore a verified backup set over the current data."""
+    ctx_ = context(directory, target, database_url, redis_url, storage_url, supervisor_conf)
+    db_target = ctx_.target()
+    if not yes and not typer.confirm(
+        f"Replace the data of {ctx_.target_name} ({ctx_.database_url.rsplit('/', 1)[-1] or 'database'}) "
+        f"with backup {backup_id}? Writers will be stopped meanwhile",
+        default=False,
+    ):
+        raise SchedgenError("restore cancelled", code="cancelled", hint="pass --yes to skip the question")
+    if with_redis and not ctx_.redis_url:
+        raise SchedgenError("--redis needs a Redis URL", code="usage", hint="pass --redis-url", exit_code=2)
+    if with_uploads and not ctx_.storage_url:
+        raise SchedgenError(
+            "--uploads needs a storage URL", code="usage", hint="pass --storage-url", exit_code=2
+        )
+    request = RestoreRequest(
+        target=db_target,
+        directory=ctx_.directory,
+        backup_id=backup_id,
+        writers=ctx_.writers(),
+        mode="swap" if swap else "clean",
+        jobs=jobs,
+        redis_url=ctx_.redis_url if with_redis else None,
+        storage_url=ctx_.storage_url if with_uploads else None,
+        s3=ctx_.s3,
+        safety_backup=not no_safety_backup,
+        safety_request=BackupRequest(
+            target=db_target,
+            directory=ctx_.directory,
+            project_dir=ctx_.project,
+            profile=ctx_.profile,
+            storage_url=ctx_.storage_url or None,
+            s3=ctx_.s3,
+        ),
+        deep_verify=deep,
+    )
+    report = restore_backup(request, Reporter(quiet=as_json))
+
+    def human() -> None:
+        _out.print(f"restored backup {report.backup_id} into {report.database} ({report.mode})", markup=False)
+        _out.print(
+            f"  {report.verification}; safety backup: {report.safety_backup_id or 'skipped'}", markup=False
+        )
+        _out.print(f"  {report.rows_total} rows in {len(report.tables)} tables", markup=False)
+        if report.previous_database:
+            _out.print(f"  previous database kept as {report.previous_database}", markup=False)
+        if report.redis_keys is not None:
+            _out.print(f"  redis: {report.redis_keys} keys", markup=False)
+        if report.upload_objects is not None:
+            _out.print(f"  uploads: {report.upload_objects} objects", markup=False)
+        _out.print(
+            f"  writers stopped: {', '.join(report.stopped) or 'none under our control'}", markup=False
+        )
+        _out.print(f"  writers restarted: {', '.join(report.restarted) or 'none'}", markup=False)
+        for check in report.checks:
+            _out.print(
+                f"  check {check['name']}: {'ok' if check['ok'] else 'FAILED'} {check['detail']}",
+                markup=False,
+            )
+        _out.print(
+            f"  took {report.duration_s:.1f}s (postgres {report.postgres_restore_s:.1f}s)", markup=False
+        )
+
+    emit(as_json, report.to_json(), human)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("restore")(restore)

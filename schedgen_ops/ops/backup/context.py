@@ -1,0 +1,146 @@
+"""Resolve what a backup command works on from options, SCHEDGEN_* environment and the project config.
+
+Precedence for each value: command-line option > SCHEDGEN_* environment > the project's validated
+configuration (schedgen.yaml over its profile) > built-in default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.ops.backup.retention import Policy
+from schedgen_ops.ops.backup.sources import S3Settings
+from schedgen_ops.ops.backup.targets import ComposeTarget, KubernetesTarget, LocalTarget, Target
+from schedgen_ops.ops.backup.writers import (
+    ComposeWriters,
+    KubernetesWriters,
+    NoWriters,
+    SupervisorWriters,
+    Writers,
+)
+from schedgen_ops.runtime.argv import ComposeProject, KubeTarget
+
+TARGETS = ("local", "compose", "kubernetes")
+DEFAULT_DIR = "backups"
+#: Where the local runtime keeps supervisord's configuration (overridable with --supervisor-conf).
+SUPERVISOR_CONF_CANDIDATES = (".schedgen/supervisord.conf", ".schedgen/supervisor/supervisord.conf")
+
+
+@dataclass
+class BackupContext:
+    project: Path
+    directory: Path
+    target_name: str
+    database_url: str = ""
+    redis_url: str = ""
+    storage_url: str = ""
+    s3: S3Settings = field(default_factory=S3Settings)
+    profile: str | None = None
+    policy: Policy = field(default_factory=Policy)
+    config: Any = None
+    supervisor_conf: Path | None = None
+
+    def target(self) -> Target:
+        if self.target_name == "local":
+            if not self.database_url:
+                raise SchedgenError(
+                    "no database URL for the local target",
+                    code="backup_no_database",
+                    hint="pass --database-url or set SCHEDGEN_DATABASE_URL",
+                )
+            return LocalTarget(self.database_url, self.redis_url or None)
+        name = getattr(self.config, "name", None) or "schedgen"
+        if self.target_name == "compose":
+            return ComposeTarget(project=self.compose_project(name))
+        namespace = getattr(getattr(self.config, "kubernetes", None), "namespace", None) or "schedgen"
+        return KubernetesTarget(kube=KubeTarget(namespace))
+
+    def compose_project(self, name: str) -> ComposeProject:
+        files = tuple(sorted((self.project / "deploy" / "compose").glob("*.y*ml")))
+        return ComposeProject(name, files)
+
+    def writers(self) -> Writers:
+        if self.target_name == "compose":
+            return ComposeWriters(self.compose_project(getattr(self.config, "name", None) or "schedgen"))
+        if self.target_name == "kubernetes":
+            namespace = getattr(getattr(self.config, "kubernetes", None), "namespace", None) or "schedgen"
+            return KubernetesWriters(KubeTarget(namespace))
+        if self.supervisor_conf is not None:
+            return SupervisorWriters(self.supervisor_conf)
+        return NoWriters()
+
+
+def _load_config(project: Path) -> Any:
+    if not (project / "schedgen.yaml").is_file():
+        return None
+    from schedgen_ops.config import load_config
+
+    return load_config(project)
+
+
+def _secret(value: Any) -> str:
+    if value is None:
+        return ""
+    getter = getattr(value, "get_secret_value", None)
+    return str(getter() if getter else value)
+
+
+def resolve_context(
+    project: Path,
+    *,
+    target: str = "local",
+    directory: Path | None = None,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    storage_url: str | None = None,
+    supervisor_conf: Path | None = None,
+) -> BackupContext:
+    if target not in TARGETS:
+        raise SchedgenError(
+            f"unknown target {target!r}", code="usage", hint=f"use one of {', '.join(TARGETS)}", exit_code=2
+        )
+    config = _load_config(project)
+    service = getattr(config, "service", None)
+    backup_cfg = getattr(config, "backup", None)
+
+    def pick(option: str | None, env: str, attr: str) -> str:
+        if option:
+            return option
+        if os.environ.get(env):
+            return os.environ[env]
+        return _secret(getattr(service, attr, None))
+
+    base = directory or Path(getattr(backup_cfg, "dir", None) or DEFAULT_DIR)
+    if not base.is_absolute():
+        base = project / base
+    policy = Policy(
+        keep_daily=getattr(backup_cfg, "keep_daily", 7),
+        keep_weekly=getattr(backup_cfg, "keep_weekly", 4),
+        keep_monthly=getattr(backup_cfg, "keep_monthly", 12),
+    )
+    if supervisor_conf is None:
+        supervisor_conf = next(
+            (project / c for c in SUPERVISOR_CONF_CANDIDATES if (project / c).is_file()), None
+        )
+    return BackupContext(
+        project=project,
+        directory=base,
+        target_name=target,
+        database_url=pick(database_url, "SCHEDGEN_DATABASE_URL", "database_url"),
+        redis_url=pick(redis_url, "SCHEDGEN_REDIS_URL", "redis_url"),
+        storage_url=pick(storage_url, "SCHEDGEN_STORAGE_URL", "storage_url"),
+        s3=S3Settings(
+            endpoint_url=pick(None, "SCHEDGEN_S3_ENDPOINT_URL", "s3_endpoint_url"),
+            access_key=pick(None, "SCHEDGEN_S3_ACCESS_KEY", "s3_access_key"),
+            secret_key=pick(None, "SCHEDGEN_S3_SECRET_KEY", "s3_secret_key"),
+            region=pick(None, "SCHEDGEN_S3_REGION", "s3_region") or "us-east-1",
+        ),
+        profile=getattr(config, "profile", None),
+        policy=policy,
+        config=config,
+        supervisor_conf=supervisor_conf,
+    )

@@ -1,0 +1,232 @@
+"""`schedgen backup`: write one complete, self-describing backup set.
+
+DIR/<UTC timestamp>.partial/ is filled step by step and renamed to DIR/<timestamp>/ only when every
+step succeeded and manifest.json is written; a failed run is renamed to <timestamp>.failed with the
+error in its manifest, so nothing incomplete ever looks like a backup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schedgen_ops import __version__
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.ops.backup.archive import count_rows
+from schedgen_ops.ops.backup.lock import backup_lock
+from schedgen_ops.ops.backup.manifest import (
+    CONFIG_TAR,
+    POSTGRES_DUMP,
+    POSTGRES_GLOBALS,
+    REDIS_RDB,
+    UPLOADS_TAR,
+    ConfigInfo,
+    FileEntry,
+    Manifest,
+    PostgresInfo,
+    RedisInfo,
+    UploadsInfo,
+    iso,
+    utcnow,
+    write_manifest,
+)
+from schedgen_ops.ops.backup.progress import Reporter
+from schedgen_ops.ops.backup.redis_snapshot import check_rdb
+from schedgen_ops.ops.backup.sources import S3Settings, archive_config, archive_uploads
+from schedgen_ops.ops.backup.streaming import file_digest, stream_to_file
+from schedgen_ops.ops.backup.targets import Target
+from schedgen_ops.ops.backup.tools import archive_tools, major_of
+
+PARTIAL_SUFFIX = ".partial"
+FAILED_SUFFIX = ".failed"
+
+
+@dataclass
+class BackupRequest:
+    """Everything one backup run needs."""
+
+    target: Target
+    directory: Path
+    project_dir: Path | None = None
+    profile: str | None = None
+    storage_url: str | None = None
+    s3: S3Settings = field(default_factory=S3Settings)
+    include_secrets: bool = False
+    reason: str = "manual"
+
+
+def new_backup_id(directory: Path) -> str:
+    """A UTC timestamp id, unique in ``directory`` (a suffix is added within the same second)."""
+    base = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    candidate, n = base, 1
+    while any((directory / (candidate + suffix)).exists() for suffix in ("", PARTIAL_SUFFIX, FAILED_SUFFIX)):
+        candidate = f"{base}-{n}"
+        n += 1
+    return candidate
+
+
+def create_backup(request: BackupRequest, reporter: Reporter | None = None) -> Manifest:
+    """Run one backup under the directory lock; return the complete manifest or raise."""
+    reporter = reporter or Reporter(quiet=True)
+    directory = request.directory
+    with backup_lock(directory, "backup"):
+        return _create_locked(request, reporter)
+
+
+def _create_locked(request: BackupRequest, reporter: Reporter) -> Manifest:
+    directory = request.directory
+    backup_id = new_backup_id(directory)
+    work = directory / (backup_id + PARTIAL_SUFFIX)
+    work.mkdir(parents=True)
+    started = utcnow()
+    clock = time.monotonic()
+    manifest = Manifest(
+        id=backup_id,
+        status="running",
+        reason=request.reason,
+        target=request.target.name,
+        profile=request.profile,
+        project=str(request.project_dir) if request.project_dir else None,
+        host=socket.gethostname(),
+        started_at=iso(started),
+        tools={"schedgen": __version__},
+    )
+    write_manifest(work, manifest)
+    try:
+        _fill(request, manifest, work, reporter)
+    except BaseException as exc:
+        manifest.status = "failed"
+        manifest.error = exc.one_line() if isinstance(exc, SchedgenError) else f"{type(exc).__name__}: {exc}"
+        manifest.finished_at = iso(utcnow())
+        manifest.duration_s = round(time.monotonic() - clock, 3)
+        write_manifest(work, manifest)
+        os.replace(work, directory / (backup_id + FAILED_SUFFIX))
+        raise
+    manifest.status = "complete"
+    manifest.finished_at = iso(utcnow())
+    manifest.duration_s = round(time.monotonic() - clock, 3)
+    write_manifest(work, manifest)
+    _fsync_dir(work)
+    os.replace(work, directory / backup_id)
+    _fsync_dir(directory)
+    return manifest
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fill(request: BackupRequest, manifest: Manifest, work: Path, reporter: Reporter) -> None:
+    target = request.target
+    version_num, version = target.postgres_version()
+    pg_dump_version = target.pg_dump_version()
+    manifest.tools["pg_dump"] = pg_dump_version
+    reporter.note(f"backup {manifest.id}: {target.name} target, Postgres {version} -> {work.parent}")
+
+    dump = work / POSTGRES_DUMP
+    command = target.pg_dump()
+    with reporter.step("postgres: pg_dump -Fc") as advance:
+        digest = stream_to_file(command.argv, dump, what="pg_dump", env=command.env, progress=advance)
+    manifest.files.append(
+        FileEntry(path=POSTGRES_DUMP, kind="postgres", size=digest.size, sha256=digest.sha256)
+    )
+
+    command = target.pg_dumpall_globals(role_passwords=request.include_secrets)
+    with reporter.step("postgres: pg_dumpall --globals-only") as advance:
+        digest = stream_to_file(
+            command.argv,
+            work / POSTGRES_GLOBALS,
+            what="pg_dumpall --globals-only",
+            env=command.env,
+            progress=advance,
+        )
+    manifest.files.append(
+        FileEntry(path=POSTGRES_GLOBALS, kind="postgres-globals", size=digest.size, sha256=digest.sha256)
+    )
+
+    tools = archive_tools(major_of(pg_dump_version))
+    with reporter.step("postgres: reading the archive back (row counts)") as advance:
+        tables = count_rows(tools, dump, progress=advance)
+    manifest.postgres = PostgresInfo(
+        database=_database_name(target),
+        server_version=version,
+        server_version_num=version_num,
+        tables=tables,
+        rows_total=sum(tables.values()),
+    )
+
+    rdb_command = target.redis_rdb()
+    if rdb_command is not None:
+        redis_version = target.redis_version()
+        with reporter.step("redis: snapshot (redis-cli --rdb)") as advance:
+            digest = stream_to_file(
+                rdb_command.argv,
+                work / REDIS_RDB,
+                what="redis-cli --rdb",
+                env=rdb_command.env,
+                progress=advance,
+            )
+        manifest.files.append(FileEntry(path=REDIS_RDB, kind="redis", size=digest.size, sha256=digest.sha256))
+        manifest.redis = RedisInfo(server_version=redis_version, keys=check_rdb(work / REDIS_RDB))
+        manifest.tools["redis-cli"] = _redis_cli_version()
+
+    if request.storage_url:
+        with reporter.step("uploads: pending objects") as advance:
+            objects, size = archive_uploads(request.storage_url, work / UPLOADS_TAR, request.s3, advance)
+        digest = file_digest(work / UPLOADS_TAR)
+        manifest.files.append(
+            FileEntry(path=UPLOADS_TAR, kind="uploads", size=digest.size, sha256=digest.sha256)
+        )
+        manifest.uploads = UploadsInfo(source=_redact_url(request.storage_url), objects=objects, bytes=size)
+
+    if request.project_dir is not None:
+        if request.include_secrets:
+            reporter.note(
+                "warning: --include-secrets: this backup set contains secrets (secrets.env, role passwords); "
+                "store and ship it like the secrets themselves"
+            )
+        names = archive_config(
+            request.project_dir, work / CONFIG_TAR, include_secrets=request.include_secrets
+        )
+        digest = file_digest(work / CONFIG_TAR)
+        manifest.files.append(
+            FileEntry(path=CONFIG_TAR, kind="config", size=digest.size, sha256=digest.sha256)
+        )
+        manifest.config = ConfigInfo(files=names, secrets_included=request.include_secrets)
+
+
+def _database_name(target: Target) -> str:
+    conn = getattr(target, "conn", None)
+    if conn is not None:
+        return str(conn.dbname)
+    return str(getattr(target, "pg_database", ""))
+
+
+def _redis_cli_version() -> str:
+    import subprocess
+
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        return ""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def _redact_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, f"{parts.username}:***@{host}", parts.path, "", ""))
