@@ -56,6 +56,13 @@ def _root(
 
 
 # Command groups (each module exposes register(app)).
+from schedgen_ops.cli import apikeys as apikeys_cmd  # noqa: E402
+from schedgen_ops.cli import db as db_cmd  # noqa: E402
+from schedgen_ops.cli import serve as serve_cmd  # noqa: E402
+
+serve_cmd.register(app)
+db_cmd.register(app)
+apikeys_cmd.register(app)
 from schedgen_ops.cli import health as health_cmd  # noqa: E402
 
 health_cmd.register(app)

@@ -1,0 +1,563 @@
+"""The HTTP API: upload -> job -> events / calendar, plus queue stats, health and metrics.
+
+Flow of an upload: validate while streaming -> store bytes -> commit the job row -> enqueue its id.
+If Redis is down at that moment the row stays ``queued`` and the reconciler enqueues it later; if
+Postgres is down the upload is refused with 503 (nothing is accepted that is not in the ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schedgen_ops import __version__
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.service import db, ledger, metrics, queue
+from schedgen_ops.service.clients import KeyCache, client_ip, lookup_key
+from schedgen_ops.service.context import ServiceContext
+from schedgen_ops.service.logs import client_id_var, request_id_var
+from schedgen_ops.service.ratelimit import Decision, RateLimits
+from schedgen_ops.service.schemas import (
+    CheckResult,
+    ErrorResponse,
+    JobError,
+    JobView,
+    Liveness,
+    QueueView,
+    Readiness,
+    UploadAccepted,
+)
+from schedgen_ops.service.settings import ServiceSettings
+from schedgen_ops.service.uploads import UploadRejected, read_upload
+
+log = logging.getLogger("schedgen.api")
+
+EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_BODY_SLACK = 64 * 1024  # multipart framing around the file
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"code", "message", "request_id"}}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "request_id": request_id_var.get()}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in (
+        (401, "Invalid API key or missing ops token."),
+        (404, "Unknown job."),
+        (409, "The job has not completed."),
+        (413, "File too large."),
+        (415, "Not a PDF / not multipart."),
+        (422, "Invalid PDF or request (code says which)."),
+        (429, "Rate limited; see Retry-After."),
+        (503, "A dependency (database, storage) is unavailable."),
+    )
+}
+
+_MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "The timetable PDF."},
+                        "priority": {
+                            "type": "string",
+                            "enum": ["high", "default", "low"],
+                            "description": "Queue priority; honoured only with the ops token.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """Build the api; connections open in the lifespan (one pool per uvicorn worker process)."""
+    if settings is None:
+        from schedgen_ops.service.config import load_settings
+
+        settings = load_settings()
+    cfg = settings
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = ServiceContext.create(cfg, name="api")
+        state["ctx"] = ctx
+        state["limits"] = RateLimits(cfg)
+        state["keys"] = KeyCache()
+        state["migrated"] = False
+        try:
+            await run_in_threadpool(_migrate, cfg, state)
+            yield
+        finally:
+            ctx.close()
+
+    app = FastAPI(
+        title="schedgen parsing service",
+        version=__version__,
+        description="Upload University of Pretoria timetable PDFs; get events and calendars back.",
+        lifespan=lifespan,
+    )
+
+    def ctx() -> ServiceContext:
+        context: ServiceContext = state["ctx"]
+        return context
+
+    def is_ops(request: Request) -> bool:
+        token = cfg.ops_token.get_secret_value()
+        given = request.headers.get("authorization", "")
+        return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    # --- middleware: request id, client id, rate limits, metrics, access log -------------------------
+
+    @app.middleware("http")
+    async def _envelope(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        incoming = request.headers.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        rid_token = request_id_var.set(request_id)
+        cid_token = client_id_var.set(None)
+        path = request.url.path
+        decision: Decision | None = None
+        try:
+            try:
+                client = await _identify(request)
+                client_id_var.set(client)
+                if not path.startswith(EXEMPT_PATHS):
+                    category = _category(request.method, path)
+                    decision = await run_in_threadpool(state["limits"].hit, category, client)
+                    if decision is not None and not decision.allowed:
+                        if category == "upload":
+                            metrics.UPLOADS.labels("rate_limited").inc()
+                        response: Response = error_response(
+                            429,
+                            "rate_limited",
+                            f"too many {category} requests; retry later",
+                            decision.headers(),
+                        )
+                    else:
+                        response = await call_next(request)
+                else:
+                    response = await call_next(request)
+            except ApiError as exc:
+                response = error_response(exc.status, exc.code, exc.message, exc.headers)
+            except Exception:
+                log.exception("unhandled error in middleware")
+                response = error_response(500, "internal_error", "internal error")
+            if decision is not None:
+                for key, value in decision.headers().items():
+                    response.headers.setdefault(key, value)
+            response.headers["X-Request-ID"] = request_id
+            route = request.scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            elapsed = time.perf_counter() - started
+            metrics.HTTP_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+            metrics.HTTP_LATENCY.labels(request.method, template).observe(elapsed)
+            if not path.startswith(("/healthz", "/metrics")):
+                log.info(
+                    "request",
+                    extra={
+                        "method": request.method,
+                        "route": template,
+                        "status": response.status_code,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
+            return response
+        finally:
+            request_id_var.reset(rid_token)
+            client_id_var.reset(cid_token)
+
+    async def _identify(request: Request) -> str:
+        key = request.headers.get("x-api-key")
+        if key:
+            hit, key_id = state["keys"].get(key)
+            if not hit:
+                try:
+                    key_id = await run_in_threadpool(_lookup, ctx(), key)
+                except (psycopg.Error, PoolTimeout) as exc:
+                    raise ApiError(
+                        503, "database_unavailable", "cannot verify the API key right now"
+                    ) from exc
+                state["keys"].put(key, key_id)
+            if key_id is None:
+                raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
+            return f"key:{key_id}"
+        peer = request.client.host if request.client else None
+        return "ip:" + client_ip(peer, request.headers.get("x-forwarded-for"), cfg.trusted_networks())
+
+    # --- error handlers: always the JSON envelope, never a stack trace ------------------------------
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(SchedgenError)
+    async def _schedgen_error(request: Request, exc: SchedgenError) -> JSONResponse:
+        status = 503 if exc.code in ("database_unavailable", "storage_unavailable") else 422
+        return error_response(status, exc.code, exc.one_line())
+
+    @app.exception_handler(psycopg.Error)
+    async def _db_error(request: Request, exc: psycopg.Error) -> JSONResponse:
+        log.warning("database error", extra={"error": type(exc).__name__})
+        return error_response(503, "database_unavailable", "the job database is unavailable; retry shortly")
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+        return error_response(503, "database_unavailable", "the job database is unavailable; retry shortly")
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error")
+
+    # --- endpoints ------------------------------------------------------------------------------------
+
+    @app.post(
+        "/api/uploads",
+        status_code=202,
+        response_model=UploadAccepted,
+        responses=_ERRORS,
+        openapi_extra=_MULTIPART_BODY,
+        summary="Upload a timetable PDF for parsing",
+    )
+    async def upload(request: Request) -> UploadAccepted:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > cfg.upload_max_bytes + _BODY_SLACK:
+            metrics.UPLOADS.labels("file_too_large").inc()
+            raise ApiError(
+                413, "file_too_large", f"the file is larger than the {cfg.upload_max_bytes} byte limit"
+            )
+        try:
+            received = await read_upload(
+                request.headers.get("content-type", ""), request.stream(), max_bytes=cfg.upload_max_bytes
+            )
+            pages = await run_in_threadpool(_quick_check, bytes(received.data), cfg)
+        except UploadRejected as exc:
+            metrics.UPLOADS.labels(exc.code).inc()
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        data = bytes(received.data)
+        priority = received.fields.get("priority", "default")
+        if priority not in ledger.PRIORITIES or not is_ops(request):
+            priority = "default"
+        job_id = await run_in_threadpool(
+            _accept, ctx(), data, received.filename, pages, priority, client_id_var.get() or "unknown"
+        )
+        metrics.UPLOADS.labels("accepted").inc()
+        base = f"/api/jobs/{job_id}"
+        return UploadAccepted(
+            job_id=job_id,
+            status="queued",
+            status_url=base,
+            events_url=f"{base}/events",
+            calendar_url=f"{base}/calendar.ics",
+        )
+
+    @app.get("/api/jobs/{job_id}", response_model=JobView, responses=_ERRORS, summary="Job status")
+    def job_status(job_id: str) -> JobView:
+        job = _find(ctx(), job_id)
+        position = None
+        if job.status == "queued":
+            try:
+                position = queue.position(ctx().redis, job.id, job.priority)
+            except Exception:  # Redis down: the ledger still answers
+                position = None
+        error = None
+        if job.status == "failed":
+            error = JobError(code=job.error_code or "failed", message=job.error_message or "")
+        return JobView(
+            job_id=job.id,
+            status=job.status,  # type: ignore[arg-type]
+            kind=job.kind,  # type: ignore[arg-type]
+            attempts=job.attempts,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            error=error,
+            queue_position=position,
+        )
+
+    from schedgen_ops.parsing.export import TimetableDocument
+
+    @app.get(
+        "/api/jobs/{job_id}/events",
+        response_model=TimetableDocument,
+        responses=_ERRORS,
+        summary="Parsed events (same JSON as `schedgen parse --format json`)",
+    )
+    def job_events(job_id: str) -> dict[str, Any]:
+        from schedgen_ops.parsing.export import to_json
+
+        return to_json([_timetable(ctx(), job_id)])
+
+    @app.get(
+        "/api/jobs/{job_id}/calendar.ics",
+        responses={**_ERRORS, 200: {"content": {"text/calendar": {"schema": {"type": "string"}}}}},
+        response_class=Response,
+        summary="Calendar (same rules as `schedgen parse --format ics`)",
+    )
+    def job_calendar(
+        job_id: str,
+        date_from: dt.date | None = Query(
+            None, alias="from", description="First day (lectures repeat from)."
+        ),
+        date_until: dt.date | None = Query(None, alias="until", description="Last day, inclusive."),
+        semester: str | None = Query(None, pattern="^(?i:S1|S2|Y)$", description="S1, S2 or Y."),
+        group: list[str] = Query([], description='Keep only these groups of a module: "COS 214=P01,G01".'),
+        exam_duration_min: int = Query(180, ge=1, le=600, description="Exam length (the PDF has no end)."),
+    ) -> Response:
+        from schedgen_ops.parsing.ics import parse_group_filters, to_ics
+        from schedgen_ops.parsing.semesters import resolve_semester
+
+        timetable = _timetable(ctx(), job_id)
+        try:
+            if semester and (date_from is None or date_until is None):
+                dates = resolve_semester(semester)
+                date_from = date_from or dates.start
+                date_until = date_until or dates.end
+            body = to_ics(
+                [timetable],
+                date_from=date_from,
+                date_until=date_until,
+                exam_duration_min=exam_duration_min,
+                group_filter=parse_group_filters(group) if group else None,
+                semester=semester.upper() if semester and semester.upper() in ("S1", "S2") else None,
+            )
+        except SchedgenError as exc:
+            raise ApiError(422, exc.code, exc.one_line()) from None
+        return Response(
+            body,
+            media_type="text/calendar; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{job_id}.ics"'},
+        )
+
+    @app.get(
+        "/api/queue", response_model=QueueView, responses=_ERRORS, summary="Queue statistics (ops token)"
+    )
+    def queue_stats(request: Request) -> dict[str, Any]:
+        if not is_ops(request):
+            raise ApiError(
+                401, "unauthorized", "this endpoint needs the ops token (Authorization: Bearer ...)"
+            )
+        stats = queue.stats(ctx().redis)
+        with ctx().pool.connection() as conn:
+            stats["ledger"] = ledger.status_counts(conn)
+        return stats
+
+    @app.get("/healthz", response_model=Liveness, summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A dependency is down (detail per check)."}},
+        summary="Readiness: Postgres, Redis and storage, each with its own timeout",
+    )
+    async def readyz() -> JSONResponse:
+        checks = await asyncio.gather(
+            _check("postgres", lambda: _check_postgres(ctx(), cfg, state), cfg.readiness_timeout_s),
+            _check("redis", lambda: ctx().redis.ping(), cfg.readiness_timeout_s),
+            _check("storage", lambda: ctx().storage.check(), cfg.readiness_timeout_s),
+        )
+        ready = all(result.ok for _, result in checks)
+        body = Readiness(status="ready" if ready else "not_ready", checks=dict(checks))
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics (all api and worker processes sharing the dir)")
+    def metrics_endpoint() -> Response:
+        metrics.update_pool_gauges(ctx().pool)
+        body, content_type = metrics.render(metrics.ScrapeCollector(lambda: _scrape(ctx())))
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+# --- helpers (blocking; called in the threadpool) --------------------------------------------------------
+
+
+def _migrate(settings: ServiceSettings, state: dict[str, Any]) -> None:
+    try:
+        db.migrate(settings.database_url.get_secret_value())
+        state["migrated"] = True
+    except SchedgenError as exc:
+        log.warning("migrations not applied at start-up; will retry on /readyz", extra={"error": exc.message})
+
+
+def _lookup(ctx: ServiceContext, key: str) -> str | None:
+    with ctx.pool.connection() as conn:
+        return lookup_key(conn, key)
+
+
+def _category(method: str, path: str) -> str:
+    if method == "POST" and path.rstrip("/") == "/api/uploads":
+        return "upload"
+    if method == "GET" and path.startswith("/api/jobs/") and path.count("/") == 3:
+        return "status"
+    return "requests"
+
+
+def _quick_check(data: bytes, settings: ServiceSettings) -> int:
+    from schedgen_ops.parsing import ParseError, quick_check
+
+    try:
+        return quick_check(data, max_bytes=settings.upload_max_bytes, max_pages=settings.upload_max_pages)
+    except ParseError as exc:
+        raise UploadRejected(exc.http_status, exc.code, exc.message) from None
+
+
+def _accept(
+    ctx: ServiceContext, data: bytes, filename: str | None, pages: int, priority: str, client_id: str
+) -> str:
+    """Store bytes, commit the job row, enqueue: in that order, so nothing queued lacks its bytes or row."""
+    settings = ctx.settings
+    job_id = ledger.new_job_id()
+    ctx.storage.put(job_id, data)
+    try:
+        with ctx.pool.connection() as conn:
+            ledger.insert_job(
+                conn,
+                job_id=job_id,
+                priority=priority,
+                client_id=client_id,
+                filename=filename,
+                size_bytes=len(data),
+                pages=pages,
+                sha256=hashlib.sha256(data).hexdigest(),
+                storage_key=job_id,
+                max_attempts=settings.job_retries,
+                ttl_s=settings.result_ttl_s + settings.failed_ttl_s,
+            )
+    except BaseException:
+        ctx.storage.delete(job_id)
+        raise
+    try:
+        queue.enqueue(ctx.redis, settings, job_id, priority)
+    except Exception as exc:  # the reconciler enqueues it from the ledger
+        log.warning(
+            "enqueue failed; the reconciler will enqueue the job", extra={"job_id": job_id, "error": str(exc)}
+        )
+    return job_id
+
+
+def _find(ctx: ServiceContext, job_id: str) -> ledger.Job:
+    if not ledger.JOB_ID_RE.match(job_id):
+        raise ApiError(404, "job_not_found", "no such job")
+    with ctx.pool.connection() as conn:
+        job = ledger.get_job(conn, job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", "no such job")
+    return job
+
+
+def _timetable(ctx: ServiceContext, job_id: str) -> Any:
+    from schedgen_ops.parsing import Timetable
+
+    job = _find(ctx, job_id)
+    if job.status != "completed":
+        raise ApiError(409, "job_not_completed", f"the job is {job.status}; poll its status until completed")
+    with ctx.pool.connection() as conn:
+        stored = ledger.result(conn, job_id)
+    if stored is None:
+        raise ApiError(404, "job_not_found", "the job's result has expired")
+    return Timetable.model_validate(stored[1])
+
+
+async def _check(name: str, probe: Callable[[], object], timeout_s: float) -> tuple[str, CheckResult]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(run_in_threadpool(probe), timeout_s)
+        ok, detail = True, "ok"
+    except TimeoutError:
+        ok, detail = False, f"no answer within {timeout_s:g}s"
+    except SchedgenError as exc:
+        ok, detail = False, exc.message
+    except Exception as exc:
+        ok, detail = (
+            False,
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+        )
+    return name, CheckResult(
+        ok=ok, latency_ms=round((time.perf_counter() - started) * 1000, 2), detail=detail
+    )
+
+
+def _check_postgres(ctx: ServiceContext, settings: ServiceSettings, state: dict[str, Any]) -> None:
+    # A direct connection, not the pool: readiness must not wait behind busy requests or a dead pool.
+    with db.connect(settings.database_url.get_secret_value(), timeout_s=settings.readiness_timeout_s) as conn:
+        conn.execute("SELECT 1")
+    if not state.get("migrated"):
+        _migrate(settings, state)
+        if not state.get("migrated"):
+            raise SchedgenError("migrations are not applied", code="database_unavailable")
+
+
+def _scrape(ctx: ServiceContext) -> dict[str, Any]:
+    data: dict[str, Any] = {"queue": queue.stats(ctx.redis)}
+    try:
+        with ctx.pool.connection(timeout=1.0) as conn:
+            data["jobs"] = ledger.status_counts(conn)
+            data["oldest_queued_s"] = ledger.oldest_queued_age_s(conn)
+    except (psycopg.Error, PoolTimeout):
+        pass
+    return data
+
+
+def app_factory() -> FastAPI:
+    """uvicorn's factory for each api worker process: settings from the environment, JSON logs."""
+    from schedgen_ops.service.config import load_settings
+    from schedgen_ops.service.logs import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.log_level, "api")
+    return create_app(settings)

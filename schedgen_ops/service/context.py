@@ -1,0 +1,34 @@
+"""The per-process connections a service process shares between requests or jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg_pool import ConnectionPool
+from redis import Redis
+
+from schedgen_ops.service import db
+from schedgen_ops.service.queue import redis_client
+from schedgen_ops.service.settings import ServiceSettings
+from schedgen_ops.service.storage import Storage, open_storage
+
+
+@dataclass
+class ServiceContext:
+    settings: ServiceSettings
+    pool: ConnectionPool
+    redis: Redis
+    storage: Storage
+
+    @classmethod
+    def create(cls, settings: ServiceSettings, *, name: str) -> ServiceContext:
+        return cls(
+            settings=settings,
+            pool=db.make_pool(settings, name=name),
+            redis=redis_client(settings),
+            storage=open_storage(settings),
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+        self.redis.close()

@@ -1,0 +1,134 @@
+"""Read a multipart upload from the request stream, enforcing limits while the bytes arrive.
+
+FastAPI's `UploadFile` spools the whole body before the handler runs; this reader instead stops at the
+first byte past the size cap (413), and rejects a body whose first KiB has no ``%PDF-`` (415) without
+reading the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+MAGIC = b"%PDF-"
+MAGIC_WINDOW = 1024  # the PDF spec allows junk before the header within the first KiB
+MAX_FIELD_BYTES = 1024
+MAX_PARTS = 8
+
+
+class UploadRejected(Exception):
+    """The upload breaks a rule; ``code`` is a parser error code or a request error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Upload:
+    data: bytearray = field(default_factory=bytearray)
+    filename: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    seen_file: bool = False
+
+
+class _Collector:
+    """python-multipart callbacks that fill an `Upload` and raise at the first broken limit."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.upload = Upload()
+        self._headers: dict[bytes, bytes] = {}
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._name: str | None = None
+        self._is_file = False
+        self._value = bytearray()
+        self._parts = 0
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise UploadRejected(422, "invalid_request", "too many form fields")
+        self._headers = {}
+        self._name = None
+        self._is_file = False
+        self._value = bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name")
+        self._name = name.decode("utf-8", "replace") if name else None
+        self._is_file = self._name == "file"
+        if self._is_file:
+            if self.upload.seen_file:
+                raise UploadRejected(422, "invalid_request", "send exactly one file")
+            self.upload.seen_file = True
+            filename = options.get(b"filename")
+            self.upload.filename = filename.decode("utf-8", "replace")[:255] if filename else None
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self._is_file:
+            buffer = self.upload.data
+            before = len(buffer)
+            buffer += chunk
+            if len(buffer) > self.max_bytes:
+                raise UploadRejected(
+                    413, "file_too_large", f"the file is larger than the {self.max_bytes} byte limit"
+                )
+            if before < MAGIC_WINDOW <= len(buffer) and MAGIC not in buffer[: MAGIC_WINDOW + len(MAGIC)]:
+                raise UploadRejected(415, "not_a_pdf", "the file is not a PDF (no %PDF- header)")
+        else:
+            self._value += chunk
+            if len(self._value) > MAX_FIELD_BYTES:
+                raise UploadRejected(422, "invalid_request", f"form field {self._name!r} is too long")
+
+    def on_part_end(self) -> None:
+        if not self._is_file and self._name:
+            self.upload.fields[self._name] = self._value.decode("utf-8", "replace").strip()
+
+
+async def read_upload(content_type: str, stream: AsyncIterator[bytes], *, max_bytes: int) -> Upload:
+    """Parse ``multipart/form-data`` from ``stream``; the PDF must be in the field named ``file``."""
+    ctype, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise UploadRejected(
+            415, "unsupported_media_type", "send multipart/form-data with the PDF in the field 'file'"
+        )
+    collector = _Collector(max_bytes)
+    parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+    async for chunk in stream:
+        if chunk:
+            parser.write(chunk)
+    parser.finalize()
+    if not collector.upload.seen_file:
+        raise UploadRejected(422, "invalid_request", "the multipart field 'file' is missing")
+    return collector.upload
