@@ -30,7 +30,7 @@ def client(url: str, ctx: ProbeContext) -> redis.Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
-        single_connection_client=True,
+        max_connections=1,
     )
 
 
