@@ -21,7 +21,7 @@ REQUIRED_SCRAPES = ("api", "worker")
 def rule_files(tree: RenderedTree) -> dict[str, list[str]]:
     """Prometheus rule files under prometheus/ -> the alert names they define."""
     out: dict[str, list[str]] = {}
-    for rel in tree.files("prometheus/**/*.y*ml"):
+    for rel in tree.files("**/prometheus/**/*.y*ml"):
         docs = tree.docs(rel)
         doc = docs[0] if docs else None
         if isinstance(doc, dict) and isinstance(doc.get("groups"), list):
@@ -33,7 +33,7 @@ def rule_files(tree: RenderedTree) -> dict[str, list[str]]:
 
 
 def _prometheus_config(tree: RenderedTree) -> tuple[str, dict[str, Any]] | None:
-    for rel in tree.files("prometheus/**/*.y*ml"):
+    for rel in tree.files("**/prometheus/**/*.y*ml"):
         docs = tree.docs(rel)
         if docs and isinstance(docs[0], dict) and "scrape_configs" in docs[0]:
             return rel, docs[0]
@@ -168,7 +168,7 @@ def check_backup_schedule(ctx: Context) -> list[Finding]:
     out = []
     if ctx.has_compose() or "local" in ctx.targets:
         timers = []
-        for rel in tree.files("systemd/**/*.timer"):
+        for rel in tree.files("**/systemd/**/*.timer"):
             unit = _systemd(tree.text(rel))
             service_rel = rel[: -len(".timer")] + ".service"
             service = _systemd(tree.text(service_rel)) if tree.exists(service_rel) else {}

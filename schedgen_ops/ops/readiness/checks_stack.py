@@ -29,7 +29,7 @@ from schedgen_ops.ops.readiness.tree import Manifest, RenderedTree
 from schedgen_ops.service.settings import ServiceSettings
 
 SECRET_KEY = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)$", re.I)
-URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@\s]+:([^@\s]+)@", re.I)
+URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]+)@", re.I)
 _INTERPOLATED = re.compile(r"^\$\{[^}]+\}$|^\$[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -112,7 +112,7 @@ def check_only_proxy_publishes(ctx: Context) -> list[Finding]:
 
 def _secret_files(tree: RenderedTree) -> set[str]:
     """Files allowed to hold secret values: compose secrets, kustomize secretGenerator inputs, *secret* files."""
-    allowed = {rel for rel in tree.files("**/*") if "secret" in Path(rel).name.lower()}
+    allowed = {rel for rel in tree.files("**/*") if "secret" in rel.lower()}
     if tree.has_compose:
         for spec in (tree.compose.get("secrets") or {}).values():
             if isinstance(spec, dict) and spec.get("file"):
@@ -397,7 +397,7 @@ def check_queue_redis(ctx: Context) -> list[Finding]:
     _need_any(ctx)
     tree = ctx.static_tree()
     out: list[Finding] = []
-    files = {rel: parse_redis_conf(tree.text(rel)) for rel in tree.files("redis/**/*.conf")}
+    files = {rel: parse_redis_conf(tree.text(rel)) for rel in tree.scoped("redis", "**/*.conf")}
     if ctx.has_compose():
         for name, svc in tree.services().items():
             svc = svc or {}
@@ -559,7 +559,7 @@ def check_postgres_budget(ctx: Context) -> list[Finding]:
     tree = ctx.static_tree()
     out = []
     conf_files: dict[str, str] = {}
-    for rel in tree.files("postgres/**/*.conf"):
+    for rel in tree.scoped("postgres", "**/*.conf"):
         conf_files.update(_pg_settings(tree.text(rel)))
     if ctx.has_compose():
         services = tree.services()

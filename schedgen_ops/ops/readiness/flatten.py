@@ -29,7 +29,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def traefik_settings(tree: RenderedTree, *, compose: bool) -> dict[str, tuple[str, Any]]:
     """dotted key -> (file, value) from traefik/ files, and when ``compose``, flags and labels."""
     out: dict[str, tuple[str, Any]] = {}
-    for rel in tree.files("traefik/**/*"):
+    for rel in tree.scoped("traefik", "**/*"):
         if rel.endswith((".yml", ".yaml")):
             docs = tree.docs(rel)
         elif rel.endswith(".toml"):

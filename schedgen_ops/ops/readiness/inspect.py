@@ -20,6 +20,8 @@ LONG_RUNNING_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 def role(name: str, image: str = "") -> str:
     """proxy | api | worker | redis | postgres | other, from a service/workload name and its image."""
     lname, limage = name.lower(), image.lower().rsplit("/", 1)[-1]
+    if "exporter" in lname or "exporter" in limage:
+        return "other"
     if "traefik" in lname or "proxy" in lname or limage.startswith("traefik"):
         return "proxy"
     if "worker" in lname:

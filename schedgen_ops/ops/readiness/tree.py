@@ -153,6 +153,10 @@ class RenderedTree:
         """Relative paths matching a glob under the tree, sorted."""
         return sorted(str(p.relative_to(self.root)) for p in self.root.glob(pattern) if p.is_file())
 
+    def scoped(self, area: str, pattern: str, scope: str = "compose") -> list[str]:
+        """Files of ``area`` (redis, postgres, traefik, ...) for one target: ``scope/area/`` or ``area/``."""
+        return sorted({*self.files(f"{scope}/{area}/{pattern}"), *self.files(f"{area}/{pattern}")})
+
     def text(self, rel: str) -> str:
         return (self.root / rel).read_text(encoding="utf-8")
 
