@@ -56,6 +56,11 @@ def _root(
 
 
 # Command groups (each module exposes register(app)).
+from schedgen_ops.cli import parse as parse_cmd  # noqa: E402
+from schedgen_ops.cli import samples as samples_cmd  # noqa: E402
+
+parse_cmd.register(app)
+samples_cmd.register(app)
 from schedgen_ops.cli import apikeys as apikeys_cmd  # noqa: E402
 from schedgen_ops.cli import db as db_cmd  # noqa: E402
 from schedgen_ops.cli import serve as serve_cmd  # noqa: E402
