@@ -1,0 +1,147 @@
+"""Upload validation, job endpoints, errors and auth against a real api process (no worker needed)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import psycopg
+import pytest
+from fpdf import FPDF
+from stackkit import OPS_TOKEN, Stack
+
+
+def blank_pdf(pages: int = 1, text: str | None = None, password: str | None = None) -> bytes:
+    pdf = FPDF(orientation="L", unit="pt", format="A4")
+    for _ in range(pages):
+        pdf.add_page()
+        if text:
+            pdf.set_font("Helvetica", "B", 20)
+            pdf.text(36, 55, text)
+    if password:
+        pdf.set_encryption(owner_password="owner-secret", user_password=password)
+    return bytes(pdf.output())
+
+
+@pytest.fixture
+def api(service_stack) -> Stack:  # type: ignore[no-untyped-def]
+    return service_stack(SCHEDGEN_UPLOAD_MAX_BYTES="200000", SCHEDGEN_UPLOAD_MAX_PAGES="3")
+
+
+BAD_UPLOADS = {
+    "empty": (b"", 422, "empty_file"),
+    "text file": (b"Module,Group\nCOS 214,G01\n", 415, "not_a_pdf"),
+    "not a pdf, long": (b"<html>" + b"x" * 5000, 415, "not_a_pdf"),
+    "too many pages": (None, 422, "too_many_pages"),
+    "encrypted": (None, 422, "encrypted_pdf"),
+    "too big": (b"%PDF-1.4\n" + b"0" * 300_000, 413, "file_too_large"),
+    "truncated": (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", 422, "corrupt_pdf"),
+}
+
+
+def test_bad_upload_corpus_gets_4xx_with_the_parser_codes(api: Stack, database_url: str) -> None:
+    corpus = dict(BAD_UPLOADS)
+    corpus["too many pages"] = (blank_pdf(4), 422, "too_many_pages")
+    corpus["encrypted"] = (blank_pdf(1, "Lectures", password="student"), 422, "encrypted_pdf")
+    for name, (data, status, code) in corpus.items():
+        response = api.upload(data or b"", filename=f"{name}.pdf")
+        assert response.status_code == status, (name, response.text)
+        body = response.json()
+        assert body["error"]["code"] == code, name
+        assert body["error"]["request_id"] == response.headers["x-request-id"]
+        assert "Traceback" not in response.text
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,), "rejected uploads left jobs"
+    metrics = api.client.get("/metrics").text
+    assert 'schedgen_uploads_total{outcome="not_a_pdf"} 2.0' in metrics
+    assert 'status="413"' in metrics and 'status="415"' in metrics
+
+
+def test_oversized_stream_is_cut_off_without_reading_the_rest(api: Stack) -> None:
+    """Chunked upload of 20 MB against a 200 kB cap: 413 arrives long before the body is sent."""
+    boundary = "XyZ"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n%PDF-1.4\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+    sock.sendall(
+        (
+            "POST /api/uploads HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+        ).encode()
+    )
+    chunk = b"0" * 65536
+    sent = 0
+    sock.sendall(f"{len(head):x}\r\n".encode() + head + b"\r\n")
+    sock.setblocking(False)
+    response = b""
+    while sent < 20_000_000:
+        try:
+            response += sock.recv(65536)
+            if response:
+                break
+        except BlockingIOError:
+            pass
+        try:
+            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            sent += len(chunk)
+        except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+            time.sleep(0.01)
+    sock.setblocking(True)
+    deadline = time.monotonic() + 5
+    while b"\r\n\r\n" not in response and time.monotonic() < deadline:
+        response += sock.recv(65536)
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    assert b"file_too_large" in response or b"\r\n\r\n" in response
+    assert sent < 5_000_000, f"server read {sent} bytes past a 200 kB cap"
+
+
+def test_job_endpoints_and_error_envelope(api: Stack, synthetic_pdfs: dict[str, bytes]) -> None:
+    accepted = api.upload(synthetic_pdfs["tests"], headers={"X-Request-ID": "req-123"})
+    assert accepted.status_code == 202
+    assert accepted.headers["x-request-id"] == "req-123"
+    job = accepted.json()
+    assert len(job["job_id"]) == 32 and job["status"] == "queued"
+    status = api.client.get(job["status_url"]).json()
+    assert status["status"] == "queued" and status["attempts"] == 0 and status["queue_position"] == 0
+    second = api.upload(synthetic_pdfs["exams"]).json()
+    assert api.client.get(second["status_url"]).json()["queue_position"] == 1
+    not_done = api.client.get(job["events_url"])
+    assert not_done.status_code == 409 and not_done.json()["error"]["code"] == "job_not_completed"
+    assert api.client.get(job["calendar_url"]).status_code == 409
+    missing = api.client.get("/api/jobs/" + "0" * 32)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
+    assert api.client.get("/api/jobs/../etc").status_code == 404
+    assert (
+        api.client.post("/api/uploads", content=b"x", headers={"Content-Type": "text/plain"}).status_code
+        == 415
+    )
+
+
+def test_priority_needs_the_ops_token(
+    api: Stack, synthetic_pdfs: dict[str, bytes], database_url: str
+) -> None:
+    plain = api.upload(synthetic_pdfs["exams"], data={"priority": "high"}).json()
+    ops = api.upload(
+        synthetic_pdfs["exams"], data={"priority": "high"}, headers={"Authorization": f"Bearer {OPS_TOKEN}"}
+    ).json()
+    with psycopg.connect(database_url) as conn:
+        rows = dict(conn.execute("SELECT id, priority FROM jobs").fetchall())
+    assert rows == {plain["job_id"]: "default", ops["job_id"]: "high"}
+    assert api.client.get("/api/queue").status_code == 401
+    stats = api.client.get("/api/queue", headers={"Authorization": f"Bearer {OPS_TOKEN}"}).json()
+    assert stats["queues"]["high"]["waiting"] == 1 and stats["queues"]["default"]["waiting"] == 1
+    assert stats["ledger"]["queued"] == 2
+
+
+def test_health_endpoints(api: Stack) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    ready = api.client.get("/readyz")
+    assert ready.status_code == 200
+    assert {name for name, check in ready.json()["checks"].items() if check["ok"]} == {
+        "postgres",
+        "redis",
+        "storage",
+    }
