@@ -71,12 +71,29 @@ apikeys_cmd.register(app)
 from schedgen_ops.cli import health as health_cmd  # noqa: E402
 
 health_cmd.register(app)
+from schedgen_ops.cli import backup as backup_cmd  # noqa: E402
+from schedgen_ops.cli import restore as restore_cmd  # noqa: E402
+
+backup_cmd.register(app)
+restore_cmd.register(app)
 from schedgen_ops.cli import loadtest as loadtest_cmd  # noqa: E402
 
 loadtest_cmd.register(app)
 from schedgen_ops.cli import checklist as checklist_cmd  # noqa: E402
 
 checklist_cmd.register(app)
+
+from schedgen_ops.cli import config as config_cmd  # noqa: E402
+from schedgen_ops.cli import init as init_cmd  # noqa: E402
+from schedgen_ops.cli import profiles as profiles_cmd  # noqa: E402
+from schedgen_ops.cli import render as render_cmd  # noqa: E402
+from schedgen_ops.cli import secrets as secrets_cmd  # noqa: E402
+
+init_cmd.register(app)
+config_cmd.register(app)
+secrets_cmd.register(app)
+profiles_cmd.register(app)
+render_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

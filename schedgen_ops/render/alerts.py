@@ -2,7 +2,8 @@
 
 Kept as data (not template text) so the promtool unit tests generated in `promtests` can expect
 exactly these labels and annotations, and `schedgen health` / the checklist can list the same rules.
-Metric names are the service's contract (docs/CONFIGURATION.md, "Metrics the rules use").
+Metric names are the service's (schedgen_ops/service/metrics.py). Queue and worker gauges are
+computed by every api replica at scrape time, so the rules take ``max`` across replicas, not ``sum``.
 """
 
 from __future__ import annotations
@@ -44,14 +45,14 @@ def alert_rules(config: Config) -> list[dict[str, Any]]:
         ),
         (
             "QueueBacklog",
-            f"sum(schedgen_queue_depth) > {a.queue_backlog}",
+            f"sum(max by (queue) (schedgen_queue_depth)) > {a.queue_backlog}",
             a.queue_backlog_for,
             "warning",
             f"more than {a.queue_backlog} jobs waiting",
         ),
         (
             "OldestQueuedJobTooOld",
-            f"max(schedgen_queue_oldest_job_age_seconds) > {a.oldest_job_age_s}",
+            f"max(schedgen_queue_oldest_waiting_seconds) > {a.oldest_job_age_s}",
             "1m",
             "critical",
             f"a job has waited more than {a.oldest_job_age_s}s",
@@ -66,7 +67,7 @@ def alert_rules(config: Config) -> list[dict[str, Any]]:
         ),
         (
             "NoWorkers",
-            "(sum(schedgen_workers_live) or vector(0)) == 0",
+            "(max(schedgen_workers_live) or vector(0)) == 0",
             a.no_workers_for,
             "critical",
             "no live queue workers: uploads wait forever",

@@ -74,14 +74,14 @@ def overview(config: Config) -> dict[str, Any]:
             "s",
             a.latency_p95_s,
         ),
-        ("Queue depth", [("sum by (queue) (schedgen_queue_depth)", "{{queue}}")], "short", a.queue_backlog),
+        ("Queue depth", [("max by (queue) (schedgen_queue_depth)", "{{queue}}")], "short", a.queue_backlog),
         (
             "Oldest queued job",
-            [("max(schedgen_queue_oldest_job_age_seconds)", "age")],
+            [("max(schedgen_queue_oldest_waiting_seconds)", "age")],
             "s",
             a.oldest_job_age_s,
         ),
-        ("Live workers", [("sum(schedgen_workers_live)", "workers")], "short", None),
+        ("Live workers", [("max(schedgen_workers_live)", "workers")], "short", None),
         ("Job outcomes", [("sum by (status) (rate(schedgen_jobs_total[15m]))", "{{status}}")], "ops", None),
         (
             "p95 parse time",

@@ -22,7 +22,7 @@ from schedgen_ops import __version__
 from schedgen_ops.config.model import Config
 from schedgen_ops.config.secrets import FILE_MODE
 from schedgen_ops.errors import SchedgenError
-from schedgen_ops.render.alerts import rules_file
+from schedgen_ops.render.alerts import alert_rules, rules_file
 from schedgen_ops.render.context import build_context, secret_env_files
 from schedgen_ops.render.dashboards import overview
 from schedgen_ops.render.promtests import rule_tests
@@ -94,6 +94,7 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
     env.globals["rule_tests"] = rule_tests
     env.globals["grafana_overview"] = overview
     env.globals["rules_file"] = rules_file
+    env.globals["alert_rules"] = alert_rules
     env.filters["to_yaml"] = lambda v: yaml.safe_dump(v, sort_keys=False, width=10_000)
     env.filters["tojson_sorted"] = lambda v, indent=2: json.dumps(v, indent=indent, sort_keys=True)
     return env

@@ -79,8 +79,8 @@ def check_kubernetes(out_dir: Path) -> list[Problem]:
         try:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            path = "/".join(str(p) for p in exc.path)
-            probs.append(Problem(rel, f"{where}: {path}: {exc.message}"))
+            field_path = "/".join(str(p) for p in exc.path)
+            probs.append(Problem(rel, f"{where}: {field_path}: {exc.message}"))
         except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
             probs.append(Problem(rel, f"{where}: no schema for {doc.get('apiVersion')} {kind}: {exc}"))
         probs += _pod_policy(rel, where, doc)

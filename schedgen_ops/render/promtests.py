@@ -132,13 +132,13 @@ def rule_tests(config: Config) -> dict[str, Any]:
         m,
         [
             {
-                "series": 'schedgen_queue_oldest_job_age_seconds{queue="default"}',
+                "series": 'schedgen_queue_oldest_waiting_seconds{queue="default"}',
                 "values": f"{a.oldest_job_age_s + 1}x{m + 5}",
             }
         ],
         [
             {
-                "series": 'schedgen_queue_oldest_job_age_seconds{queue="default"}',
+                "series": 'schedgen_queue_oldest_waiting_seconds{queue="default"}',
                 "values": f"{a.oldest_job_age_s // 2}x{m + 5}",
             }
         ],

@@ -216,7 +216,7 @@ def check_compose(out_dir: Path) -> list[Problem]:
 
 
 def check_redis(out_dir: Path) -> list[Problem]:
-    probs = []
+    probs: list[Problem] = []
     for path in sorted(out_dir.glob("*/redis/redis.conf")):
         rel = path.relative_to(out_dir).as_posix()
         conf = dict(
@@ -234,7 +234,7 @@ def check_redis(out_dir: Path) -> list[Problem]:
 
 
 def check_postgres(out_dir: Path, facts: dict[str, Any]) -> list[Problem]:
-    probs = []
+    probs: list[Problem] = []
     budget = facts.get("connection_budget", {}).get("total")
     for path in sorted(out_dir.glob("*/postgres/postgresql.conf")):
         rel = path.relative_to(out_dir).as_posix()
@@ -249,7 +249,7 @@ def check_postgres(out_dir: Path, facts: dict[str, Any]) -> list[Problem]:
 
 
 def check_traefik(out_dir: Path) -> list[Problem]:
-    probs = []
+    probs: list[Problem] = []
     for path in sorted(out_dir.glob("*/traefik/*.yml")):
         rel = path.relative_to(out_dir).as_posix()
         text = path.read_text()
@@ -262,7 +262,7 @@ def check_traefik(out_dir: Path) -> list[Problem]:
 
 
 def check_grafana(out_dir: Path) -> list[Problem]:
-    probs = []
+    probs: list[Problem] = []
     for path in sorted(out_dir.glob("*/grafana/provisioning/*/*.yml")):
         rel = path.relative_to(out_dir).as_posix()
         doc = _load_yaml(path, rel, probs) or {}
@@ -293,8 +293,20 @@ def _run(argv: list[str], cwd: Path) -> tuple[int, str]:
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+# promtool results by content digest: identical rule sets (compose and kubernetes copies, repeated
+# renders in one process) are checked once.
+_PROMTOOL_CACHE: dict[str, list[tuple[str, str]]] = {}
+
+
 def check_prometheus(out_dir: Path) -> list[Problem]:
-    probs = []
+    probs: list[Problem] = []
     promtool = shutil.which("promtool")
     for prom in sorted(out_dir.glob("*/prometheus")):
         rel = prom.relative_to(out_dir).as_posix()
@@ -302,35 +314,44 @@ def check_prometheus(out_dir: Path) -> list[Problem]:
             _load_yaml(path, path.relative_to(out_dir).as_posix(), probs)
         if promtool is None:
             continue
-        steps = [
-            ([promtool, "check", "config", "--syntax-only", "prometheus.yml"], "prometheus.yml"),
-            (
-                [
-                    promtool,
-                    "check",
-                    "rules",
-                    *sorted(p.relative_to(prom).as_posix() for p in prom.glob("rules/*.yml")),
-                ],
-                "rules",
-            ),
-            (
-                [
-                    promtool,
-                    "test",
-                    "rules",
-                    *sorted(p.relative_to(prom).as_posix() for p in prom.glob("tests/*.yml")),
-                ],
-                "tests",
-            ),
-        ]
-        for argv, what in steps:
-            code, output = _run(argv, prom)
-            if code != 0 and "kubernetes_sd_configs not found" in output:
-                code, output = _check_without_k8s_sd(promtool, prom)
-            if code != 0:
-                last = [line for line in output.splitlines() if line.strip()][-6:]
-                probs.append(Problem(f"{rel}/{what}", f"{' '.join(argv[1:3])} failed: {' | '.join(last)}"))
+        key = _tree_digest(prom)
+        if key not in _PROMTOOL_CACHE:
+            _PROMTOOL_CACHE[key] = _promtool_failures(promtool, prom)
+        probs += [Problem(f"{rel}/{what}", message) for what, message in _PROMTOOL_CACHE[key]]
     return probs
+
+
+def _promtool_failures(promtool: str, prom: Path) -> list[tuple[str, str]]:
+    failures: list[tuple[str, str]] = []
+    steps = [
+        ([promtool, "check", "config", "--syntax-only", "prometheus.yml"], "prometheus.yml"),
+        (
+            [
+                promtool,
+                "check",
+                "rules",
+                *sorted(p.relative_to(prom).as_posix() for p in prom.glob("rules/*.yml")),
+            ],
+            "rules",
+        ),
+        (
+            [
+                promtool,
+                "test",
+                "rules",
+                *sorted(p.relative_to(prom).as_posix() for p in prom.glob("tests/*.yml")),
+            ],
+            "tests",
+        ),
+    ]
+    for argv, what in steps:
+        code, output = _run(argv, prom)
+        if code != 0 and "kubernetes_sd_configs not found" in output:
+            code, output = _check_without_k8s_sd(promtool, prom)
+        if code != 0:
+            last = [line for line in output.splitlines() if line.strip()][-6:]
+            failures.append((what, f"{' '.join(argv[1:3])} failed: {' | '.join(last)}"))
+    return failures
 
 
 def _check_without_k8s_sd(promtool: str, prom: Path) -> tuple[int, str]:
@@ -350,7 +371,7 @@ def _check_without_k8s_sd(promtool: str, prom: Path) -> tuple[int, str]:
 
 def check_secrets(out_dir: Path) -> list[Problem]:
     """Secret files are 0600; no secret value appears in any other rendered file."""
-    probs = []
+    probs: list[Problem] = []
     values: set[str] = set()
     for path in sorted(out_dir.glob(f"*/{SECRETS_DIR}/*.env")):
         rel = path.relative_to(out_dir).as_posix()
@@ -376,7 +397,7 @@ def check_manifest(out_dir: Path) -> tuple[list[Problem], dict[str, Any]]:
     if not path.is_file():
         return [Problem(MANIFEST, "missing: not a tree rendered by schedgen")], {}
     data = json.loads(path.read_text())
-    probs = []
+    probs: list[Problem] = []
     for rel, digest in data.get("files", {}).items():
         file = out_dir / rel
         if not file.is_file():
