@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from schedgen_ops import __version__
 from schedgen_ops.errors import SchedgenError
@@ -187,8 +188,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 for key, value in decision.headers().items():
                     response.headers.setdefault(key, value)
             response.headers["X-Request-ID"] = request_id
-            route = request.scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = _route_template(app, request)
             elapsed = time.perf_counter() - started
             metrics.HTTP_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
             metrics.HTTP_LATENCY.labels(request.method, template).observe(elapsed)
@@ -432,6 +432,18 @@ def _migrate(settings: ServiceSettings, state: dict[str, Any]) -> None:
         state["migrated"] = True
     except SchedgenError as exc:
         log.warning("migrations not applied at start-up; will retry on /readyz", extra={"error": exc.message})
+
+
+def _route_template(app: FastAPI, request: Request) -> str:
+    """The matched route's path template (bounded label values), also for requests refused before routing."""
+    route = request.scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    for candidate in app.router.routes:
+        match, _ = candidate.matches(request.scope)
+        if match == Match.FULL:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
 
 
 def _lookup(ctx: ServiceContext, key: str) -> str | None:
