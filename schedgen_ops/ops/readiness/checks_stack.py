@@ -12,6 +12,7 @@ from schedgen_ops.ops.readiness.flatten import traefik_settings
 from schedgen_ops.ops.readiness.inspect import (
     LONG_RUNNING_KINDS,
     as_int,
+    configmaps,
     container_env,
     containers,
     duration_s,
@@ -299,9 +300,15 @@ def check_tls_redirect(ctx: Context) -> list[Finding]:
                 Finding(True, f"HTTP->HTTPS redirect by {m.ref}", _mev(m, "spec.redirectScheme", "https"))
             )
         else:
-            entry = traefik_settings(tree, compose=False)
-            redirect = [(k, v) for k, v in entry.items() if _REDIRECT.match(k)]
-            out.append(_first(redirect, "HTTP->HTTPS redirect (Kubernetes)", "kubernetes"))
+            # No redirect object: acceptable only when every Ingress is bound to the TLS entrypoint alone,
+            # so plain HTTP never reaches the api (the controller's own redirect then applies).
+            for m in ingresses:
+                notes = (m.doc.get("metadata") or {}).get("annotations") or {}
+                entrypoints = str(notes.get("traefik.ingress.kubernetes.io/router.entrypoints", ""))
+                ok = entrypoints.strip() == "websecure"
+                msg = f"{m.ref} entrypoints {entrypoints or '(all, incl. plain HTTP)'} and no redirect middleware"
+                key = "metadata.annotations.traefik.ingress.kubernetes.io/router.entrypoints"
+                out.append(Finding(ok, msg, _mev(m, key, entrypoints or None)))
         if not ingresses:
             out.append(Finding(False, "no Ingress with TLS", Evidence("kubernetes", "Ingress", None)))
     return out
@@ -426,7 +433,7 @@ def check_queue_redis(ctx: Context) -> list[Finding]:
                 ),
             )
     if ctx.has_kubernetes():
-        configmaps = {m.name: m for m in ctx.manifests() if m.kind == "ConfigMap"}
+        maps = configmaps(tree)
         for manifest in ctx.manifests():
             tmpl = pod_template(manifest)
             if tmpl is not None and workload_role(manifest) == "redis" and _is_queue(manifest.name):
@@ -434,31 +441,33 @@ def check_queue_redis(ctx: Context) -> list[Finding]:
                     continue
                 conf = {}
                 for volume in tmpl.spec.get("volumes") or []:
-                    cm = configmaps.get(str((volume.get("configMap") or {}).get("name")))
-                    for text in ((cm.doc.get("data") or {}) if cm else {}).values():
-                        if "appendonly" in str(text) or "maxmemory" in str(text):
-                            conf.update(parse_redis_conf(str(text)))
+                    for text in (maps.get(str((volume.get("configMap") or {}).get("name"))) or {}).values():
+                        if "appendonly" in text or "maxmemory" in text:
+                            conf.update(parse_redis_conf(text))
                 for _, container in containers(tmpl, init=False):
                     if role(str(container.get("name", "")), str(container.get("image", ""))) == "redis":
-                        conf.update(
-                            _redis_args(
-                                [
-                                    str(a)
-                                    for a in [
-                                        *(container.get("command") or []),
-                                        *(container.get("args") or []),
-                                    ]
-                                ]
-                            )
-                        )
+                        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+                        conf.update(_redis_args([str(a) for a in argv]))
                 ev = _mev(manifest, tmpl.path, {k: conf.get(k) for k in ("maxmemory-policy", "appendonly")})
                 out += _redis_verdict(manifest.ref, conf, ev)
-            elif manifest.kind == "RedisFailover" or (
-                manifest.kind.startswith("Redis") and manifest.doc.get("spec")
+            elif (
+                manifest.kind.startswith("Redis")
+                and "Sentinel" not in manifest.kind
+                and manifest.doc.get("spec")
             ):
-                lines = ((manifest.doc.get("spec") or {}).get("redis") or {}).get("customConfig") or []
-                conf = parse_redis_conf("\n".join(str(line) for line in lines))
-                out += _redis_verdict(manifest.ref, conf, _mev(manifest, "spec.redis.customConfig", lines))
+                # Operator resources: spotahome RedisFailover (spec.redis.customConfig lines) or
+                # OT-container-kit Redis/RedisReplication (redisConfig.additionalRedisConfig names a ConfigMap).
+                spec = manifest.doc.get("spec") or {}
+                custom = (spec.get("redis") or {}).get("customConfig") or []
+                conf = parse_redis_conf("\n".join(str(line) for line in custom))
+                path = "spec.redis.customConfig"
+                extra = (spec.get("redisConfig") or {}).get("additionalRedisConfig")
+                if extra:
+                    for text in (maps.get(str(extra)) or {}).values():
+                        conf.update(parse_redis_conf(text))
+                    path = f"spec.redisConfig.additionalRedisConfig ({extra})"
+                ev = _mev(manifest, path, {k: conf.get(k) for k in ("maxmemory-policy", "appendonly")})
+                out += _redis_verdict(manifest.ref, conf, ev)
     if not out:
         raise NotApplicable("no queue Redis in the rendered output")
     return out

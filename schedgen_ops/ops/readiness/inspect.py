@@ -144,6 +144,11 @@ def container_env(tree: RenderedTree, container: dict[str, Any]) -> dict[str, st
     return env
 
 
+def configmaps(tree: RenderedTree) -> dict[str, dict[str, str]]:
+    """ConfigMap name -> data, from ConfigMap objects and kustomize configMapGenerator (envs, files, literals)."""
+    return _configmaps(tree)
+
+
 def _configmaps(tree: RenderedTree) -> dict[str, dict[str, str]]:
     maps: dict[str, dict[str, str]] = {}
     for manifest in tree.kinds("ConfigMap"):
@@ -156,6 +161,12 @@ def _configmaps(tree: RenderedTree) -> dict[str, dict[str, str]]:
                 path = tree.root / base / env_file
                 if path.is_file():
                     data.update(parse_env_file(path.read_text(encoding="utf-8")))
+            for entry in gen.get("files") or []:
+                key, sep, rel_file = str(entry).partition("=")
+                rel_file = rel_file if sep else key
+                path = tree.root / base / rel_file
+                if path.is_file():
+                    data[key.rsplit("/", 1)[-1]] = path.read_text(encoding="utf-8")
             for literal in gen.get("literals") or []:
                 key, _, value = str(literal).partition("=")
                 data[key] = value
