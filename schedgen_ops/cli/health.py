@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,22 +113,39 @@ def health(
 
     console = Console(highlight=False)
     if watch is not None:
-        report = once()
-        try:
-            with Live(report_view(report), console=console, auto_refresh=False, screen=False) as live:
-                while True:
-                    time.sleep(max(0.0, watch - report.duration_ms / 1000))
-                    report = once()
-                    live.update(report_view(report), refresh=True)
-        except KeyboardInterrupt:
-            pass
-        raise typer.Exit(report.exit_code)
+        raise typer.Exit(_watch(console, once, watch))
     report = once()
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         console.print(report_view(report))
     raise typer.Exit(report.exit_code)
+
+
+def _watch(console: Console, once: Callable[[], HealthReport], interval: float) -> int:
+    """Re-run every ``interval`` seconds until Ctrl-C; returns the last verdict's exit code.
+
+    On a terminal the table refreshes in place (rich Live); piped into a file or CI log, each run is
+    printed as its own block, so the log keeps the history.
+    """
+    report = once()
+    try:
+        if console.is_terminal:
+            with Live(report_view(report), console=console, auto_refresh=False) as live:
+                while True:
+                    time.sleep(max(0.0, interval - report.duration_ms / 1000))
+                    report = once()
+                    live.update(report_view(report), refresh=True)
+        else:
+            while True:
+                console.print(report_view(report))
+                console.print()
+                console.file.flush()
+                time.sleep(max(0.0, interval - report.duration_ms / 1000))
+                report = once()
+    except KeyboardInterrupt:
+        pass
+    return report.exit_code
 
 
 def register(app: typer.Typer) -> None:

@@ -29,7 +29,7 @@ class FakeApiState:
 class _Handler(BaseHTTPRequestHandler):
     state: FakeApiState
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:
         if self.path == "/healthz":
             self._send(200, {"status": "ok"})
         elif self.path == "/readyz":
@@ -52,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server API
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

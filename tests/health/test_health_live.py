@@ -228,7 +228,8 @@ def test_long_transaction_and_ledger_checks(database_url: str, empty_endpoints: 
             conn.execute(
                 """INSERT INTO jobs (id, status, client_id, size_bytes, sha256, storage_key, max_attempts,
                                      started_at, finished_at, expires_at)
-                   VALUES (%s, %s, 'c', 1, 'x', 'k', 3, now() - interval '5 minutes', now(), now() + interval '1 day')""",
+                   VALUES (%s, %s, 'c', 1, 'x', 'k', 3, now() - interval '5 minutes', now(),
+                           now() + interval '1 day')""",
                 (f"job{i}", status),
             )
         conn.execute(

@@ -42,7 +42,12 @@ def test_report_document_matches_schema_and_groups_by_component() -> None:
     ]
     doc = HealthReport("compose", checks).to_dict()
     jsonschema.validate(doc, json_schema())
-    assert [c["id"] for c in doc["checks"]] == ["api.liveness", "api.latency", "redis.eviction_policy", "backup.age"]
+    assert [c["id"] for c in doc["checks"]] == [
+        "api.liveness",
+        "api.latency",
+        "redis.eviction_policy",
+        "backup.age",
+    ]
     assert doc["components"] == {"api": "warn", "redis": "critical", "backup": "unknown"}
     assert doc["summary"] == {"ok": 1, "warn": 1, "critical": 1, "unknown": 1}
 
@@ -56,10 +61,19 @@ def test_schema_rejects_a_non_ok_check_without_hint() -> None:
 def test_levels_rising_and_falling() -> None:
     rising = Level(0.8, 0.95)
     assert [rising.judge(v) for v in (0.5, 0.8, 0.94, 0.95, 1.0)] == [
-        Status.OK, Status.WARN, Status.WARN, Status.CRITICAL, Status.CRITICAL,
+        Status.OK,
+        Status.WARN,
+        Status.WARN,
+        Status.CRITICAL,
+        Status.CRITICAL,
     ]
     falling = Level(0.15, 0.05, rising=False)
-    assert [falling.judge(v) for v in (0.5, 0.15, 0.1, 0.049)] == [Status.OK, Status.OK, Status.WARN, Status.CRITICAL]
+    assert [falling.judge(v) for v in (0.5, 0.15, 0.1, 0.049)] == [
+        Status.OK,
+        Status.OK,
+        Status.WARN,
+        Status.CRITICAL,
+    ]
     assert rising.describe("{:.0%}") == "warn ≥ 80%, critical ≥ 95%"
 
 

@@ -1,0 +1,234 @@
+"""The command: exit codes, --json against its schema, the 5-second bound with hung dependencies, --watch,
+and a healthy verdict against the real service (api + worker processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+import redis
+from rq import Worker
+
+from schedgen_ops.cli.main import main
+from schedgen_ops.ops.health import json_schema
+from schedgen_ops.runtime.dataservices import RedisServer, free_port
+
+SCHEDGEN = [sys.executable, "-m", "schedgen_ops.cli.main"]
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
+    env.update(extra)
+    return env
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["health", "--only", "kafka"]) == 2
+    assert main(["health", "--target", "mars"]) == 2
+    assert main(["health", "--watch", "--json"]) == 2
+
+
+def test_hung_dependencies_time_out_and_the_command_ends_within_5s(silent_port: int, tmp_path: Path) -> None:
+    """api, Postgres and Redis all accept connections on a port that never answers."""
+    start = time.monotonic()
+    proc = subprocess.run(
+        [
+            *SCHEDGEN,
+            "--project",
+            str(tmp_path),
+            "health",
+            "--json",
+            "--url",
+            f"http://127.0.0.1:{silent_port}",
+            "--database-url",
+            f"postgresql://postgres@127.0.0.1:{silent_port}/postgres",
+            "--redis-url",
+            f"redis://127.0.0.1:{silent_port}/0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_clean_env(),
+    )
+    elapsed = time.monotonic() - start
+    assert elapsed < 5.0, f"took {elapsed:.2f}s"
+    assert proc.returncode == 2, proc.stderr
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, json_schema())
+    checks = {c["id"]: c for c in doc["checks"]}
+    for check_id in ("api.liveness", "postgres.reachable", "redis.reachable", "queue.backlog"):
+        assert checks[check_id]["status"] == "critical", checks[check_id]
+        assert checks[check_id]["hint"]
+        assert checks[check_id]["duration_ms"] <= 2000 + 300  # its own 2 s budget (+ runner grace)
+    assert doc["verdict"] == "down"
+
+
+def test_watch_refreshes_until_interrupted(tmp_path: Path) -> None:
+    """Piped (not a terminal) each refresh prints its own block; Ctrl-C exits with the last verdict."""
+    proc = subprocess.Popen(
+        [
+            *SCHEDGEN,
+            "--project",
+            str(tmp_path),
+            "health",
+            "--only",
+            "disk",
+            "--data-dir",
+            str(tmp_path),
+            "--backup-dir",
+            str(tmp_path / "backups"),
+            "--watch",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_clean_env(COLUMNS="120"),
+    )
+    assert proc.stdout is not None
+    verdicts = 0
+    deadline = time.monotonic() + 30
+    while verdicts < 3 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        verdicts += line.startswith("HEALTHY")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert verdicts == 3, err
+    assert proc.returncode == 0, err  # the last verdict: disk is fine
+
+
+@pytest.fixture
+def service(database_url: str, queue_redis: RedisServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The real service: `schedgen serve api` and `schedgen serve worker` processes."""
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    port = free_port()
+    env = _clean_env(
+        SCHEDGEN_DATABASE_URL=database_url,
+        SCHEDGEN_REDIS_URL=queue_redis.url,
+        SCHEDGEN_STORAGE_URL=f"file://{uploads}",
+        SCHEDGEN_OPS_TOKEN="test-token-health",
+        SCHEDGEN_API_WORKERS="1",
+        SCHEDGEN_WORKER_PROCESSES="1",
+        SCHEDGEN_METRICS_DIR=str(tmp_path / "metrics"),
+    )
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = [
+        subprocess.Popen(
+            [*SCHEDGEN, "serve", "api", "--port", str(port), "--workers", "1"],
+            env=env,
+            stdout=open(logs / "api.log", "wb"),  # noqa: SIM115 - lives as long as the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [*SCHEDGEN, "serve", "worker", "--processes", "1"],
+            env=env,
+            stdout=open(logs / "worker.log", "wb"),  # noqa: SIM115 - lives as long as the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    conn = redis.Redis.from_url(queue_redis.url)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ready = httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                ready = False
+            if ready and Worker.all(connection=conn):
+                break
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                pytest.fail(
+                    "service did not start: "
+                    + (logs / "api.log").read_text()[-1500:]
+                    + (logs / "worker.log").read_text()[-1500:]
+                )
+            time.sleep(0.2)
+        yield {**env, "url": url, "uploads": str(uploads)}
+    finally:
+        conn.close()
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
+def test_real_service_healthy_exits_0(service: dict[str, str], tmp_path: Path) -> None:
+    backups = tmp_path / "backups"
+    backup = backups / "20990101T000000Z"
+    backup.mkdir(parents=True)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (backup / "manifest.json").write_text(
+        json.dumps(
+            {"status": "complete", "finished_at": now, "verification": {"ok": True, "verified_at": now}}
+        )
+    )
+    env = {k: v for k, v in service.items() if k.startswith("SCHEDGEN_")}
+    proc = subprocess.run(
+        [
+            *SCHEDGEN,
+            "--project",
+            str(tmp_path),
+            "health",
+            "--json",
+            "--url",
+            service["url"],
+            "--data-dir",
+            str(tmp_path),
+            "--backup-dir",
+            str(backups),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_clean_env(**env),
+    )
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, json_schema())
+    not_ok = [(c["id"], c["status"], c["measured"]) for c in doc["checks"] if c["status"] != "ok"]
+    assert proc.returncode == 0 and not_ok == [], (not_ok, proc.stderr)
+    assert doc["verdict"] == "healthy"
+    assert {"api.readiness", "queue.workers", "queue.heartbeat", "storage.reachable"} <= {
+        c["id"] for c in doc["checks"]
+    }
+    # The human view of the same state: a table and the verdict line.
+    text = subprocess.run(
+        [
+            *SCHEDGEN,
+            "--project",
+            str(tmp_path),
+            "health",
+            "--only",
+            "api",
+            "--only",
+            "queue",
+            "--url",
+            service["url"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_clean_env(COLUMNS="160", **env),
+    )
+    assert text.returncode == 0, text.stdout
+    assert "HEALTHY" in text.stdout and "readiness" in text.stdout and "workers" in text.stdout
