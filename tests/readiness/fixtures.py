@@ -71,14 +71,19 @@ def compose_prod() -> dict[str, Any]:
 
 TRAEFIK = {
     "entryPoints": {
-        "web": {"address": ":8080", "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https"}}}},
+        "web": {
+            "address": ":8080",
+            "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https"}}},
+        },
         "websecure": {"address": ":8443", "http": {"tls": {"certResolver": "le"}}},
     }
 }
 TRAEFIK_DYNAMIC = {
     "http": {
         "middlewares": {"edge-limit": {"rateLimit": {"average": 20, "burst": 40}}},
-        "routers": {"api": {"rule": "Host(`x`)", "service": "api", "middlewares": ["edge-limit@file"], "tls": {}}},
+        "routers": {
+            "api": {"rule": "Host(`x`)", "service": "api", "middlewares": ["edge-limit@file"], "tls": {}}
+        },
     }
 }
 REDIS_CONF = "maxmemory 256mb\nmaxmemory-policy noeviction\nappendonly yes\nappendfsync everysec\n"
@@ -115,8 +120,15 @@ _C_SC = {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False, "cap
 _RES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
 
 
-def _deployment(name: str, image: str, *, kind: str = "Deployment", grace: int = 30, env: dict[str, str] | None = None,
-                args: list[str] | None = None) -> dict[str, Any]:
+def _deployment(
+    name: str,
+    image: str,
+    *,
+    kind: str = "Deployment",
+    grace: int = 30,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
         "image": image,
@@ -171,9 +183,18 @@ def k8s_manifests() -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "app-config"},
-            "data": {"SCHEDGEN_DB_POOL_MAX": "2", "SCHEDGEN_JOB_TIMEOUT_S": "300", "SCHEDGEN_RATE_UPLOADS": "10/hour"},
+            "data": {
+                "SCHEDGEN_DB_POOL_MAX": "2",
+                "SCHEDGEN_JOB_TIMEOUT_S": "300",
+                "SCHEDGEN_RATE_UPLOADS": "10/hour",
+            },
         },
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "redis-conf"}, "data": {"redis.conf": REDIS_CONF}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "redis-conf"},
+            "data": {"redis.conf": REDIS_CONF},
+        },
         _deployment("api", "ghcr.io/up/schedgen:1.0.0"),
         _deployment("pdf-worker", "ghcr.io/up/schedgen:1.0.0", grace=330),
         _deployment("postgres", "postgres:16.4", kind="StatefulSet", args=["-c", "max_connections=200"]),
@@ -229,7 +250,9 @@ def k8s_manifests() -> list[dict[str, Any]]:
             "kind": "Ingress",
             "metadata": {
                 "name": "api",
-                "annotations": {"traefik.ingress.kubernetes.io/router.middlewares": "schedgen-edge-limit@kubernetescrd"},
+                "annotations": {
+                    "traefik.ingress.kubernetes.io/router.middlewares": "schedgen-edge-limit@kubernetescrd"
+                },
             },
             "spec": {"tls": [{"hosts": ["x"], "secretName": "tls"}], "rules": [{"host": "x"}]},
         },
@@ -254,9 +277,15 @@ def k8s_manifests() -> list[dict[str, Any]]:
     ]
 
 
-def write_tree(root: Path, *, profile: str = "medium", base: dict[str, Any] | None = None,
-               prod: dict[str, Any] | None = None, manifests: list[dict[str, Any]] | None = None,
-               files: dict[str, str | None] | None = None) -> Path:
+def write_tree(
+    root: Path,
+    *,
+    profile: str = "medium",
+    base: dict[str, Any] | None = None,
+    prod: dict[str, Any] | None = None,
+    manifests: list[dict[str, Any]] | None = None,
+    files: dict[str, str | None] | None = None,
+) -> Path:
     """Write the good tree (or the given replacements) under ``root``; ``files`` adds/overrides (None deletes)."""
     texts: dict[str, str | None] = {
         "render.json": json.dumps({"profile": profile, "targets": ["compose", "kubernetes", "local"]}),

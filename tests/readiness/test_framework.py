@@ -23,8 +23,15 @@ def _result(status: str, severity: str = "danger") -> Result:
 
 def test_polaris_score() -> None:
     # 3 passes, 1 failed warning, 1 failed danger: 6 / (6 + 1 + 2)
-    results = [_result("pass"), _result("pass"), _result("acknowledged", "warning"),
-               _result("fail", "warning"), _result("error", "danger"), _result("skip"), _result("suppressed")]
+    results = [
+        _result("pass"),
+        _result("pass"),
+        _result("acknowledged", "warning"),
+        _result("fail", "warning"),
+        _result("error", "danger"),
+        _result("skip"),
+        _result("suppressed"),
+    ]
     assert score(results) == round(100 * 6 / 9, 1)
     assert score([]) == 100.0
     assert score([_result("pending", "warning")]) == 0.0
@@ -38,7 +45,9 @@ def good(tmp_path: Path) -> Context:
 
 @pytest.fixture
 def broken(tmp_path: Path) -> Context:
-    root = write_tree(tmp_path / "broken" / "tree", files={"compose/redis/redis.conf": "maxmemory-policy allkeys-lru\n"})
+    root = write_tree(
+        tmp_path / "broken" / "tree", files={"compose/redis/redis.conf": "maxmemory-policy allkeys-lru\n"}
+    )
     return Context(project=tmp_path / "broken", tree=RenderedTree(root), profile="medium")
 
 
@@ -108,7 +117,9 @@ def test_sarif_parses_and_locates_failures(broken: Context) -> None:
     rules = run["tool"]["driver"]["rules"]
     errors = [r for r in run["results"] if r["level"] == "error"]
     assert {r["ruleId"] for r in errors} == {"queue-redis-durable"}  # policy and AOF findings
-    assert errors[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "compose/redis/redis.conf"
+    assert (
+        errors[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "compose/redis/redis.conf"
+    )
     assert rules[errors[0]["ruleIndex"]]["id"] == "queue-redis-durable"
 
 

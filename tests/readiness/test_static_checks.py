@@ -38,12 +38,20 @@ class Tree:
         return self.kind(kind, name)["spec"]["template"]["spec"]["containers"][0]
 
     def write(self, root: Path) -> Path:
-        return write_tree(root, profile=self.profile, base=self.base, prod=self.prod, manifests=self.manifests,
-                          files=self.files)
+        return write_tree(
+            root,
+            profile=self.profile,
+            base=self.base,
+            prod=self.prod,
+            manifests=self.manifests,
+            files=self.files,
+        )
 
 
 def _ctx(root: Path, profile: str = "medium") -> Context:
-    return Context(project=root, tree=RenderedTree(root), profile=profile, secret_values={"DB_PASSWORD": SECRET})
+    return Context(
+        project=root, tree=RenderedTree(root), profile=profile, secret_values={"DB_PASSWORD": SECRET}
+    )
 
 
 def test_good_tree_passes_every_static_check(tmp_path: Path) -> None:
@@ -70,7 +78,12 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
         ("k8s no readiness", lambda t: t.container("pdf-worker").pop("readinessProbe")),
     ],
     "probes-distinct": [
-        ("same endpoint", lambda t: _set(t.container("api"), "livenessProbe", {"httpGet": {"path": "/readyz", "port": 8000}})),
+        (
+            "same endpoint",
+            lambda t: _set(
+                t.container("api"), "livenessProbe", {"httpGet": {"path": "/readyz", "port": 8000}}
+            ),
+        ),
     ],
     "depends-on-healthy": [
         ("service_started", lambda t: _set(t.svc("api"), "depends_on", ["postgres"])),
@@ -101,44 +114,103 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
     "no-privilege-escalation": [
         ("compose privileged", lambda t: _set(t.svc("api"), "privileged", True)),
         ("compose no no-new-privileges", lambda t: t.svc("api").pop("security_opt")),
-        ("k8s escalation", lambda t: _set(t.container("api")["securityContext"], "allowPrivilegeEscalation", True)),
+        (
+            "k8s escalation",
+            lambda t: _set(t.container("api")["securityContext"], "allowPrivilegeEscalation", True),
+        ),
     ],
     "no-host-namespaces": [
         ("compose host network", lambda t: _set(t.svc("api"), "network_mode", "host")),
-        ("k8s hostPID", lambda t: _set(t.kind("Deployment", "api")["spec"]["template"]["spec"], "hostPID", True)),
+        (
+            "k8s hostPID",
+            lambda t: _set(t.kind("Deployment", "api")["spec"]["template"]["spec"], "hostPID", True),
+        ),
     ],
     "only-proxy-publishes": [
         ("postgres published in base", lambda t: _set(t.svc("postgres"), "ports", ["5432:5432"])),
-        ("k8s NodePort", lambda t: t.manifests.append(
-            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres"}, "spec": {"type": "NodePort"}})),
+        (
+            "k8s NodePort",
+            lambda t: t.manifests.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "postgres"},
+                    "spec": {"type": "NodePort"},
+                }
+            ),
+        ),
     ],
     "no-literal-secrets": [
-        ("compose password", lambda t: t.svc("postgres").setdefault("environment", {}).update(POSTGRES_PASSWORD="hunter2")),
-        ("known secret in a config", lambda t: t.files.update({"compose/redis/redis.conf": f"requirepass {SECRET}\n"})),
-        ("url credentials", lambda t: t.svc("api")["environment"].update(SCHEDGEN_REDIS_URL="redis://:pw@redis:6379/0")),
-        ("k8s env literal", lambda t: _set(t.container("api"), "env", [{"name": "SCHEDGEN_OPS_TOKEN", "value": "abc"}])),
+        (
+            "compose password",
+            lambda t: t.svc("postgres").setdefault("environment", {}).update(POSTGRES_PASSWORD="hunter2"),
+        ),
+        (
+            "known secret in a config",
+            lambda t: t.files.update({"compose/redis/redis.conf": f"requirepass {SECRET}\n"}),
+        ),
+        (
+            "url credentials",
+            lambda t: t.svc("api")["environment"].update(SCHEDGEN_REDIS_URL="redis://:pw@redis:6379/0"),
+        ),
+        (
+            "k8s env literal",
+            lambda t: _set(t.container("api"), "env", [{"name": "SCHEDGEN_OPS_TOKEN", "value": "abc"}]),
+        ),
     ],
     "tls-redirect": [
-        ("no redirect", lambda t: t.files.update({"compose/traefik/traefik.yml": yaml.safe_dump(
-            {"entryPoints": {"web": {"address": ":8080"}, "websecure": {"address": ":8443", "http": {"tls": {}}}}})})),
+        (
+            "no redirect",
+            lambda t: t.files.update(
+                {
+                    "compose/traefik/traefik.yml": yaml.safe_dump(
+                        {
+                            "entryPoints": {
+                                "web": {"address": ":8080"},
+                                "websecure": {"address": ":8443", "http": {"tls": {}}},
+                            }
+                        }
+                    )
+                }
+            ),
+        ),
         ("k8s ingress without tls", lambda t: t.kind("Ingress", "api")["spec"].pop("tls")),
     ],
-    "log-rotation": [("unbounded json-file", lambda t: _set(t.svc("api"), "logging", {"driver": "json-file"}))],
+    "log-rotation": [
+        ("unbounded json-file", lambda t: _set(t.svc("api"), "logging", {"driver": "json-file"}))
+    ],
     "queue-redis-durable": [
-        ("allkeys-lru in redis.conf", lambda t: t.files.update(
-            {"compose/redis/redis.conf": "maxmemory-policy allkeys-lru\nappendonly yes\n"})),
+        (
+            "allkeys-lru in redis.conf",
+            lambda t: t.files.update(
+                {"compose/redis/redis.conf": "maxmemory-policy allkeys-lru\nappendonly yes\n"}
+            ),
+        ),
         ("no AOF", lambda t: t.files.update({"compose/redis/redis.conf": "maxmemory-policy noeviction\n"})),
-        ("k8s args override", lambda t: _set(t.container("redis", "StatefulSet"), "args",
-                                             ["--maxmemory-policy", "volatile-lru", "--appendonly", "yes"])),
+        (
+            "k8s args override",
+            lambda t: _set(
+                t.container("redis", "StatefulSet"),
+                "args",
+                ["--maxmemory-policy", "volatile-lru", "--appendonly", "yes"],
+            ),
+        ),
     ],
     "postgres-connection-budget": [
         ("too many replicas", lambda t: t.prod["services"]["api"]["deploy"].update(replicas=12)),
-        ("HPA max over budget", lambda t: t.kind("HorizontalPodAutoscaler", "api")["spec"].update(maxReplicas=80)),
+        (
+            "HPA max over budget",
+            lambda t: t.kind("HorizontalPodAutoscaler", "api")["spec"].update(maxReplicas=80),
+        ),
     ],
     "worker-stop-grace": [
         ("compose default 10s", lambda t: t.svc("pdf-worker").pop("stop_grace_period")),
-        ("k8s 30s", lambda t: t.kind("Deployment", "pdf-worker")["spec"]["template"]["spec"].update(
-            terminationGracePeriodSeconds=30)),
+        (
+            "k8s 30s",
+            lambda t: t.kind("Deployment", "pdf-worker")["spec"]["template"]["spec"].update(
+                terminationGracePeriodSeconds=30
+            ),
+        ),
     ],
     "min-replicas": [
         ("compose 1 worker", lambda t: t.prod["services"]["pdf-worker"]["deploy"].update(replicas=1)),
@@ -147,36 +219,83 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
     "autoscaling-bounds": [
         ("min == max", lambda t: t.kind("ScaledObject", "pdf-worker")["spec"].update(maxReplicaCount=2)),
         ("no triggers", lambda t: t.kind("ScaledObject", "pdf-worker")["spec"].pop("triggers")),
-        ("HPA target missing", lambda t: t.kind("HorizontalPodAutoscaler", "api")["spec"]["scaleTargetRef"].update(
-            name="apii")),
+        (
+            "HPA target missing",
+            lambda t: t.kind("HorizontalPodAutoscaler", "api")["spec"]["scaleTargetRef"].update(name="apii"),
+        ),
     ],
     "pod-disruption-budgets": [
         ("missing", lambda t: t.manifests.remove(t.kind("PodDisruptionBudget", "api"))),
-        ("blocks drains", lambda t: _set(t.kind("PodDisruptionBudget", "api"), "spec",
-                                         {"minAvailable": 2, "selector": {"matchLabels": {"app": "api"}}})),
+        (
+            "blocks drains",
+            lambda t: _set(
+                t.kind("PodDisruptionBudget", "api"),
+                "spec",
+                {"minAvailable": 2, "selector": {"matchLabels": {"app": "api"}}},
+            ),
+        ),
     ],
     "network-policies": [
         ("no default deny", lambda t: t.manifests.remove(t.kind("NetworkPolicy", "default-deny"))),
         ("workload without allow", lambda t: t.manifests.remove(t.kind("NetworkPolicy", "allow-redis"))),
     ],
     "alert-rules": [
-        ("no rules", lambda t: t.files.update({"compose/prometheus/rules/schedgen.yml": yaml.safe_dump({"groups": []})})),
-        ("promtool rejects", lambda t: t.files.update({"compose/prometheus/rules/schedgen.yml": yaml.safe_dump(
-            {"groups": [{"name": "g", "rules": [{**RULES["groups"][0]["rules"][0], "expr": "up{job= == 0"}]}]})})),
+        (
+            "no rules",
+            lambda t: t.files.update(
+                {"compose/prometheus/rules/schedgen.yml": yaml.safe_dump({"groups": []})}
+            ),
+        ),
+        (
+            "promtool rejects",
+            lambda t: t.files.update(
+                {
+                    "compose/prometheus/rules/schedgen.yml": yaml.safe_dump(
+                        {
+                            "groups": [
+                                {
+                                    "name": "g",
+                                    "rules": [{**RULES["groups"][0]["rules"][0], "expr": "up{job= == 0"}],
+                                }
+                            ]
+                        }
+                    )
+                }
+            ),
+        ),
     ],
     "prometheus-wiring": [
-        ("rules not loaded", lambda t: t.files.update({"compose/prometheus/rules/extra.yml": yaml.safe_dump(RULES),
-                                                       "compose/prometheus/prometheus.yml": yaml.safe_dump(
-            {"rule_files": ["/etc/prometheus/rules/schedgen.yml"], "scrape_configs": [{"job_name": "api"}],
-             "alerting": {"alertmanagers": [{}]}})})),
+        (
+            "rules not loaded",
+            lambda t: t.files.update(
+                {
+                    "compose/prometheus/rules/extra.yml": yaml.safe_dump(RULES),
+                    "compose/prometheus/prometheus.yml": yaml.safe_dump(
+                        {
+                            "rule_files": ["/etc/prometheus/rules/schedgen.yml"],
+                            "scrape_configs": [{"job_name": "api"}],
+                            "alerting": {"alertmanagers": [{}]},
+                        }
+                    ),
+                }
+            ),
+        ),
     ],
     "backup-schedule": [
         ("no timer", lambda t: t.files.update({"systemd/schedgen-backup.timer": "[Timer]\n"})),
         ("k8s bad schedule", lambda t: t.kind("CronJob", "backup")["spec"].update(schedule="daily")),
     ],
     "rate-limits": [
-        ("no traefik limit", lambda t: t.files.update({"compose/traefik/dynamic.yml": yaml.safe_dump(
-            {"http": {"routers": {"api": {"rule": "Host(`x`)", "service": "api"}}}})})),
+        (
+            "no traefik limit",
+            lambda t: t.files.update(
+                {
+                    "compose/traefik/dynamic.yml": yaml.safe_dump(
+                        {"http": {"routers": {"api": {"rule": "Host(`x`)", "service": "api"}}}}
+                    )
+                }
+            ),
+        ),
         ("bad app limit", lambda t: t.svc("api")["environment"].update(SCHEDGEN_RATE_UPLOADS="lots")),
         ("k8s middleware unattached", lambda t: t.kind("Ingress", "api")["metadata"].pop("annotations")),
     ],
