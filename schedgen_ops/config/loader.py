@@ -162,6 +162,12 @@ def check_key(dotted: str) -> list[str]:
     parts = [p for p in dotted.split(".")]
     if not all(parts):
         raise SchedgenError(f"invalid key {dotted!r}", code="unknown_key")
+    if parts[0] == "checklist" and len(parts) > 1:
+        if parts[1] != "ignore":
+            raise SchedgenError(
+                f"unknown key {dotted!r}", code="unknown_key", hint="did you mean 'checklist.ignore'?"
+            )
+        return parts
     model: type[BaseModel] | None = Config
     for index, part in enumerate(parts):
         prefix = tuple(parts[:index])

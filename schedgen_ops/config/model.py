@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schedgen_ops.parsing.semesters import SemesterDates
 from schedgen_ops.service.settings import ServiceSettings
 
 DURATION_RE = re.compile(r"^[0-9]+(ms|s|m|h|d)$")
@@ -203,11 +204,6 @@ class BackupConfig(Strict):
         return f"*-*-* {self.hour:02d}:{self.minute:02d}:00 UTC"
 
 
-class SemesterDates(Strict):
-    start: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
-    end: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
-
-
 class PortsConfig(Strict):
     api: int = Field(ge=1, le=65535)
     postgres: int = Field(ge=1, le=65535)
@@ -259,7 +255,9 @@ class Config(Strict):
     ports: PortsConfig
     kubernetes: KubernetesConfig
     service: ServiceSettings
-    semesters: dict[Literal["S1", "S2"], SemesterDates] | None = None
+    semesters: dict[Literal["S1", "S2"], SemesterDates] | None = Field(
+        None, description="Overrides of schedgen_ops.parsing.semesters defaults (resolve_semester)."
+    )
     checklist: dict[str, Any] = Field(default_factory=dict, description="checklist.ignore {ID: reason}.")
 
     @field_validator("name")
