@@ -54,10 +54,18 @@ class BackupContext:
                 )
             return LocalTarget(self.database_url, self.redis_url or None)
         name = getattr(self.config, "name", None) or "schedgen"
+        pg = getattr(self.config, "postgres", None)
+        user = getattr(pg, "user", None) or "schedgen"
+        database = getattr(pg, "database", None) or "schedgen"
+        with_redis = bool(self.redis_url) or self.config is not None
         if self.target_name == "compose":
-            return ComposeTarget(project=self.compose_project(name))
+            return ComposeTarget(
+                pg_user=user, pg_database=database, with_redis=with_redis, project=self.compose_project(name)
+            )
         namespace = getattr(getattr(self.config, "kubernetes", None), "namespace", None) or "schedgen"
-        return KubernetesTarget(kube=KubeTarget(namespace))
+        return KubernetesTarget(
+            pg_user=user, pg_database=database, with_redis=with_redis, kube=KubeTarget(namespace)
+        )
 
     def compose_project(self, name: str) -> ComposeProject:
         files = tuple(sorted((self.project / "deploy" / "compose").glob("*.y*ml")))
@@ -114,7 +122,9 @@ def resolve_context(
             return os.environ[env]
         return _secret(getattr(service, attr, None))
 
-    base = directory or Path(getattr(backup_cfg, "dir", None) or DEFAULT_DIR)
+    base = directory or Path(
+        os.environ.get("SCHEDGEN_BACKUP_DIR") or getattr(backup_cfg, "dir", None) or DEFAULT_DIR
+    )
     if not base.is_absolute():
         base = project / base
     policy = Policy(
