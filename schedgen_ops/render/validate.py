@@ -293,16 +293,17 @@ def _run(argv: list[str], cwd: Path) -> tuple[int, str]:
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
-def _tree_digest(root: Path) -> str:
+def _digest(root: Path, patterns: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-# promtool results by content digest: identical rule sets (compose and kubernetes copies, repeated
-# renders in one process) are checked once.
-_PROMTOOL_CACHE: dict[str, list[tuple[str, str]]] = {}
+# promtool results by the digest of the files each step reads: identical rule sets (the compose and
+# kubernetes copies, repeated renders in one process) are checked once.
+_PROMTOOL_CACHE: dict[tuple[str, str], str | None] = {}
 
 
 def check_prometheus(out_dir: Path) -> list[Problem]:
@@ -314,44 +315,35 @@ def check_prometheus(out_dir: Path) -> list[Problem]:
             _load_yaml(path, path.relative_to(out_dir).as_posix(), probs)
         if promtool is None:
             continue
-        key = _tree_digest(prom)
-        if key not in _PROMTOOL_CACHE:
-            _PROMTOOL_CACHE[key] = _promtool_failures(promtool, prom)
-        probs += [Problem(f"{rel}/{what}", message) for what, message in _PROMTOOL_CACHE[key]]
+        rules = sorted(p.relative_to(prom).as_posix() for p in prom.glob("rules/*.yml"))
+        tests = sorted(p.relative_to(prom).as_posix() for p in prom.glob("tests/*.yml"))
+        steps = [
+            (
+                "prometheus.yml",
+                [promtool, "check", "config", "--syntax-only", "prometheus.yml"],
+                ("prometheus.yml", "rules/*.yml"),
+            ),
+            ("rules", [promtool, "check", "rules", *rules], ("rules/*.yml",)),
+            ("tests", [promtool, "test", "rules", *tests], ("rules/*.yml", "tests/*.yml")),
+        ]
+        for what, argv, reads in steps:
+            key = (what, _digest(prom, reads))
+            if key not in _PROMTOOL_CACHE:
+                _PROMTOOL_CACHE[key] = _promtool_step(promtool, argv, prom)
+            failure = _PROMTOOL_CACHE[key]
+            if failure:
+                probs.append(Problem(f"{rel}/{what}", failure))
     return probs
 
 
-def _promtool_failures(promtool: str, prom: Path) -> list[tuple[str, str]]:
-    failures: list[tuple[str, str]] = []
-    steps = [
-        ([promtool, "check", "config", "--syntax-only", "prometheus.yml"], "prometheus.yml"),
-        (
-            [
-                promtool,
-                "check",
-                "rules",
-                *sorted(p.relative_to(prom).as_posix() for p in prom.glob("rules/*.yml")),
-            ],
-            "rules",
-        ),
-        (
-            [
-                promtool,
-                "test",
-                "rules",
-                *sorted(p.relative_to(prom).as_posix() for p in prom.glob("tests/*.yml")),
-            ],
-            "tests",
-        ),
-    ]
-    for argv, what in steps:
-        code, output = _run(argv, prom)
-        if code != 0 and "kubernetes_sd_configs not found" in output:
-            code, output = _check_without_k8s_sd(promtool, prom)
-        if code != 0:
-            last = [line for line in output.splitlines() if line.strip()][-6:]
-            failures.append((what, f"{' '.join(argv[1:3])} failed: {' | '.join(last)}"))
-    return failures
+def _promtool_step(promtool: str, argv: list[str], prom: Path) -> str | None:
+    code, output = _run(argv, prom)
+    if code != 0 and "kubernetes_sd_configs not found" in output:
+        code, output = _check_without_k8s_sd(promtool, prom)
+    if code == 0:
+        return None
+    last = [line for line in output.splitlines() if line.strip()][-6:]
+    return f"{' '.join(argv[1:3])} failed: {' | '.join(last)}"
 
 
 def _check_without_k8s_sd(promtool: str, prom: Path) -> tuple[int, str]:
