@@ -54,7 +54,7 @@ def context(
     database_url: str | None = None,
     redis_url: str | None = None,
     storage_url: str | None = None,
-    supervisor_conf: Path | None = None,
+    supervisor_sock: Path | None = None,
 ) -> BackupContext:
     return resolve_context(
         OPTIONS.project,
@@ -63,7 +63,7 @@ def context(
         database_url=database_url,
         redis_url=redis_url,
         storage_url=storage_url,
-        supervisor_conf=supervisor_conf,
+        supervisor_sock=supervisor_sock,
     )
 
 

@@ -34,15 +34,15 @@ def restore(
     no_safety_backup: bool = typer.Option(
         False, "--no-safety-backup", help="Skip the backup of the current state (only when it is known lost)."
     ),
-    supervisor_conf: Path | None = typer.Option(
+    supervisor_sock: Path | None = typer.Option(
         None,
-        "--supervisor-conf",
-        help="supervisord.conf of the local runtime (default: found in .schedgen/).",
+        "--supervisor-sock",
+        help="Control socket of the local runtime's supervisord (default: the project's, when it runs).",
     ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Restore a verified backup set over the current data."""
-    ctx_ = context(directory, target, database_url, redis_url, storage_url, supervisor_conf)
+    ctx_ = context(directory, target, database_url, redis_url, storage_url, supervisor_sock)
     db_target = ctx_.target()
     if not yes and not typer.confirm(
         f"Replace the data of {ctx_.target_name} ({ctx_.database_url.rsplit('/', 1)[-1] or 'database'}) "

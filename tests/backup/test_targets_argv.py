@@ -11,9 +11,6 @@ from schedgen_ops.ops.backup.writers import (
     kube_pause_keda_argv,
     kube_replicas_argv,
     kube_scale_argv,
-    parse_supervisor_status,
-    supervisor_start_argv,
-    supervisor_stop_argv,
 )
 from schedgen_ops.runtime.argv import ComposeProject, KubeTarget
 
@@ -136,14 +133,3 @@ def test_writer_stop_start_argv():
         "--overwrite",
     ]
     assert kube_pause_keda_argv(kube, "pdf-worker", False)[-2] == "autoscaling.keda.sh/paused-replicas-"
-    conf = Path("/p/.schedgen/supervisord.conf")
-    assert supervisor_stop_argv(conf, "pdf-worker") == [
-        "supervisorctl",
-        "-c",
-        str(conf),
-        "stop",
-        "pdf-worker:*",
-    ]
-    assert supervisor_start_argv(conf, "api") == ["supervisorctl", "-c", str(conf), "start", "api:*"]
-    status = "api:api_0        RUNNING   pid 12, uptime 0:01:02\npdf-worker:w_0   STOPPED   Nov 28 01:00 PM\n"
-    assert parse_supervisor_status(status) == {"api:api_0": "RUNNING", "pdf-worker:w_0": "STOPPED"}

@@ -26,8 +26,8 @@ from schedgen_ops.runtime.argv import ComposeProject, KubeTarget
 
 TARGETS = ("local", "compose", "kubernetes")
 DEFAULT_DIR = "backups"
-#: Where the local runtime keeps supervisord's configuration (overridable with --supervisor-conf).
-SUPERVISOR_CONF_CANDIDATES = (".schedgen/supervisord.conf", ".schedgen/supervisor/supervisord.conf")
+#: The local runtime's supervisord control socket (see schedgen_ops.runtime.local).
+SUPERVISOR_SOCK = ".schedgen/run/supervisor.sock"
 
 
 @dataclass
@@ -42,7 +42,7 @@ class BackupContext:
     profile: str | None = None
     policy: Policy = field(default_factory=Policy)
     config: Any = None
-    supervisor_conf: Path | None = None
+    supervisor_sock: Path | None = None
 
     def target(self) -> Target:
         if self.target_name == "local":
@@ -77,9 +77,20 @@ class BackupContext:
         if self.target_name == "kubernetes":
             namespace = getattr(getattr(self.config, "kubernetes", None), "namespace", None) or "schedgen"
             return KubernetesWriters(KubeTarget(namespace))
-        if self.supervisor_conf is not None:
-            return SupervisorWriters(self.supervisor_conf)
+        if self.supervisor_sock is not None:
+            return SupervisorWriters(self.supervisor_sock)
         return NoWriters()
+
+
+def _local_runtime_sock(project: Path) -> Path | None:
+    """The local runtime's control socket when its supervisord runs for this project, else None."""
+    try:
+        from schedgen_ops.runtime.local import LocalRuntime
+    except ImportError:
+        path = project / SUPERVISOR_SOCK
+        return path if path.exists() else None
+    runtime = LocalRuntime(project)
+    return runtime.sock if runtime.is_running() else None
 
 
 def _load_config(project: Path) -> Any:
@@ -105,7 +116,7 @@ def resolve_context(
     database_url: str | None = None,
     redis_url: str | None = None,
     storage_url: str | None = None,
-    supervisor_conf: Path | None = None,
+    supervisor_sock: Path | None = None,
 ) -> BackupContext:
     if target not in TARGETS:
         raise SchedgenError(
@@ -132,10 +143,8 @@ def resolve_context(
         keep_weekly=getattr(backup_cfg, "keep_weekly", 4),
         keep_monthly=getattr(backup_cfg, "keep_monthly", 12),
     )
-    if supervisor_conf is None:
-        supervisor_conf = next(
-            (project / c for c in SUPERVISOR_CONF_CANDIDATES if (project / c).is_file()), None
-        )
+    if supervisor_sock is None and target == "local":
+        supervisor_sock = _local_runtime_sock(project)
     return BackupContext(
         project=project,
         directory=base,
@@ -152,5 +161,5 @@ def resolve_context(
         profile=getattr(config, "profile", None),
         policy=policy,
         config=config,
-        supervisor_conf=supervisor_conf,
+        supervisor_sock=supervisor_sock,
     )

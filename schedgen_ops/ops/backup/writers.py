@@ -6,11 +6,15 @@ with checked exit codes. Only what was running before is started again.
 
 from __future__ import annotations
 
+import contextlib
+import time
+import xmlrpc.client
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.streaming import run_checked
 from schedgen_ops.runtime.argv import ComposeProject, KubeTarget
 
@@ -40,72 +44,70 @@ class NoWriters:
 
 # ------------------------------------------------------------------------------------------- supervisord
 
-
-def supervisorctl(conf: Path, *args: str) -> list[str]:
-    return ["supervisorctl", "-c", str(conf), *args]
-
-
-def supervisor_stop_argv(conf: Path, group: str) -> list[str]:
-    return supervisorctl(conf, "stop", f"{group}:*")
-
-
-def supervisor_start_argv(conf: Path, group: str) -> list[str]:
-    return supervisorctl(conf, "start", f"{group}:*")
-
-
-def supervisor_status_argv(conf: Path) -> list[str]:
-    return supervisorctl(conf, "status")
-
-
-def parse_supervisor_status(text: str) -> dict[str, str]:
-    """``group:name   RUNNING   pid 1, uptime ...`` lines -> {"group:name": "RUNNING"}."""
-    states: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            states[parts[0]] = parts[1]
-    return states
+#: supervisord states in which a process may still write.
+ACTIVE_STATES = ("RUNNING", "STARTING", "BACKOFF", "STOPPING")
 
 
 @dataclass
 class SupervisorWriters:
-    """The local runtime: supervisord program groups, driven through supervisorctl."""
+    """The local runtime: the ``api`` and ``pdf-worker`` supervisord groups, over its XML-RPC socket.
 
-    conf: Path
+    Stopping sends each slot one SIGTERM (RQ workers finish their current job) and waits until every
+    slot has exited, so no writer holds a database session when the restore starts.
+    """
+
+    sock: Path
     groups: tuple[str, ...] = WRITER_SERVICES
+    timeout_s: float = 600.0
 
-    def _status(self) -> dict[str, str]:
-        import subprocess
+    def _rpc(self) -> Any:
+        from supervisor.xmlrpc import SupervisorTransport
 
-        # `status` exits 3 when some program is not running: that is an answer, not a failure.
-        out = subprocess.run(supervisor_status_argv(self.conf), capture_output=True, text=True, check=False)
-        if out.returncode not in (0, 3):
-            from schedgen_ops.errors import SchedgenError
+        transport = SupervisorTransport(None, None, serverurl=f"unix://{self.sock}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
 
+    def _states(self) -> dict[str, str]:
+        try:
+            infos = self._rpc().getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error) as exc:
             raise SchedgenError(
-                f"supervisorctl status failed: {(out.stderr or out.stdout).strip()[:300]}",
+                f"supervisord is not reachable on {self.sock}: {exc}",
                 code="supervisor_unreachable",
-                hint="is the local runtime up? (`schedgen up`)",
-            )
-        return parse_supervisor_status(out.stdout)
-
-    def running_groups(self) -> list[str]:
-        states = self._status()
-        return [
-            group
-            for group in self.groups
-            if any(name.startswith(f"{group}:") and state == "RUNNING" for name, state in states.items())
-        ]
+                hint="is the local runtime up (`schedgen up`)? or restore with --no-writers-control",
+            ) from exc
+        return {f"{p['group']}:{p['name']}": p["statename"] for p in infos if p["group"] in self.groups}
 
     def stop(self) -> list[str]:
-        running = self.running_groups()
-        for group in running:
-            run_checked(supervisor_stop_argv(self.conf, group), what=f"stopping {group}")
-        return running
+        running = sorted(name for name, state in self._states().items() if state in ACTIVE_STATES)
+        rpc = self._rpc()
+        for name in running:
+            with contextlib.suppress(xmlrpc.client.Fault):  # NOT_RUNNING: it exited meanwhile
+                rpc.stopProcess(name, False)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            states = self._states()
+            if all(states.get(name) not in ACTIVE_STATES for name in running):
+                return running
+            if time.monotonic() > deadline:
+                raise SchedgenError(
+                    f"writers did not stop within {self.timeout_s:.0f}s: {', '.join(running)}",
+                    code="stop_timeout",
+                    hint="they may be finishing long jobs; retry, or stop them with `schedgen scale`",
+                )
+            time.sleep(0.1)
 
     def start(self, names: Sequence[str]) -> list[str]:
-        for group in names:
-            run_checked(supervisor_start_argv(self.conf, group), what=f"starting {group}")
+        rpc = self._rpc()
+        for name in names:
+            try:
+                rpc.startProcess(name, True)
+            except xmlrpc.client.Fault as fault:
+                if "ALREADY_STARTED" not in fault.faultString:
+                    raise SchedgenError(
+                        f"{name} did not start again after the restore: {fault.faultString}",
+                        code="process_failed",
+                        hint="see its log under .schedgen/logs/",
+                    ) from fault
         return list(names)
 
 
