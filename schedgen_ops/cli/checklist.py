@@ -69,6 +69,7 @@ def run_checklist(
     only: list[str],
     reports: list[Path],
     backup_dir: Path | None,
+    database_url: str | None = None,
 ) -> Report:
     """Build the context (rendering when no --dir is given) and evaluate the checklist."""
     config = _config(profile, overrides)
@@ -82,7 +83,9 @@ def run_checklist(
             source = f"rendered {config.profile}/{target} into a temporary directory"
         else:
             if not tree_dir.is_dir():
-                raise SchedgenError(f"{tree_dir} is not a directory", code="no_tree", hint="run `schedgen render -o DIR`")
+                raise SchedgenError(
+                    f"{tree_dir} is not a directory", code="no_tree", hint="run `schedgen render -o DIR`"
+                )
             root, source = tree_dir, str(tree_dir)
         tree = RenderedTree(root)
         stamp = tree.stamp()
@@ -100,8 +103,11 @@ def run_checklist(
                 url=url or DEFAULT_URL,
                 backup_dir=backup_dir,
                 report_dirs=reports,
-                runbook=runbook if tree_dir is not None else OPTIONS.project / "deploy" / "docs" / "RUNBOOK.md",
+                runbook=runbook
+                if tree_dir is not None
+                else OPTIONS.project / "deploy" / "docs" / "RUNBOOK.md",
                 health_target=target if target in TARGETS else "local",
+                database_url=database_url,
             )
         ignore = (getattr(config, "checklist", None) or {}).get("ignore") or {}
         return evaluate(
@@ -118,11 +124,17 @@ def run_checklist(
 @app.callback()
 def checklist(
     ctx: typer.Context,
-    profile: str | None = typer.Option(None, "--profile", "-p", help="Scale profile (default: the project's)."),
+    profile: str | None = typer.Option(
+        None, "--profile", "-p", help="Scale profile (default: the project's)."
+    ),
     target: str = typer.Option("all", "--target", "-t", help="compose, kubernetes, local or all."),
-    live: bool = typer.Option(False, "--live", help="Also check the running stack (readiness, metrics, ...)."),
+    live: bool = typer.Option(
+        False, "--live", help="Also check the running stack (readiness, metrics, ...)."
+    ),
     url: str | None = typer.Option(None, "--url", help=f"api base URL for --live (default {DEFAULT_URL})."),
-    tree_dir: Path | None = typer.Option(None, "--dir", help="Check an existing rendered tree instead of rendering."),
+    tree_dir: Path | None = typer.Option(
+        None, "--dir", help="Check an existing rendered tree instead of rendering."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help=f"Output: {', '.join(FORMATS)}."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to FILE too."),
@@ -130,7 +142,14 @@ def checklist(
     overrides: list[str] = typer.Option([], "--set", help="Override a config value KEY=VALUE (repeatable)."),
     only: list[str] = typer.Option([], "--only", help="Run only this check id (repeatable)."),
     reports: list[Path] = typer.Option([], "--reports", help="Load-test report directory for --live."),
-    backup_dir: Path | None = typer.Option(None, "--backup-dir", help="Backup directory (default PROJECT/backups)."),
+    backup_dir: Path | None = typer.Option(
+        None, "--backup-dir", help="Backup directory (default PROJECT/backups)."
+    ),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="Ledger URL for the --live rate-limit probe key (default SCHEDGEN_DATABASE_URL).",
+    ),
 ) -> None:
     """Check production readiness; exit 0 pass, 3 a danger check failed, 4 score below --min-score."""
     if ctx.invoked_subcommand is not None:
@@ -149,6 +168,7 @@ def checklist(
         only=only,
         reports=reports,
         backup_dir=backup_dir,
+        database_url=database_url,
     )
     if fmt == "table":
         print_table(report, Console(highlight=False))

@@ -23,13 +23,15 @@ LOADTEST_SCENARIOS = ("baseline", "upload")
 
 #: Series /metrics must expose: (who, regex on metric family names). Names follow the service's metrics module.
 REQUIRED_SERIES: tuple[tuple[str, str], ...] = (
-    ("api", r"http_requests_total"),
-    ("api", r"http_request_duration_seconds"),
-    ("api", r"uploads_total"),
-    ("worker", r"jobs_total"),
-    ("worker", r"parse_duration_seconds"),
-    ("worker", r"queue_depth"),
-    ("worker", r"workers"),
+    ("api", r"^schedgen_http_requests_total$"),
+    ("api", r"^schedgen_http_request_duration_seconds"),
+    ("api", r"^schedgen_uploads_total$"),
+    ("api", r"^schedgen_queue_depth$"),
+    ("api", r"^schedgen_db_pool_connections$"),
+    ("worker", r"^schedgen_worker_processes$"),
+    ("worker", r"^schedgen_workers_live$"),
+    ("worker", r"^schedgen_jobs_total$"),
+    ("worker", r"^schedgen_parse_duration_seconds"),
 )
 
 
@@ -133,16 +135,23 @@ def live_health(ctx: Context) -> list[Finding]:
     from schedgen_ops.ops.health import load_thresholds, resolve_endpoints, run_health
 
     endpoints = resolve_endpoints(
-        live.health_target or "local", ctx.project, api_url=live.url, backup_dir=live.backup_dir
+        live.health_target or "local",
+        ctx.project,
+        api_url=live.url,
+        backup_dir=live.backup_dir,
+        database_url=live.database_url,
+        redis_url=live.redis_url,
     )
     report = run_health(endpoints, load_thresholds(ctx.project))
     data = report.to_dict()
-    bad = [c for c in data.get("checks", []) if c.get("status") not in ("ok", "skipped", "skip")]
-    names = [f"{c.get('component')}/{c.get('name')}={c.get('status')}" for c in bad]
+    bad = [c for c in data.get("checks", []) if c.get("status") != "ok"]
+    names = [f"{c.get('id')}={c.get('status')}" for c in bad]
     msg = f"schedgen health exit {report.exit_code}" + (f": {', '.join(names[:4])}" if names else "")
     return [
         Finding(
-            report.exit_code == 0, msg, Evidence("schedgen health --json", "verdict", data.get("verdict"))
+            report.exit_code == 0,
+            msg,
+            Evidence("schedgen health --json", "verdict", {"verdict": data.get("verdict"), "not_ok": names}),
         )
     ]
 
@@ -347,8 +356,26 @@ def live_rate_limit(ctx: Context) -> list[Finding]:
 
 
 def _cli_key_issuer(ctx: Context) -> KeyIssuer:
-    """Create/revoke keys with the service's api-key library (the same one `schedgen apikeys` uses)."""
-    raise NotApplicable("the service's API-key library is not available in this build")
+    """Create/revoke keys in the job ledger with the library `schedgen apikeys` uses."""
+    from schedgen_ops.service import clients, db
+
+    live = ctx.need_live()
+    url = live.database_url
+    if not url:
+        from schedgen_ops.service.config import load_settings
+
+        url = load_settings(need=("database_url",)).database_url.get_secret_value()
+
+    def create() -> tuple[str, str]:
+        with db.connect(url) as conn:
+            key_id, key = clients.create_key(conn, f"checklist-probe-{_now():%Y%m%dT%H%M%SZ}")
+        return key, key_id
+
+    def revoke(key_id: str) -> None:
+        with db.connect(url) as conn:
+            clients.revoke_key(conn, key_id)
+
+    return create, revoke
 
 
 @check(

@@ -21,6 +21,8 @@ class LiveTarget:
     report_dirs: list[Path] = field(default_factory=list)
     runbook: Path | None = None
     health_target: str | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
     timeout_s: float = 5.0
 
 

@@ -1,0 +1,233 @@
+"""Live checks against the real service: `schedgen serve api` + `schedgen serve worker` started by the test
+on real Postgres and Redis, plus backup manifests written with the backup library and load-test summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from schedgen_ops.ops.readiness import Context, LiveTarget, evaluate
+from schedgen_ops.ops.readiness.evaluate import run_check
+from schedgen_ops.ops.readiness.registry import get
+
+UPLOAD_LIMIT = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[tuple[str, str, str]]:
+    """api on a free port and one worker process; rate_uploads lowered so the probe is quick."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SCHEDGEN_DATABASE_URL": database_url,
+        "SCHEDGEN_REDIS_URL": redis_url,
+        "SCHEDGEN_STORAGE_URL": f"file://{tmp_path / 'uploads'}",
+        "SCHEDGEN_METRICS_DIR": str(tmp_path / "metrics"),
+        "SCHEDGEN_RATE_UPLOADS": f"{UPLOAD_LIMIT}/hour",
+        "SCHEDGEN_API_WORKERS": "1",
+    }
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "uploads").mkdir()
+    cli = [sys.executable, "-m", "schedgen_ops.cli.main"]
+    logs = (tmp_path / "api.log").open("w")
+    api = subprocess.Popen(
+        [*cli, "serve", "api", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=logs,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    worker = None
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("api did not start: " + (tmp_path / "api.log").read_text()[-2000:])
+        worker = subprocess.Popen(
+            [*cli, "serve", "worker", "--processes", "1"], env=env, stdout=logs, stderr=subprocess.STDOUT
+        )
+        yield url, database_url, redis_url
+    finally:
+        for proc in (worker, api):
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        logs.close()
+
+
+def _ctx(project: Path, url: str, database_url: str | None = None, **kw: object) -> Context:
+    class _Cfg:
+        class service:  # noqa: N801 - mimics Config.service
+            rate_uploads = f"{UPLOAD_LIMIT}/hour"
+
+    live = LiveTarget(url=url, database_url=database_url, **kw)  # type: ignore[arg-type]
+    return Context(project=project, live=live, config=_Cfg())
+
+
+@pytest.mark.e2e
+def test_live_checks_against_the_real_service(stack: tuple[str, str, str], tmp_path: Path) -> None:
+    url, database_url, redis_url = stack
+    ctx = _ctx(tmp_path, url, database_url, redis_url=redis_url, backup_dir=tmp_path / "backups")
+    ready = run_check(get("live-readiness"), ctx)
+    assert ready.status == "pass", (ready.message, ready.findings[0].evidence.value)
+
+    # One real job (a synthetic UP lecture timetable) through the worker so the worker series exist.
+    from schedgen_ops.parsing.synthetic import generate_timetable, render_pdf
+
+    pdf = render_pdf(generate_timetable("lectures", n_rows=3))
+    response = httpx.post(url + "/api/uploads", files={"file": ("t.pdf", pdf, "application/pdf")}, timeout=10)
+    assert response.status_code == 202, response.text
+    status_url = httpx.URL(url).join(response.json()["status_url"])
+    deadline, state = time.monotonic() + 90, None
+    while time.monotonic() < deadline and state != "completed":
+        time.sleep(1.0)  # stays under the status rate limit (100/min)
+        state = httpx.get(status_url, timeout=5).json().get("status")
+    assert state == "completed"
+    metrics = run_check(get("live-metrics"), ctx)
+    assert metrics.status == "pass", [f.message for f in metrics.findings if not f.ok]
+
+    # limit + 1 uploads with a throw-away key: the last one is 429 with Retry-After; the key is revoked.
+    limit = run_check(get("live-rate-limit"), ctx)
+    assert limit.status == "pass", limit.message
+    statuses = limit.findings[0].evidence.value["statuses"]
+    assert len(statuses) == UPLOAD_LIMIT + 1 and statuses[-1] == 429
+    # schedgen health on the same stack: no backup exists yet, so it is not healthy and says why.
+    health = run_check(get("live-health"), ctx)
+    print(health.message)
+    assert health.status == "fail" and "backup" in health.message
+
+    from schedgen_ops.service import clients, db
+
+    with db.connect(database_url) as conn:
+        keys = clients.list_keys(conn)
+    assert keys and all(k.revoked_at for k in keys if k.name.startswith("checklist-probe"))
+
+
+def test_live_checks_fail_when_the_service_is_down(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, f"http://127.0.0.1:{_free_port()}")
+    for check_id in ("live-readiness", "live-metrics"):
+        result = run_check(get(check_id), ctx)
+        assert result.status == "fail" and "failed" in result.message
+
+
+def _pdf() -> bytes:
+    from schedgen_ops.ops.readiness.checks_live import _minimal_pdf
+
+    return _minimal_pdf()
+
+
+def _backup(
+    directory: Path, backup_id: str, started: datetime, verifications: list[tuple[str, str, datetime]]
+) -> None:
+    from schedgen_ops.ops.backup.manifest import Manifest, Verification, iso, write_manifest
+
+    path = directory / backup_id
+    path.mkdir(parents=True)
+    history = [
+        Verification(status=s, level=lv, verified_at=iso(at), duration_s=1.5) for s, lv, at in verifications
+    ]  # type: ignore[arg-type]
+    manifest = Manifest(
+        id=backup_id,
+        status="complete",
+        target="local",
+        started_at=iso(started),
+        finished_at=iso(started + timedelta(minutes=1)),
+        verification=history[-1] if history else None,
+        verification_history=history,
+    )
+    write_manifest(path, manifest)
+
+
+def test_backup_freshness_and_restore_drill(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    backups = tmp_path / "backups"
+    ctx = _ctx(tmp_path, "http://127.0.0.1:9", backup_dir=backups)
+    assert run_check(get("live-backup-fresh"), ctx).status == "fail"  # no backups at all
+    _backup(
+        backups, "20260101T000000Z", now - timedelta(days=3), [("passed", "deep", now - timedelta(days=3))]
+    )
+    fresh = run_check(get("live-backup-fresh"), ctx)
+    assert fresh.status == "fail" and "h old" in fresh.message
+    assert run_check(get("live-restore-drill"), ctx).status == "pass"
+    _backup(
+        backups,
+        "20260102T000000Z",
+        now - timedelta(hours=2),
+        [("passed", "standard", now - timedelta(hours=1))],
+    )
+    assert run_check(get("live-backup-fresh"), ctx).status == "pass"
+    _backup(backups, "20260103T000000Z", now - timedelta(hours=1), [("failed", "standard", now)])
+    assert run_check(get("live-backup-fresh"), ctx).status == "fail"  # latest not verified
+
+
+def test_restore_drill_older_than_30_days_fails(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    backups = tmp_path / "backups"
+    _backup(
+        backups, "20250101T000000Z", now - timedelta(days=40), [("passed", "deep", now - timedelta(days=31))]
+    )
+    result = run_check(get("live-restore-drill"), _ctx(tmp_path, "http://127.0.0.1:9", backup_dir=backups))
+    assert result.status == "fail" and "31." in result.message
+
+
+def _summary(directory: Path, scenario: str, passed: bool, finished: datetime) -> None:
+    directory.mkdir(parents=True)
+    doc = {
+        "scenario": scenario,
+        "passed": passed,
+        "finished_at": finished.isoformat(),
+        "thresholds": [{"name": "p95_ms", "passed": passed}],
+    }
+    (directory / "summary.json").write_text(json.dumps(doc))
+
+
+def test_loadtest_reports(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    reports = tmp_path / "reports"
+    ctx = _ctx(tmp_path, "http://127.0.0.1:9", report_dirs=[reports])
+    _summary(reports / "a", "baseline", True, now - timedelta(days=1))
+    _summary(reports / "b", "upload", True, now - timedelta(days=9))
+    result = run_check(get("live-loadtests"), ctx)
+    assert result.status == "fail"
+    assert [f.ok for f in result.findings] == [True, False]
+    _summary(reports / "c", "upload", False, now - timedelta(hours=1))
+    assert "failed ['p95_ms']" in run_check(get("live-loadtests"), ctx).message
+    _summary(reports / "d", "upload", True, now)
+    assert run_check(get("live-loadtests"), ctx).status == "pass"
+
+
+def test_runbook(tmp_path: Path) -> None:
+    runbook = tmp_path / "RUNBOOK.md"
+    ctx = _ctx(tmp_path, "http://127.0.0.1:9", runbook=runbook)
+    assert run_check(get("live-runbook"), ctx).status == "fail"
+    runbook.write_text("# Runbook\n\nRun `schedgen health` first.\n")
+    assert run_check(get("live-runbook"), ctx).status == "pass"
+
+
+def test_live_checks_only_run_with_live(tmp_path: Path) -> None:
+    report = evaluate(Context(project=tmp_path), live=False)
+    assert not [r for r in report.results if r.check.kind == "live"]
