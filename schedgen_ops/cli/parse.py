@@ -9,18 +9,21 @@ import sys
 import tempfile
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.parsing import ExamSitting, LectureEvent, Timetable, parse_pdf
-from schedgen_ops.parsing.export import to_csv, to_json
-from schedgen_ops.parsing.ics import parse_group_filters, to_ics
 from schedgen_ops.parsing.semesters import SemesterDates, resolve_semester
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+# Output modules (icalendar, the JSON schema model, rich tables) are imported only for the format
+# asked for: `schedgen parse` is measured for peak RSS (docs/PERFORMANCE.md).
 
 
 class Format(StrEnum):
@@ -73,6 +76,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _rich_table(timetables: list[Timetable]) -> Table:
+    from rich.table import Table
+
     table = Table(show_lines=False, header_style="bold")
     for col in ("Kind", "Module", "What", "When", "Time", "Venue(s)", "Campus"):
         table.add_column(col)
@@ -116,7 +121,11 @@ def parse_command(
 ) -> None:
     """Parse UP timetable PDFs into a table, JSON, CSV or one calendar (.ics)."""
     start, until = _date(date_from), _date(date_until)
-    groups = parse_group_filters(group) if group else None
+    groups = None
+    if group:
+        from schedgen_ops.parsing.ics import parse_group_filters
+
+        groups = parse_group_filters(group)
     if semester is not None:
         dates: SemesterDates = resolve_semester(semester.value, semester_overrides(OPTIONS.project))
         start, until = start or dates.start, until or dates.end
@@ -142,10 +151,16 @@ def parse_command(
                     typer.echo(f"warning: {tt.source.filename if tt.source else ''}: {warning}", err=True)
             return
     elif fmt is Format.json:
+        from schedgen_ops.parsing.export import to_json
+
         data = (json.dumps(to_json(timetables), indent=2) + "\n").encode()
     elif fmt is Format.csv:
+        from schedgen_ops.parsing.export import to_csv
+
         data = to_csv(timetables).encode()
     else:
+        from schedgen_ops.parsing.ics import to_ics
+
         sem = semester.value if semester is not None and semester.value in ("S1", "S2") else None
         data = to_ics(
             timetables,

@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from schedgen_ops.cli.parse import write_atomic
-from schedgen_ops.parsing.synthetic import generate_timetable, render_pdf
 
 
 class SampleKind(StrEnum):
@@ -35,6 +34,9 @@ def generate(
     semester: SampleSemester = typer.Option(SampleSemester.S2, "--semester", help="Semester of the dates."),
 ) -> None:
     """Write a synthetic UP-format timetable PDF."""
+    # Imported here: fpdf2 pulls in fontTools/numpy/PIL (~40 MB RSS) that no other command needs.
+    from schedgen_ops.parsing.synthetic import generate_timetable, render_pdf
+
     if pages is not None and rows is not None:
         raise typer.BadParameter("give --pages or --rows, not both")
     timetable = generate_timetable(
