@@ -67,6 +67,7 @@ class Runner:
         capture: bool = True,
         timeout_s: float | None = None,
         read_only: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         """Run one command. ``read_only`` commands (ps, get, top) run even under ``--dry-run``.
 
@@ -93,7 +94,7 @@ class Runner:
                 capture_output=capture,
                 text=True,
                 timeout=timeout_s,
-                env=None if self.env is None else dict(self.env),
+                env=dict(env) if env is not None else (None if self.env is None else dict(self.env)),
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
@@ -119,6 +120,13 @@ class Runner:
                 f"{format_argv(argv)} failed with exit {result.returncode}: {last}", code="command_failed"
             )
         return result
+
+    def note(self, action: str) -> None:
+        """Echo (and audit) a step that is not an external command, e.g. an XML-RPC call to supervisord."""
+        if self.echo is not None:
+            self.echo(("(dry run) " if self.dry_run else "") + "- " + action)
+        if self.audit is not None:
+            self.audit.append("step", result="dry-run" if self.dry_run else "ok", step=action)
 
     def stream(self, argv: Sequence[str]) -> Iterator[str]:
         """Yield a long-running command's output lines as they come (``logs -f``); read-only."""

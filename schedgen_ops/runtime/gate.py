@@ -1,0 +1,156 @@
+"""The deploy health gate: api ready, workers alive, and one canary upload parsed end to end.
+
+A deploy only counts when the new release does real work: every api replica answers /readyz with 200,
+at least one worker has a fresh heartbeat, and a generated sample PDF goes upload -> queued ->
+completed with events. Each step has its own deadline and reports what it saw when it fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+HEARTBEAT_MAX_AGE_S = 60.0
+
+
+class GateFailure(Exception):
+    """The gate's verdict: which check failed and what it saw."""
+
+    def __init__(self, check: str, detail: str):
+        super().__init__(f"{check}: {detail}")
+        self.check = check
+        self.detail = detail
+
+
+@dataclass
+class GateReport:
+    checks: dict[str, str] = field(default_factory=dict)
+    canary_job: str | None = None
+    canary_events: int | None = None
+    duration_s: float = 0.0
+
+
+def sample_pdf(seed: int = 7) -> bytes:
+    """A small generated UP-format lecture timetable (never real student data)."""
+    from schedgen_ops.parsing.synthetic import generate_timetable, render_pdf
+
+    return render_pdf(generate_timetable("lectures", seed=seed, n_rows=4))
+
+
+def wait_ready(client: httpx.Client, base_url: str, timeout_s: float) -> dict[str, Any]:
+    """Poll /readyz until 200; raise `GateFailure` with the last answer's per-dependency detail."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while True:
+        try:
+            response = client.get(f"{base_url}/readyz", timeout=5)
+            if response.status_code == 200:
+                body: dict[str, Any] = response.json()
+                return body
+            last = f"HTTP {response.status_code} {response.text[:300]}"
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise GateFailure("api ready", f"{base_url}/readyz not ready after {timeout_s:.0f}s ({last})")
+        time.sleep(0.5)
+
+
+def wait_workers(client: httpx.Client, base_url: str, token: str, timeout_s: float) -> int:
+    """Poll /api/queue until a worker has a heartbeat younger than HEARTBEAT_MAX_AGE_S; return the count."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while True:
+        try:
+            response = client.get(
+                f"{base_url}/api/queue", headers={"Authorization": f"Bearer {token}"}, timeout=5
+            )
+            if response.status_code == 200:
+                workers = response.json().get("workers", [])
+                alive = [
+                    w
+                    for w in workers
+                    if w.get("heartbeat_age_s") is not None and w["heartbeat_age_s"] < HEARTBEAT_MAX_AGE_S
+                ]
+                if alive:
+                    return len(alive)
+                last = f"{len(workers)} registered worker(s), none with a fresh heartbeat"
+            else:
+                last = f"HTTP {response.status_code} {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise GateFailure("workers alive", f"no live worker after {timeout_s:.0f}s ({last})")
+        time.sleep(0.5)
+
+
+def canary(client: httpx.Client, base_url: str, token: str, timeout_s: float) -> tuple[str, int]:
+    """Upload a sample PDF (high priority) and wait until it is parsed; return (job id, event count)."""
+    files = {"file": ("canary.pdf", sample_pdf(), "application/pdf")}
+    try:
+        response = client.post(
+            f"{base_url}/api/uploads",
+            files=files,
+            data={"priority": "high"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise GateFailure("canary upload", f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code != 202:
+        raise GateFailure("canary upload", f"HTTP {response.status_code} {response.text[:300]}")
+    accepted = response.json()
+    job_id = accepted["job_id"]
+    deadline = time.monotonic() + timeout_s
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            status = client.get(f"{base_url}{accepted['status_url']}", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            status = {}
+        if status.get("status") == "completed":
+            events = client.get(f"{base_url}{accepted['events_url']}", timeout=10)
+            if events.status_code != 200:
+                raise GateFailure("canary parse", f"events HTTP {events.status_code} for job {job_id}")
+            count = sum(len(t.get("events", [])) for t in events.json().get("timetables", []))
+            if count == 0:
+                raise GateFailure("canary parse", f"job {job_id} completed with no events")
+            return job_id, count
+        if status.get("status") == "failed":
+            raise GateFailure("canary parse", f"job {job_id} failed: {status.get('error')}")
+        time.sleep(0.3)
+    raise GateFailure(
+        "canary parse", f"job {job_id} still {status.get('status', '?')} after {timeout_s:.0f}s"
+    )
+
+
+def run_gate(
+    api_urls: list[str],
+    ops_token: str,
+    *,
+    timeout_s: float = 90.0,
+    with_canary: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> GateReport:
+    """All checks in order; the first failure raises `GateFailure`."""
+    say = echo or (lambda _: None)
+    started = time.monotonic()
+    report = GateReport()
+    with httpx.Client() as client:
+        for url in api_urls:
+            wait_ready(client, url, timeout_s)
+            report.checks[f"ready {url}"] = "ok"
+            say(f"gate: {url}/readyz ready")
+        count = wait_workers(client, api_urls[0], ops_token, timeout_s)
+        report.checks["workers"] = f"{count} alive"
+        say(f"gate: {count} worker(s) with a fresh heartbeat")
+        if with_canary:
+            job_id, events = canary(client, api_urls[0], ops_token, timeout_s)
+            report.canary_job, report.canary_events = job_id, events
+            report.checks["canary"] = f"job {job_id}: {events} events"
+            say(f"gate: canary job {job_id} parsed ({events} events)")
+    report.duration_s = time.monotonic() - started
+    return report

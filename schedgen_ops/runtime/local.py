@@ -1,0 +1,622 @@
+"""The local runtime: supervisord runs the rendered ``local/`` tree on this machine, no containers.
+
+Layout under the project's ``.schedgen/``:
+    run/active          symlink to the deployed tree (a release's ``tree/``); supervisord reads
+                        ``run/active/local/supervisord.conf`` so switching releases is one rename
+    run/supervisord.pid, run/supervisor.sock (XML-RPC control socket, mode 0700)
+    data/postgres, data/redis, data/uploads, data/metrics   (never touched by deploy or rollback)
+    logs/<program>.log  scale.json (desired api / pdf-worker count)
+
+Every api and worker replica is a supervisord program slot (``api-1..N``, ``pdf-worker-1..N`` up to the
+profile's max); scaling starts or stops slots. Stopping a worker slot sends one SIGTERM to its process,
+which lets each RQ worker finish its current job (stopwaitsecs is above the job timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Iterator, Mapping
+from configparser import RawConfigParser
+from pathlib import Path
+from typing import Any
+
+import psutil
+from supervisor.xmlrpc import SupervisorTransport
+
+from schedgen_ops.config.secrets import parse_env_file
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.runtime.base import ProcessStatus, ServiceStatus
+from schedgen_ops.runtime.dataservices import (
+    SERVICE_USER,
+    PostgresServer,
+    find_postgres_bindir,
+    find_redis_server,
+    running_as_root,
+)
+from schedgen_ops.runtime.runner import Runner
+
+SERVICES = ("api", "pdf-worker")
+DATA_PROGRAMS = ("postgres", "redis")
+_SOCK_MAX = 100  # AF_UNIX paths are limited to 107 bytes
+_HBA_MARK = "# schedgen-managed pg_hba.conf"
+_RUNNING = {"RUNNING", "STARTING", "BACKOFF"}
+
+
+class LocalRuntime:
+    """Operate the supervisord-managed stack of one project directory."""
+
+    name = "local"
+
+    def __init__(
+        self, project_dir: Path, runner: Runner | None = None, environ: Mapping[str, str] | None = None
+    ):
+        self.project = project_dir.resolve()
+        self.state = self.project / ".schedgen"
+        self.run_dir = self.state / "run"
+        self.logs_dir = self.state / "logs"
+        self.data_dir = self.state / "data"
+        self.active = self.run_dir / "active"
+        self.runner = runner or Runner()
+        self.environ = dict(os.environ if environ is None else environ)
+
+    # ------------------------------------------------------------------------------------ paths & env
+
+    @property
+    def conf(self) -> Path:
+        return self.active / "local" / "supervisord.conf"
+
+    @property
+    def sock(self) -> Path:
+        path = self.run_dir / "supervisor.sock"
+        if len(str(path)) <= _SOCK_MAX:
+            return path
+        digest = hashlib.sha256(str(self.project).encode()).hexdigest()[:16]
+        return Path("/tmp") / f"schedgen-{digest}.sock"
+
+    def external_urls(self) -> dict[str, str]:
+        """SCHEDGEN_DATABASE_URL / SCHEDGEN_REDIS_URL given in the environment: use them, run no server."""
+        return {k: v for k in ("SCHEDGEN_DATABASE_URL", "SCHEDGEN_REDIS_URL") if (v := self.environ.get(k))}
+
+    def machine_env(self) -> dict[str, str]:
+        """supervisord's environment: machine facts the rendered (machine-independent) config refers to."""
+        env = {
+            k: v for k, v in self.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+        }
+        external = self.external_urls()
+        env.update(external)
+        env["SCHEDGEN_SUPERVISOR_SOCK"] = str(self.sock)
+        env["SCHEDGEN_PYTHON"] = sys.executable
+        env["SCHEDGEN_PG_USER"] = SERVICE_USER if running_as_root() else pwd.getpwuid(os.getuid()).pw_name
+        env["SCHEDGEN_PG_BINDIR"] = (
+            str(find_postgres_bindir()) if "SCHEDGEN_DATABASE_URL" not in external else "/nonexistent"
+        )
+        env["SCHEDGEN_REDIS_SERVER"] = (
+            str(find_redis_server()) if "SCHEDGEN_REDIS_URL" not in external else "redis-server"
+        )
+        env["SCHEDGEN_PROMETHEUS"] = shutil.which("prometheus", path=env.get("PATH")) or "prometheus"
+        return env
+
+    # ------------------------------------------------------------------------------------ supervisord
+
+    def rpc(self) -> Any:
+        transport = SupervisorTransport(None, None, serverurl=f"unix://{self.sock}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def supervisord_pid(self) -> int | None:
+        try:
+            pid = int((self.run_dir / "supervisord.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if psutil.pid_exists(pid) else None
+
+    def is_running(self) -> bool:
+        if self.supervisord_pid() is None or not self.sock.exists():
+            return False
+        try:
+            return bool(self.rpc().getState()["statename"] == "RUNNING")
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    def active_tree(self) -> Path | None:
+        return Path(os.readlink(self.active)) if self.active.is_symlink() else None
+
+    def _point_active(self, tree: Path) -> None:
+        conf = tree / "local" / "supervisord.conf"
+        if not conf.is_file():
+            raise SchedgenError(
+                f"{conf} is missing: the tree was not rendered for the local target",
+                code="not_rendered",
+                hint="run `schedgen render --target local` (deploy does it for you)",
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / "active.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.symlink_to(tree.resolve())
+        os.replace(tmp, self.active)
+
+    def _prepare_dirs(self) -> None:
+        for path in (
+            self.run_dir,
+            self.logs_dir,
+            self.data_dir / "redis",
+            self.data_dir / "uploads",
+            self.data_dir / "metrics",
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+        if running_as_root() and "SCHEDGEN_DATABASE_URL" not in self.external_urls():
+            # Postgres runs as nobody: every parent of its data directory must be traversable.
+            for path in (self.state, self.data_dir):
+                path.chmod(path.stat().st_mode | 0o111)
+            probe = self.project
+            while probe != probe.parent:
+                if not probe.stat().st_mode & 0o001:
+                    raise SchedgenError(
+                        f"{probe} is not traversable by {SERVICE_USER!r}, so the local Postgres (which "
+                        "cannot run as root) cannot reach its data under .schedgen/",
+                        code="postgres_data_dir_unreachable",
+                        hint=f"chmod o+x {probe}, or use a project directory under /srv or /tmp, or set "
+                        "SCHEDGEN_DATABASE_URL to an external Postgres",
+                    )
+                probe = probe.parent
+
+    def _initdb(self, tree: Path) -> None:
+        if "SCHEDGEN_DATABASE_URL" in self.external_urls():
+            return
+        data = self.data_dir / "postgres"
+        server = PostgresServer(data, self._port(tree, "postgres"), {}, self.logs_dir / "initdb.log")
+        server.initdb()
+
+    def _start_supervisord(self) -> None:
+        env = self.machine_env()
+        self.runner.run(["supervisord", "-c", str(self.conf)], env=env)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.is_running():
+                return
+            time.sleep(0.1)
+        raise SchedgenError(
+            "supervisord did not come up within 20s",
+            code="supervisord_failed",
+            hint=f"see {self.logs_dir}/supervisord.log",
+        )
+
+    # ------------------------------------------------------------------------------------ tree facts
+
+    def _conf_parser(self, tree: Path | None = None) -> RawConfigParser:
+        parser = RawConfigParser(strict=False)
+        parser.read((tree or self.active) / "local" / "supervisord.conf")
+        return parser
+
+    def slots(self, service: str, tree: Path | None = None) -> list[str]:
+        """Program names of a service's slots, in order (``api-1``, ``api-2``, ...)."""
+        parser = self._conf_parser(tree)
+        section = f"group:{service}"
+        if not parser.has_section(section):
+            return []
+        programs = [p.strip() for p in parser.get(section, "programs").split(",") if p.strip()]
+        return sorted(programs, key=lambda p: int(p.rsplit("-", 1)[1]))
+
+    def _port(self, tree: Path, program: str) -> int:
+        parser = self._conf_parser(tree)
+        command = parser.get(f"program:{program}", "command")
+        match = re.search(r"(?:-p|--port) (\d+)", command)
+        if not match:
+            raise SchedgenError(f"no port in the {program} command of {tree}", code="bad_tree")
+        return int(match.group(1))
+
+    def api_urls(self, tree: Path | None = None) -> dict[str, str]:
+        tree = tree or self.active
+        return {slot: f"http://127.0.0.1:{self._port(tree, slot)}" for slot in self.slots("api", tree)}
+
+    def secrets(self, tree: Path | None = None) -> dict[str, str]:
+        path = (tree or self.active) / "local" / "secrets" / "app.env"
+        values = parse_env_file(path.read_text(encoding="utf-8"))
+        values.update(self.external_urls())
+        return values
+
+    def desired(self, tree: Path | None = None) -> dict[str, int]:
+        """Desired replicas: scale.json, else the rendered defaults; capped to the tree's slots."""
+        tree = tree or self.active
+        facts = (
+            json.loads((tree / "render.json").read_text()).get("facts", {})
+            if (tree / "render.json").exists()
+            else {}
+        )
+        wanted = {
+            "api": int(facts.get("api_replicas", 1)),
+            "pdf-worker": int(facts.get("worker_replicas", 1)),
+        }
+        with contextlib.suppress(OSError, ValueError):
+            wanted.update({k: int(v) for k, v in json.loads((self.state / "scale.json").read_text()).items()})
+        return {service: max(0, min(n, len(self.slots(service, tree)))) for service, n in wanted.items()}
+
+    def _save_desired(self, counts: Mapping[str, int]) -> None:
+        current: dict[str, int] = {}
+        with contextlib.suppress(OSError, ValueError):
+            current = json.loads((self.state / "scale.json").read_text())
+        current.update(counts)
+        (self.state / "scale.json").write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+
+    # ------------------------------------------------------------------------------------ processes
+
+    def _start(self, name: str) -> None:
+        if self.runner.dry_run:
+            self.runner.note(f"start {name}")
+            return
+        try:
+            self.rpc().startProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" in fault.faultString:
+                return
+            log = self.logs_dir / f"{name}.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+            raise SchedgenError(
+                f"{name} failed to start ({fault.faultString}): {' | '.join(tail)}",
+                code="process_failed",
+                hint=f"see {log}",
+            ) from fault
+
+    def _stop_many(self, names: list[str], timeout_s: float = 600) -> None:
+        """Stop processes concurrently and wait until each has exited (workers finish their job)."""
+        if not names:
+            return
+        if self.runner.dry_run:
+            for name in names:
+                self.runner.note(f"stop {name}")
+            return
+        rpc = self.rpc()
+        for name in names:
+            with contextlib.suppress(xmlrpc.client.Fault):
+                rpc.stopProcess(name, False)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            states = {f"{p['group']}:{p['name']}": p["statename"] for p in rpc.getAllProcessInfo()}
+            states.update(
+                {p["name"]: p["statename"] for p in rpc.getAllProcessInfo() if p["group"] == p["name"]}
+            )
+            if all(states.get(n) not in ("RUNNING", "STARTING", "BACKOFF", "STOPPING") for n in names):
+                return
+            time.sleep(0.2)
+        raise SchedgenError(f"{', '.join(names)} did not stop within {timeout_s:.0f}s", code="stop_timeout")
+
+    def _wait_tcp(self, port: int, what: str, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+            time.sleep(0.1)
+        raise SchedgenError(
+            f"{what} did not listen on port {port} within {timeout_s:.0f}s", code="start_timeout"
+        )
+
+    def _bootstrap_postgres(self, tree: Path) -> None:
+        """Create the app role and database and require passwords (idempotent; follows secret rotation)."""
+        import psycopg
+        from psycopg import sql
+
+        port = self._port(tree, "postgres")
+        app_url = self.secrets(tree)["SCHEDGEN_DATABASE_URL"]
+        info = psycopg.conninfo.conninfo_to_dict(app_url)
+        user, password, dbname = str(info["user"]), str(info.get("password", "")), str(info["dbname"])
+        admin = f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = psycopg.connect(admin, password=password, autocommit=True)
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(password)
+                )
+            )
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(dbname), sql.Identifier(user)
+                    )
+                )
+            hba = self.data_dir / "postgres" / "pg_hba.conf"
+            if not hba.read_text().startswith(_HBA_MARK):
+                owner = hba.stat()
+                hba.write_text(
+                    f"{_HBA_MARK}: TCP on loopback only, passwords required (no unix sockets are opened)\n"
+                    "host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
+                )
+                os.chown(hba, owner.st_uid, owner.st_gid)
+                conn.execute("SELECT pg_reload_conf()")
+
+    def _ensure_running(self, tree: Path) -> None:
+        """Data services first, then the desired api / worker slots; stop slots above the desired count."""
+        external = self.external_urls()
+        if "SCHEDGEN_DATABASE_URL" not in external:
+            self._start("postgres")
+            if not self.runner.dry_run:
+                self._wait_tcp(self._port(tree, "postgres"), "postgres")
+                self._bootstrap_postgres(tree)
+        if "SCHEDGEN_REDIS_URL" not in external:
+            self._start("redis")
+            if not self.runner.dry_run:
+                self._wait_tcp(self._port(tree, "redis"), "redis")
+        if shutil.which("prometheus"):
+            with contextlib.suppress(SchedgenError):
+                self._start("prometheus")
+        self._apply_scale(tree, self.desired(tree))
+
+    def _apply_scale(self, tree: Path, counts: Mapping[str, int]) -> None:
+        for service, count in counts.items():
+            slots = [f"{service}:{name}" for name in self.slots(service, tree)]
+            for name in slots[:count]:
+                self._start(name)
+            self._stop_many(slots[count:])
+
+    # ------------------------------------------------------------------------------------ interface
+
+    def up(self, tree: Path) -> None:
+        """Start everything from ``tree``; when already running, converge (idempotent)."""
+        tree = tree.resolve()
+        if self.runner.dry_run:
+            self.runner.note(f"start supervisord on {tree}/local/supervisord.conf (or converge if running)")
+            self.runner.note(
+                "start postgres, redis, then api x{api}, pdf-worker x{pdf-worker}".format_map(
+                    self.desired(tree)
+                )
+            )
+            return
+        self._prepare_dirs()
+        if self.is_running():
+            if self.active_tree() != tree:
+                self.deploy(tree)
+                return
+            self._ensure_running(tree)
+            return
+        self._point_active(tree)
+        self._initdb(tree)
+        self._start_supervisord()
+        self._ensure_running(tree)
+
+    def deploy(self, tree: Path) -> None:
+        """Switch supervisord to ``tree``: changed programs restart (workers finish their jobs first)."""
+        tree = tree.resolve()
+        if self.runner.dry_run or not self.is_running():
+            if self.runner.dry_run and self.is_running():
+                self.runner.note(f"point {self.active} at {tree} and reload supervisord's configuration")
+                self.runner.note(
+                    "restart changed programs; restart api and pdf-worker slots (workers finish jobs)"
+                )
+                return
+            self.up(tree)
+            return
+        self._point_active(tree)
+        rpc = self.rpc()
+        added, changed, removed = rpc.reloadConfig()[0]
+        for group in removed + changed:
+            names = [f"{group}:{p['name']}" for p in rpc.getAllProcessInfo() if p["group"] == group]
+            self._stop_many(names)
+            rpc.removeProcessGroup(group)
+        for group in changed + added:
+            rpc.addProcessGroup(group)
+        # Unchanged api/worker groups still restart: the secrets file may have changed under them.
+        restarted = set(changed) | set(added)
+        for service in SERVICES:
+            if service in restarted:
+                continue
+            for name in self.slots(service, tree):
+                info = rpc.getProcessInfo(f"{service}:{name}")
+                if info["statename"] in _RUNNING:
+                    self._stop_many([f"{service}:{name}"])
+                    self._start(f"{service}:{name}")
+        self._ensure_running(tree)
+
+    def rollback(self, tree: Path) -> None:
+        """Put an earlier tree back; data directories are never touched."""
+        self.deploy(tree)
+
+    def down(self, *, volumes: bool = False) -> None:
+        """Stop every program (workers finish their current job), then supervisord itself."""
+        pid = self.supervisord_pid()
+        if pid is not None and self.sock.exists():
+            children = self._descendants(pid)
+            if self.runner.dry_run:
+                self.runner.note("stop all programs and shut supervisord down")
+            else:
+                with contextlib.suppress(OSError, xmlrpc.client.Error):
+                    rpc = self.rpc()
+                    rpc.stopAllProcesses(True)
+                    rpc.shutdown()
+                self._wait_gone([pid, *children], timeout_s=60)
+        if volumes and not self.runner.dry_run:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (self.state / "scale.json").unlink()
+        elif volumes:
+            self.runner.note(f"delete {self.data_dir}")
+
+    @staticmethod
+    def _descendants(pid: int) -> list[int]:
+        with contextlib.suppress(psutil.Error):
+            return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        return []
+
+    @staticmethod
+    def _wait_gone(pids: list[int], timeout_s: float) -> None:
+        procs = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                procs.append(psutil.Process(pid))
+        _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+        for proc in alive:  # should not happen: supervisord stops its children; never leave strays
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=5)
+
+    def scale(self, counts: Mapping[str, int]) -> None:
+        tree = self.active
+        for service, count in counts.items():
+            available = len(self.slots(service, tree))
+            if service not in SERVICES:
+                raise SchedgenError(
+                    f"cannot scale {service!r}", code="bad_service", hint="use api or pdf-worker", exit_code=2
+                )
+            if count > available:
+                raise SchedgenError(
+                    f"{service}={count} exceeds the {available} slots rendered for this release",
+                    code="scale_out_of_bounds",
+                    hint="raise the profile's max_replicas and deploy",
+                )
+        if not self.runner.dry_run:
+            self._save_desired(counts)
+        if self.is_running():
+            self._apply_scale(tree, counts)
+
+    def status(self) -> list[ServiceStatus]:
+        if not self.is_running():
+            return []
+        tree = self.active
+        infos = self.rpc().getAllProcessInfo()
+        restarts = self._unexpected_exits()
+        desired = self.desired(tree)
+        by_group: dict[str, list[dict[str, Any]]] = {}
+        for info in infos:
+            by_group.setdefault(info["group"], []).append(info)
+        result = []
+        now = time.time()
+        usage = _usage_all([i["pid"] for i in infos if i["statename"] in _RUNNING and i["pid"]])
+        for group in ("api", "pdf-worker", "postgres", "redis", "prometheus"):
+            members = by_group.get(group, [])
+            if group == "prometheus" and all(m["statename"] == "STOPPED" for m in members):
+                continue
+            processes = []
+            for info in sorted(members, key=lambda i: i["name"]):
+                running = info["statename"] in _RUNNING
+                if group in SERVICES and not running:
+                    continue
+                cpu, mem = usage.get(info["pid"], (None, None))
+                processes.append(
+                    ProcessStatus(
+                        name=info["name"],
+                        state=info["statename"].lower(),
+                        pid=info["pid"] or None,
+                        uptime_s=round(now - info["start"], 1) if running and info["start"] else None,
+                        restarts=restarts.get(info["name"], 0),
+                        cpu_percent=cpu,
+                        memory_bytes=mem,
+                    )
+                )
+            running_count = sum(1 for p in processes if p.state == "running")
+            want = desired.get(group, 0 if group in self.external_programs() else 1)
+            result.append(
+                ServiceStatus(
+                    name=group,
+                    desired=want,
+                    running=running_count,
+                    health="external"
+                    if group in self.external_programs()
+                    else ("ok" if running_count >= want else "degraded"),
+                    processes=processes,
+                )
+            )
+        return result
+
+    def external_programs(self) -> set[str]:
+        ext = self.external_urls()
+        return {
+            p for p, k in (("postgres", "SCHEDGEN_DATABASE_URL"), ("redis", "SCHEDGEN_REDIS_URL")) if k in ext
+        }
+
+    def _unexpected_exits(self) -> dict[str, int]:
+        """Restarts per program since supervisord started: its log's "not expected" exits."""
+        counts: dict[str, int] = {}
+        log = self.logs_dir / "supervisord.log"
+        if not log.exists():
+            return counts
+        for line in log.read_text(errors="replace").splitlines():
+            if "supervisord started with pid" in line:
+                counts.clear()
+            match = re.search(r"exited: (\S+) \(.*not expected\)", line)
+            if match:
+                counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+        return counts
+
+    def log_files(self, service: str) -> list[Path]:
+        if service in SERVICES:
+            names = self.slots(service) if self.active.exists() else []
+            return [self.logs_dir / f"{n}.log" for n in names if (self.logs_dir / f"{n}.log").exists()]
+        path = self.logs_dir / f"{service}.log"
+        return [path] if path.exists() else []
+
+    def logs(
+        self, service: str, *, follow: bool = False, since: str | None = None, tail: int | None = None
+    ) -> Iterator[str]:
+        from schedgen_ops.runtime.logview import follow_files, read_files
+
+        files = self.log_files(service)
+        if not files and service not in (*SERVICES, *DATA_PROGRAMS, "prometheus", "supervisord"):
+            raise SchedgenError(
+                f"no service {service!r}",
+                code="bad_service",
+                hint="use api, pdf-worker, postgres, redis",
+                exit_code=2,
+            )
+        yield from read_files(files, since=since, tail=tail)
+        if follow:
+            yield from follow_files(files)
+
+    def exec(self, service: str, command: list[str]) -> int:
+        """Run ``command`` with a service's environment (settings and secrets), in the foreground."""
+        import subprocess
+
+        from supervisor.datatypes import dict_of_key_value_pairs
+
+        slots = self.slots(service) if service in SERVICES else []
+        if not slots:
+            raise SchedgenError(
+                f"cannot exec in {service!r}", code="bad_service", hint="use api or pdf-worker", exit_code=2
+            )
+        raw = self._conf_parser().get(f"program:{slots[0]}", "environment").replace("%%", "%")
+        env = dict(self.environ)
+        env.update(self.secrets())
+        env.update(dict_of_key_value_pairs(raw))
+        self.runner.note("exec in " + service + ": " + " ".join(command))
+        return subprocess.call(command, env=env)
+
+
+def _usage_all(pids: list[int]) -> dict[int, tuple[float | None, int | None]]:
+    """CPU percent (one 0.3 s sample for all) and RSS of each process together with its children."""
+    trees: dict[int, list[psutil.Process]] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            trees[pid] = [root, *root.children(recursive=True)]
+    for procs in trees.values():
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.cpu_percent(None)
+    time.sleep(0.3)
+    result: dict[int, tuple[float | None, int | None]] = {}
+    for pid, procs in trees.items():
+        cpu, rss = 0.0, 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                cpu += proc.cpu_percent(None)
+                rss += proc.memory_info().rss
+        result[pid] = (round(cpu, 1), rss)
+    return result

@@ -1,0 +1,426 @@
+"""What `up`, `deploy`, `rollback`, `scale`, `status` and `down` do, for every runtime.
+
+Each changing operation holds the deploy lock and leaves one audit entry (besides the runner's entry per
+command). A deploy renders and validates into a staging directory, records a pending release, applies it,
+and passes the health gate before the release becomes current; if the gate fails it puts the previous
+release back (configuration and processes only: data is never restored by a deploy) and fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from schedgen_ops.config import Config, load_config, load_secrets
+from schedgen_ops.config.project import init_project, is_project
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.runtime import argv as A
+from schedgen_ops.runtime.audit import AuditLog
+from schedgen_ops.runtime.base import SCALABLE_SERVICES, Runtime, StackStatus
+from schedgen_ops.runtime.compose import ComposeRuntime
+from schedgen_ops.runtime.gate import GateFailure, GateReport, run_gate
+from schedgen_ops.runtime.kubernetes import KubernetesRuntime
+from schedgen_ops.runtime.local import LocalRuntime
+from schedgen_ops.runtime.lock import DeployLock, read_holder
+from schedgen_ops.runtime.releases import Release, ReleaseStore, tree_digest
+from schedgen_ops.runtime.runner import Runner
+
+TARGETS = ("local", "compose", "kubernetes")
+MIN_FREE_BYTES = 200 * 1024 * 1024
+
+
+@dataclass
+class Ops:
+    """Everything an operation needs: the project, how to run commands, where to report."""
+
+    project: Path
+    dry_run: bool = False
+    echo: Callable[[str], None] = lambda _: None
+    lock_wait_s: float = 0.0
+    gate_timeout_s: float = 90.0
+    runner: Runner = field(init=False)
+    audit: AuditLog = field(init=False)
+    releases: ReleaseStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.project = self.project.resolve()
+        self.audit = AuditLog.for_project(self.project)
+        self.runner = Runner(dry_run=self.dry_run, echo=self.echo, audit=self.audit)
+        self.releases = ReleaseStore(self.state)
+
+    @property
+    def state(self) -> Path:
+        return self.project / ".schedgen"
+
+    @contextmanager
+    def locked(self, action: str, release: str | None = None) -> Iterator[DeployLock]:
+        lock = DeployLock(self.state, action, release=release, wait_s=self.lock_wait_s)
+        try:
+            lock.acquire()
+        except SchedgenError:
+            self.audit.append(
+                action, result="refused: locked", release=release, holder=_holder_dict(self.state)
+            )
+            raise
+        if lock.took_over is not None:
+            self.echo(f"took over a stale deploy lock ({lock.took_over.describe()})")
+        try:
+            yield lock
+        finally:
+            lock.release_lock()
+
+
+def _holder_dict(state: Path) -> dict[str, Any] | None:
+    holder = read_holder(state / "deploy.lock")
+    return None if holder is None else holder.__dict__
+
+
+def check_target(target: str) -> str:
+    if target not in TARGETS:
+        raise SchedgenError(
+            f"unknown target {target!r}",
+            code="unknown_target",
+            hint="use local, compose or kubernetes",
+            exit_code=2,
+        )
+    return target
+
+
+def load(ops: Ops, profile: str | None = None, overrides: list[str] | None = None) -> Config:
+    """The project's validated config; an empty directory becomes a project (like `render` does)."""
+    if not is_project(ops.project):
+        if ops.dry_run:
+            raise SchedgenError(
+                f"no project in {ops.project}", code="no_project", hint="run `schedgen init` first"
+            )
+        init_project(ops.project, profile=profile)
+        ops.echo(f"initialised a new project in {ops.project} (schedgen.yaml, .schedgen/secrets.env)")
+    return load_config(ops.project, profile=profile, overrides=overrides)
+
+
+def runtime_for(ops: Ops, target: str, config: Config | None = None, tree: Path | None = None) -> Runtime:
+    """The runtime object of ``target`` (compose/kubernetes need the config for names and bounds)."""
+    if target == "local":
+        return LocalRuntime(ops.project, ops.runner)
+    config = config or load_config(ops.project)
+    if target == "compose":
+        return ComposeRuntime(
+            config.name,
+            ops.runner,
+            tree=tree,
+            desired={"api": config.api.replicas, "pdf-worker": config.worker.replicas},
+        )
+    return KubernetesRuntime(
+        A.KubeTarget(config.kubernetes.namespace),
+        ops.runner,
+        tree=tree,
+        bounds={
+            "api": (config.api.min_replicas, config.api.max_replicas),
+            "pdf-worker": (config.worker.min_replicas, config.worker.max_replicas),
+        },
+    )
+
+
+def current_target(ops: Ops) -> str:
+    current = ops.releases.current()
+    return current.target if current else "local"
+
+
+def stage(ops: Ops, config: Config, target: str) -> Path:
+    """Render and validate ``target`` into a fresh staging directory (pre-flight)."""
+    from schedgen_ops.render import render_tree, validate_tree
+
+    staging = ops.state / "staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    render_tree(config, load_secrets(ops.project), target, staging, project_dir=ops.project)
+    problems = validate_tree(staging)
+    if problems:
+        raise SchedgenError(
+            f"the rendered {target} tree is invalid: {problems[0]}",
+            code="render_invalid",
+            hint=f"fix the configuration and deploy again (`schedgen render --target {target}` lists all)",
+        )
+    free = shutil.disk_usage(ops.state).free
+    if free < MIN_FREE_BYTES:
+        raise SchedgenError(
+            f"only {free // 2**20} MiB free under {ops.state}", code="low_disk", hint="free at least 200 MiB"
+        )
+    return staging
+
+
+def gate(ops: Ops, runtime: Runtime, tree: Path, *, canary: bool) -> GateReport | None:
+    """The health gate for the runtime that was just changed (local: full HTTP gate)."""
+    if ops.dry_run:
+        ops.runner.note(
+            "health gate: /readyz on every api replica, a worker heartbeat"
+            + (", a canary upload" if canary else "")
+        )
+        return None
+    if isinstance(runtime, LocalRuntime):
+        desired = runtime.desired(tree)["api"]
+        urls = list(runtime.api_urls(tree).values())[: max(1, desired)]
+        token = runtime.secrets(tree)["SCHEDGEN_OPS_TOKEN"]
+        return run_gate(urls, token, timeout_s=ops.gate_timeout_s, with_canary=canary, echo=ops.echo)
+    ops.echo("gate: compose --wait / kubectl rollout status passed (HTTP canary runs on the local runtime)")
+    return GateReport(checks={"rollout": "ok"})
+
+
+@dataclass
+class DeployOutcome:
+    release: Release | None
+    previous: str | None
+    gate: GateReport | None
+    rolled_back_to: str | None = None
+    failure: str | None = None
+    unchanged: bool = False
+    planned: list[list[str]] = field(default_factory=list)
+
+
+def deploy(
+    ops: Ops,
+    *,
+    target: str = "local",
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+    rollback_on_failure: bool = True,
+    canary: bool = True,
+    action: str = "deploy",
+) -> DeployOutcome:
+    """Pre-flight, apply, gate, record; roll back to the previous release when the gate fails."""
+    check_target(target)
+    started = time.monotonic()
+    config = load(ops, profile, overrides)
+    with ops.locked(action) as lock:
+        staging = stage(ops, config, target)
+        previous = ops.releases.current()
+        if ops.dry_run:
+            runtime = runtime_for(ops, target, config, staging)
+            ops.echo(
+                f"plan: {action} profile {config.profile} to {target} "
+                f"(current release: {previous.id if previous else 'none'})"
+            )
+            runtime.deploy(staging)
+            gate(ops, runtime, staging, canary=canary)
+            shutil.rmtree(staging, ignore_errors=True)
+            ops.audit.append(action, result="dry-run", duration_s=time.monotonic() - started, target=target)
+            return DeployOutcome(None, previous.id if previous else None, None, planned=ops.runner.planned)
+        release = ops.releases.create(staging, target=target, profile=config.profile, project_dir=ops.project)
+        shutil.rmtree(staging, ignore_errors=True)
+        lock.set_release(release.id)
+        ops.echo(f"release {release.id} ({target}, profile {config.profile})")
+        runtime = runtime_for(ops, target, config, ops.releases.tree(release.id))
+        try:
+            runtime.deploy(ops.releases.tree(release.id))
+            report = gate(ops, runtime, ops.releases.tree(release.id), canary=canary)
+        except (GateFailure, SchedgenError) as exc:
+            what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
+            ops.releases.mark(release.id, "failed", note=what)
+            outcome = DeployOutcome(release, previous.id if previous else None, None, failure=what)
+            if rollback_on_failure and previous is not None and previous.target == target:
+                ops.echo(f"deploy failed ({what}); rolling back to {previous.id}")
+                prev_runtime = runtime_for(ops, target, config, ops.releases.tree(previous.id))
+                prev_runtime.rollback(ops.releases.tree(previous.id))
+                gate(ops, prev_runtime, ops.releases.tree(previous.id), canary=False)
+                ops.releases.set_current(previous.id)
+                outcome.rolled_back_to = previous.id
+            ops.audit.append(
+                action,
+                result="failed, rolled back" if outcome.rolled_back_to else "failed",
+                release=release.id,
+                duration_s=time.monotonic() - started,
+                target=target,
+                error=what,
+                rolled_back_to=outcome.rolled_back_to,
+            )
+            suffix = (
+                f"; rolled back to {outcome.rolled_back_to}, which is live"
+                if outcome.rolled_back_to
+                else (
+                    "; nothing to roll back to" if previous is None else "; not rolled back (--no-rollback)"
+                )
+            )
+            raise SchedgenError(
+                f"{action} of release {release.id} failed its health gate: {what}{suffix}",
+                code="deploy_failed",
+                hint="see `schedgen logs api` and `schedgen releases`; data was not touched",
+            ) from exc
+        ops.releases.set_current(release.id)
+        ops.audit.append(
+            action, result="ok", release=release.id, duration_s=time.monotonic() - started, target=target
+        )
+        return DeployOutcome(release, previous.id if previous else None, report)
+
+
+def up(ops: Ops, *, profile: str | None = None, overrides: list[str] | None = None) -> DeployOutcome:
+    """Local: render if the config changed, start or converge, wait for readiness and a worker heartbeat."""
+    started = time.monotonic()
+    config = load(ops, profile, overrides)
+    current = ops.releases.current()
+    with ops.locked("up") as lock:
+        staging = stage(ops, config, "local")
+        if current is not None and current.target == "local" and current.tree_digest == tree_digest(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+            release, unchanged = current, True
+        else:
+            if ops.dry_run:
+                release, unchanged = None, False
+            else:
+                release = ops.releases.create(
+                    staging, target="local", profile=config.profile, project_dir=ops.project
+                )
+                shutil.rmtree(staging, ignore_errors=True)
+                lock.set_release(release.id)
+                unchanged = False
+        tree = ops.releases.tree(release.id) if release else staging
+        runtime = LocalRuntime(ops.project, ops.runner)
+        try:
+            runtime.up(tree)
+            report = gate(ops, runtime, tree, canary=False)
+        except (GateFailure, SchedgenError) as exc:
+            what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
+            if release is not None and not unchanged:
+                ops.releases.mark(release.id, "failed", note=what)
+            ops.audit.append(
+                "up",
+                result="failed",
+                release=release.id if release else None,
+                error=what,
+                duration_s=time.monotonic() - started,
+            )
+            raise SchedgenError(
+                f"the local stack did not come up: {what}",
+                code="up_failed",
+                hint="see `schedgen logs api` / `schedgen status`",
+            ) from exc
+        if ops.dry_run:
+            shutil.rmtree(staging, ignore_errors=True)
+            return DeployOutcome(None, current.id if current else None, None, planned=ops.runner.planned)
+        assert release is not None
+        if not unchanged:
+            ops.releases.set_current(release.id)
+        ops.audit.append(
+            "up", result="ok", release=release.id, duration_s=time.monotonic() - started, unchanged=unchanged
+        )
+        return DeployOutcome(release, current.id if current else None, report, unchanged=unchanged)
+
+
+def rollback(ops: Ops, release_id: str | None = None, *, canary: bool = True) -> Release:
+    """Put an earlier release back (default: the one before the current); data is never touched."""
+    started = time.monotonic()
+    with ops.locked("rollback", release_id):
+        current = ops.releases.current()
+        target_release = ops.releases.get(release_id) if release_id else ops.releases.previous()
+        if target_release is None:
+            raise SchedgenError(
+                "no earlier release to roll back to",
+                code="no_previous_release",
+                hint="see `schedgen releases`",
+            )
+        if target_release.status == "failed":
+            raise SchedgenError(
+                f"release {target_release.id} failed its gate when deployed",
+                code="bad_rollback_target",
+                hint="pick a release that was live (see `schedgen releases`)",
+            )
+        tree = ops.releases.tree(target_release.id)
+        runtime = runtime_for(ops, target_release.target, tree=tree)
+        try:
+            runtime.rollback(tree)
+            gate(ops, runtime, tree, canary=canary)
+        except (GateFailure, SchedgenError) as exc:
+            what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
+            ops.audit.append(
+                "rollback",
+                result="failed",
+                release=target_release.id,
+                error=what,
+                duration_s=time.monotonic() - started,
+            )
+            raise SchedgenError(
+                f"rollback to {target_release.id} failed: {what}", code="rollback_failed"
+            ) from exc
+        if ops.dry_run:
+            return target_release
+        if current is not None and current.id != target_release.id:
+            ops.releases.mark(current.id, "rolled-back")
+        ops.releases.set_current(target_release.id)
+        ops.audit.append(
+            "rollback",
+            result="ok",
+            release=target_release.id,
+            duration_s=time.monotonic() - started,
+            replaced=current.id if current else None,
+        )
+        return ops.releases.get(target_release.id)
+
+
+def scale(ops: Ops, counts: Mapping[str, int], *, target: str | None = None) -> dict[str, int]:
+    """Set replica counts within the profile's bounds (scale-down lets busy workers finish)."""
+    started = time.monotonic()
+    config = load_config(ops.project)
+    bounds = {
+        "api": (config.api.min_replicas, config.api.max_replicas),
+        "pdf-worker": (config.worker.min_replicas, config.worker.max_replicas),
+    }
+    for service, count in counts.items():
+        if service not in SCALABLE_SERVICES:
+            raise SchedgenError(
+                f"cannot scale {service!r}", code="bad_service", hint="services: api, pdf-worker", exit_code=2
+            )
+        low, high = bounds[service]
+        if not low <= count <= high:
+            raise SchedgenError(
+                f"{service}={count} is outside the profile's bounds {low}..{high} (profile {config.profile})",
+                code="scale_out_of_bounds",
+                hint=f"pick {low}..{high}, or change {'api' if service == 'api' else 'worker'}.min_replicas/"
+                "max_replicas in schedgen.yaml and deploy",
+            )
+    target = target or current_target(ops)
+    current = ops.releases.current()
+    with ops.locked("scale", current.id if current else None):
+        runtime = runtime_for(ops, target, config, ops.releases.tree(current.id) if current else None)
+        runtime.scale(counts)
+        ops.audit.append(
+            "scale",
+            result="dry-run" if ops.dry_run else "ok",
+            release=current.id if current else None,
+            duration_s=time.monotonic() - started,
+            counts=dict(counts),
+            target=target,
+        )
+    return dict(counts)
+
+
+def down(ops: Ops, *, volumes: bool = False, target: str | None = None) -> None:
+    started = time.monotonic()
+    target = target or current_target(ops)
+    current = ops.releases.current()
+    with ops.locked("down", current.id if current else None):
+        runtime = runtime_for(ops, target, tree=ops.releases.tree(current.id) if current else None)
+        runtime.down(volumes=volumes)
+        ops.audit.append(
+            "down",
+            result="dry-run" if ops.dry_run else "ok",
+            release=current.id if current else None,
+            duration_s=time.monotonic() - started,
+            volumes=volumes,
+            target=target,
+        )
+
+
+def status(ops: Ops, *, target: str | None = None) -> StackStatus:
+    target = target or current_target(ops)
+    current = ops.releases.current()
+    tree = ops.releases.tree(current.id) if current else None
+    runtime = runtime_for(ops, target, tree=tree)
+    services = runtime.status()
+    urls: dict[str, str] = {}
+    if isinstance(runtime, LocalRuntime) and runtime.active.exists():
+        desired = runtime.desired()
+        urls = dict(list(runtime.api_urls().items())[: desired.get("api", 1)])
+    return StackStatus(target=target, release=current.id if current else None, services=services, urls=urls)
