@@ -6,8 +6,9 @@ import json
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,45 @@ def thresholds() -> HealthThresholds:
 def empty_endpoints(tmp_path: Path) -> Endpoints:
     """Endpoints with nothing configured; tests fill in what they exercise."""
     return Endpoints(target="local", backup_dir=tmp_path / "backups", data_dir=tmp_path)
+
+
+BackupWriter = Callable[..., Path]
+
+
+@pytest.fixture
+def write_backup() -> BackupWriter:
+    """Write a backup set's manifest.json in the backup package's own format (`Manifest`)."""
+    from schedgen_ops.ops.backup.manifest import Manifest, Verification, iso, write_manifest
+
+    def write(
+        root: Path,
+        finished: datetime,
+        *,
+        verified: bool | None,
+        state_suffix: str = "",
+        status: str = "complete",
+    ) -> Path:
+        backup_id = finished.strftime("%Y%m%dT%H%M%SZ")
+        path = root / (backup_id + state_suffix)
+        path.mkdir(parents=True)
+        manifest = Manifest(
+            id=backup_id,
+            status=status,  # type: ignore[arg-type]
+            target="local",
+            started_at=iso(finished - timedelta(minutes=2)),
+            finished_at=iso(finished),
+            error="pg_dump: connection refused" if status == "failed" else None,
+        )
+        if verified is not None:
+            manifest.record_verification(
+                Verification(
+                    status="passed" if verified else "failed",
+                    level="standard",
+                    verified_at=iso(finished),
+                    duration_s=1.0,
+                )
+            )
+        write_manifest(path, manifest)
+        return path
+
+    return write

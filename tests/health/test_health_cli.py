@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -173,16 +174,9 @@ def service(database_url: str, queue_redis: RedisServer, tmp_path: Path) -> Iter
                 proc.wait(timeout=5)
 
 
-def test_real_service_healthy_exits_0(service: dict[str, str], tmp_path: Path) -> None:
+def test_real_service_healthy_exits_0(service: dict[str, str], tmp_path: Path, write_backup) -> None:
     backups = tmp_path / "backups"
-    backup = backups / "20990101T000000Z"
-    backup.mkdir(parents=True)
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    (backup / "manifest.json").write_text(
-        json.dumps(
-            {"status": "complete", "finished_at": now, "verification": {"ok": True, "verified_at": now}}
-        )
-    )
+    write_backup(backups, datetime.now(UTC) - timedelta(minutes=5), verified=True)
     env = {k: v for k, v in service.items() if k.startswith("SCHEDGEN_")}
     proc = subprocess.run(
         [

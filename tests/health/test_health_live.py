@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -47,7 +46,12 @@ def test_api_live_and_ready(http_api, empty_endpoints: Endpoints, thresholds: He
 
 
 def test_healthy_stack_exits_0(
-    http_api, database_url: str, queue_redis: RedisServer, tmp_path: Path, thresholds: HealthThresholds
+    http_api,
+    database_url: str,
+    queue_redis: RedisServer,
+    tmp_path: Path,
+    thresholds: HealthThresholds,
+    write_backup,
 ) -> None:
     from schedgen_ops.service.db import migrate
 
@@ -55,7 +59,7 @@ def test_healthy_stack_exits_0(
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     backups = tmp_path / "backups"
-    _write_backup(backups, datetime.now(UTC) - timedelta(hours=2), verified=True)
+    write_backup(backups, datetime.now(UTC) - timedelta(hours=2), verified=True)
     conn = redis.Redis.from_url(queue_redis.url)
     worker = Worker(["high", "default", "low"], connection=conn, name="health-test-worker")
     worker.register_birth()  # a registered worker with a fresh heartbeat, as a running `rq worker` leaves
@@ -257,31 +261,33 @@ def test_ledger_missing_is_unknown_with_hint(database_url: str, empty_endpoints:
     assert check.status is Status.UNKNOWN and "db migrate" in (check.hint or "")
 
 
-def _write_backup(root: Path, finished: datetime, *, verified: bool | None, name: str | None = None) -> Path:
-    path = root / (name or finished.strftime("%Y%m%dT%H%M%SZ"))
-    path.mkdir(parents=True)
-    manifest: dict[str, object] = {"status": "complete", "finished_at": finished.isoformat()}
-    if verified is not None:
-        manifest["verification"] = {"ok": verified, "level": "checksums", "verified_at": finished.isoformat()}
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    return path
-
-
-def test_backup_age_and_verification(tmp_path: Path, empty_endpoints: Endpoints) -> None:
+def test_backup_age_and_verification(empty_endpoints: Endpoints, write_backup) -> None:
     th = HealthThresholds()
     backups = empty_endpoints.backup_dir
     assert backups is not None
     report = run_health(empty_endpoints, th, only=["backup"])
     assert [(c.id, c.status) for c in report.checks] == [("backup.age", Status.UNKNOWN)]
     assert "schedgen backup" in (report.checks[0].hint or "")
-    _write_backup(backups, datetime.now(UTC) - timedelta(hours=30), verified=True)
+    now = datetime.now(UTC)
+    write_backup(backups, now - timedelta(hours=30), verified=True)
     report = run_health(empty_endpoints, th, only=["backup"])
     assert _status(report, "backup.age") is Status.CRITICAL  # older than the 26 h alert
-    _write_backup(backups, datetime.now(UTC) - timedelta(hours=1), verified=False)
-    (backups / "99999999T999999Z.partial").mkdir()  # an unfinished set is ignored
+    assert _status(report, "backup.verified") is Status.OK
+    write_backup(backups, now - timedelta(hours=2), verified=None)
     report = run_health(empty_endpoints, th, only=["backup"])
     assert _status(report, "backup.age") is Status.OK
+    assert _status(report, "backup.verified") is Status.WARN  # never verified
+    write_backup(backups, now - timedelta(hours=1), verified=False)
+    write_backup(
+        backups, now - timedelta(minutes=30), verified=None, state_suffix=".partial", status="running"
+    )
+    report = run_health(empty_endpoints, th, only=["backup"])
     assert _status(report, "backup.verified") is Status.CRITICAL
+    assert "backup.last_run" not in {c.id for c in report.checks}  # a running set is not a failure
+    write_backup(backups, now - timedelta(minutes=10), verified=None, state_suffix=".failed", status="failed")
+    report = run_health(empty_endpoints, th, only=["backup"])
+    last = next(c for c in report.checks if c.id == "backup.last_run")
+    assert last.status is Status.WARN and "connection refused" in last.measured
 
 
 def test_storage_and_disk(tmp_path: Path, empty_endpoints: Endpoints) -> None:

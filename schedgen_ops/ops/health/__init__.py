@@ -41,9 +41,16 @@ def json_schema() -> dict[str, Any]:
 
 
 def run_health(
-    endpoints: Endpoints, thresholds: HealthThresholds, *, only: Iterable[str] | None = None
+    endpoints: Endpoints,
+    thresholds: HealthThresholds,
+    *,
+    only: Iterable[str] | None = None,
+    hard_deadline: float | None = None,
 ) -> HealthReport:
-    """Run the selected components' probes concurrently; returns within the budget plus a small grace."""
+    """Run the selected components' probes concurrently; returns within the budget plus a small grace.
+
+    ``hard_deadline`` (`time.monotonic` value) cuts every wait shorter when the caller has less time left.
+    """
     from schedgen_ops.ops.health.checks import PROBES
     from schedgen_ops.ops.health.runner import run_probes
 
@@ -51,4 +58,4 @@ def run_health(
     probes = [p for p in PROBES if p.component in wanted]
     if not endpoints.domain:
         probes = [p for p in probes if p.component != "tls"]
-    return run_probes(probes, endpoints, thresholds, target=endpoints.target)
+    return run_probes(probes, endpoints, thresholds, target=endpoints.target, hard_deadline=hard_deadline)

@@ -7,6 +7,7 @@ guessed: its checks report ``unknown`` with a hint naming the flag that supplies
 
 from __future__ import annotations
 
+import configparser
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,35 @@ def redact(url: str) -> str:
     return f"{scheme}://{user + ':***' if ':' in creds else user}@{host}"
 
 
+def _from_local_runtime(ep: Endpoints, project_dir: Path, config: Any | None) -> None:
+    """What the running local stack uses: its api port, its generated URLs, its upload directory.
+
+    Only fills what the environment left empty; silently does nothing when no stack was deployed.
+    """
+    try:
+        from schedgen_ops.render.context import project_paths, storage_url
+        from schedgen_ops.runtime.local import LocalRuntime
+    except ImportError:  # pragma: no cover - the runtime ships with the package
+        return
+    runtime = LocalRuntime(project_dir)
+    paths = project_paths(project_dir)
+    if Path(paths["data"]).is_dir():
+        ep.data_dir = Path(paths["data"])
+    if not runtime.active.exists():
+        return
+    if config is not None and not ep.storage_url:
+        ep.storage_url = storage_url(config, "local", paths)
+    try:
+        urls = runtime.api_urls()
+        secrets = runtime.secrets()
+    except (OSError, ValueError, KeyError, SchedgenError, configparser.Error):
+        return
+    if urls:
+        ep.api_url = next(iter(urls.values()))
+    ep.database_url = ep.database_url or secrets.get("SCHEDGEN_DATABASE_URL", "")
+    ep.redis_url = ep.redis_url or secrets.get("SCHEDGEN_REDIS_URL", "")
+
+
 def resolve_endpoints(
     target: str,
     project_dir: Path,
@@ -97,6 +127,7 @@ def resolve_endpoints(
         port = config.ports.api if config is not None else 8000
         ep.api_url = f"http://127.0.0.1:{port}"
         ep.data_dir = state_dir if state_dir.is_dir() else None
+        _from_local_runtime(ep, project_dir, config)
     else:
         if config is not None and config.domain:
             ep.domain = config.domain

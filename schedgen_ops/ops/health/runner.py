@@ -24,12 +24,15 @@ GRACE_S = 0.25
 
 
 class Deadline:
-    """A monotonic deadline; probes size every socket timeout with `remaining`."""
+    """A monotonic deadline; probes size every socket timeout with `remaining`.
 
-    def __init__(self, budget_s: float) -> None:
+    ``hard_end`` (monotonic) caps it at the command's own limit, whatever the budget says.
+    """
+
+    def __init__(self, budget_s: float, hard_end: float | None = None) -> None:
         self.budget_s = budget_s
         self.start = time.monotonic()
-        self.end = self.start + budget_s
+        self.end = self.start + budget_s if hard_end is None else min(self.start + budget_s, hard_end)
 
     def remaining(self, floor: float = 0.05) -> float:
         return max(floor, self.end - time.monotonic())
@@ -76,16 +79,26 @@ def _failure(probe: Probe, status: Status, measured: str, hint: str, elapsed_ms:
 
 
 def run_probes(
-    probes: Iterable[Probe], endpoints: Endpoints, thresholds: HealthThresholds, *, target: str
+    probes: Iterable[Probe],
+    endpoints: Endpoints,
+    thresholds: HealthThresholds,
+    *,
+    target: str,
+    hard_deadline: float | None = None,
 ) -> HealthReport:
-    """Start every probe at once and collect what finished within its budget."""
+    """Start every probe at once and collect what finished within its budget.
+
+    ``hard_deadline`` (a `time.monotonic` value) is the latest moment to stop waiting, e.g. what is left
+    of the command's 5 s after a slow interpreter start; a probe cut short by it is still reported as
+    not answering (on-call must never see green for a dependency nobody heard from).
+    """
     started_at = datetime.now(UTC)
     start = time.monotonic()
     budget = thresholds.check_budget_s
     slots: list[tuple[Probe, Deadline, list[list[CheckResult] | BaseException]]] = []
     threads: list[threading.Thread] = []
     for probe in probes:
-        deadline = Deadline(budget)
+        deadline = Deadline(budget, hard_deadline)
         box: list[list[CheckResult] | BaseException] = []
         ctx = ProbeContext(endpoints=endpoints, thresholds=thresholds, deadline=deadline)
 
@@ -105,20 +118,22 @@ def run_probes(
         threads.append(thread)
         thread.start()
     give_up = start + budget + GRACE_S
+    if hard_deadline is not None:
+        give_up = min(give_up, hard_deadline)
     for thread in threads:
         thread.join(timeout=max(0.0, give_up - time.monotonic()))
     checks: list[CheckResult] = []
     for probe, deadline, box in slots:
         if not box:
-            checks.append(
-                _failure(
-                    probe,
-                    Status.CRITICAL,
-                    f"no answer within {budget:g} s",
-                    probe.timeout_hint,
-                    deadline.elapsed_ms(),
-                )
+            waited = deadline.elapsed_ms() / 1000
+            cut_short = waited < budget
+            measured = f"no answer within {min(waited, budget):.1f} s" + (
+                " (cut short by the command's 5 s limit)" if cut_short else ""
             )
+            hint = probe.timeout_hint + (
+                "; the host is slow, rerun with --only to confirm" if cut_short else ""
+            )
+            checks.append(_failure(probe, Status.CRITICAL, measured, hint, deadline.elapsed_ms()))
             continue
         outcome = box[0]
         if isinstance(outcome, BaseException):
