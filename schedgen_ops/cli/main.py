@@ -94,6 +94,19 @@ config_cmd.register(app)
 secrets_cmd.register(app)
 profiles_cmd.register(app)
 render_cmd.register(app)
+from schedgen_ops.cli import deploy as deploy_cmd  # noqa: E402
+from schedgen_ops.cli import logs as logs_cmd  # noqa: E402
+from schedgen_ops.cli import releases as releases_cmd  # noqa: E402
+from schedgen_ops.cli import scale as scale_cmd  # noqa: E402
+from schedgen_ops.cli import status as status_cmd  # noqa: E402
+from schedgen_ops.cli import up as up_cmd  # noqa: E402
+
+up_cmd.register(app)
+deploy_cmd.register(app)
+scale_cmd.register(app)
+status_cmd.register(app)
+logs_cmd.register(app)
+releases_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,39 @@
+"""`schedgen logs SERVICE`: a service's logs (all replicas), optionally followed and filtered."""
+
+from __future__ import annotations
+
+import typer
+
+from schedgen_ops.cli._ops import make_ops
+from schedgen_ops.runtime import operations
+
+
+def logs(
+    service: str = typer.Argument(..., help="api, pdf-worker, postgres, redis, prometheus or supervisord."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    since: str = typer.Option(None, "--since", help="Only lines newer than this (10m, 2h, or a timestamp)."),
+    lines: int = typer.Option(100, "-n", "--lines", min=0, help="Last N lines (0 = none before following)."),
+    grep: str = typer.Option(None, "--grep", help="Only lines containing TEXT (case-insensitive)."),
+    target: str = typer.Option(
+        None, "--target", help="local, compose or kubernetes (default: the current release's)."
+    ),
+) -> None:
+    """Print a service's logs, merged across replicas in time order, each line prefixed with its replica."""
+    ops = make_ops()
+    chosen = target and operations.check_target(target)
+    runtime = operations.runtime_for(
+        ops,
+        chosen or operations.current_target(ops),
+        tree=ops.releases.tree(cur.id) if (cur := ops.releases.current()) else None,
+    )
+    needle = grep.lower() if grep else None
+    try:
+        for line in runtime.logs(service, follow=follow, since=since, tail=lines):
+            if needle is None or needle in line.lower():
+                typer.echo(line)
+    except KeyboardInterrupt:
+        pass
+
+
+def register(app: typer.Typer) -> None:
+    app.command("logs", help="Show a service's logs (-f to follow, --since, -n, --grep).")(logs)
