@@ -102,6 +102,9 @@ class Recorder:
         self._jobs.write(json.dumps({"event": event, "job_id": job_id, "t": time.time(), **fields}) + "\n")
         self._jobs.flush()
 
+    def flush(self) -> None:
+        self._requests.flush()
+
     def close(self) -> None:
         self._requests.flush()
         self._requests.close()
@@ -142,6 +145,7 @@ def _watchdog(environment: Any) -> None:
     limit = float(CONFIG["abort_after_s"])
     while True:
         gevent.sleep(0.5)
+        RECORDER.flush()  # so a crash or a kill still leaves the records up to now
         silent = time.time() - RECORDER.last_ok
         if silent > limit and RECORDER.connection_errors > 0:
             Path(CONFIG["abort_file"]).write_text(
@@ -214,12 +218,14 @@ class UploadUser(ClientUser):
                 resp.failure("upload answer has no job_id")
                 return
         RECORDER.job("uploaded", job_id, key=key, file=filename)
-        status = self.wait_for(job_id, key, started)
-        if status == "completed":
+        body = self.wait_for(job_id, key, started)
+        if body is not None and body.get("status") == "completed":
             self.client.get(f"/api/jobs/{job_id}/events", name=EVENTS, headers=self.auth(key))
-            self.client.get(f"/api/jobs/{job_id}/calendar.ics", name=CALENDAR, headers=self.auth(key))
+            # Lectures repeat weekly: a calendar needs their semester (as the web client sends it).
+            query = "?semester=S2" if body.get("kind") == "lectures" else ""
+            self.client.get(f"/api/jobs/{job_id}/calendar.ics{query}", name=CALENDAR, headers=self.auth(key))
 
-    def wait_for(self, job_id: str, key: str, started: float) -> str | None:
+    def wait_for(self, job_id: str, key: str, started: float) -> dict[str, Any] | None:
         """Poll with exponential backoff until the job ends or ``POLL.timeout_s`` passes."""
         delay = float(POLL["initial_s"])
         deadline = started + float(POLL["timeout_s"])
@@ -232,7 +238,7 @@ class UploadUser(ClientUser):
             status = body.get("status")
             if status in ("completed", "failed"):
                 RECORDER.job(status, job_id, completion_ms=round((time.time() - started) * 1000, 1))
-                return str(status)
+                return body
         return None
 
 

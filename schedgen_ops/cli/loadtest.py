@@ -81,6 +81,12 @@ def loadtest(
     metrics_url: list[str] = typer.Option(
         [], "--metrics-url", help="NAME=URL of a /metrics to sample RSS from [default: api and worker]."
     ),
+    abort_after: float = typer.Option(
+        15.0,
+        "--abort-after",
+        min=1.0,
+        help="Stop the run when the api has answered nothing for this long (s).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON summary (see docs/LOAD_TESTING.md)."),
 ) -> None:
     from schedgen_ops.ops.loadtest.keys import RunKeys
@@ -119,6 +125,7 @@ def loadtest(
             auth_prefix=resolved.auth_prefix,
             uploads_per_key=resolved.uploads_per_key,
             metrics_urls=_parse_metrics_urls(metrics_url) or resolved.metrics_urls,
+            abort_after_s=abort_after,
             progress=progress,
         )
     )

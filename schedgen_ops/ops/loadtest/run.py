@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.loadtest import analysis, client, pool, report, rss, runner, target, thresholds
@@ -126,7 +127,9 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
             mix=scenario.mix,
         )
         metrics_urls = options.metrics_urls or {"api": f"{url}/metrics"}
-        sampler = rss.RssSampler(metrics_urls, interval_s=max(1.0, scenario.duration_s / 60))
+        sampler = rss.RssSampler(
+            metrics_urls, interval_s=max(1.0, scenario.duration_s / 60), api_port=urlsplit(url).port or 80
+        )
         started_at = _now()
         options.progress(
             f"running {scenario.name}: {len(scenario.stages)} stages, {scenario.duration_s:.0f}s, "
@@ -180,6 +183,8 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
         duration_s=result.duration_s,
         rss_samples=rss_samples if (rss_samples or scenario.samples_rss) else None,
     )
+    if summary_core["rss"] is not None:
+        summary_core["rss"]["source"] = sampler.source
     used = _read_json(work / "keys_used.json")
     summary: dict[str, Any] = {
         "schema_version": report.SCHEMA_VERSION,
