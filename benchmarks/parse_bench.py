@@ -40,6 +40,15 @@ REAL = ("UP_MOD_XLS.pdf", "UP_TST_PDF.pdf", "UP_EXAM_SS.pdf")
 PREVIOUS_S = {"UP_MOD_XLS.pdf": 0.105, "UP_TST_PDF.pdf": 0.070, "UP_EXAM_SS.pdf": 0.026}
 TARGET_SPEEDUP, TARGET_RSS_MB = 2.0, 70.0
 
+PARSE_ALONE = """
+import sys, typer
+from schedgen_ops.cli import parse
+app = typer.Typer()
+app.callback()(lambda: None)
+parse.register(app)
+app(args=sys.argv[1:])
+"""
+
 BASELINE_SCRIPT = """
 import io, sys, pdfplumber
 for path in sys.argv[1:]:
@@ -151,6 +160,22 @@ def run(repeat: int) -> dict[str, object]:
             ),
             "schedgen_parse_json_mb": peak_rss_mb([*schedgen_argv(), "parse", *paths, "-f", "json"]),
             "cli_import_only_mb": peak_rss_mb([sys.executable, "-c", "import schedgen_ops.cli.main"]),
+            # The parse command registered alone (what a lazily-loading CLI would cost).
+            "parse_command_alone_ics_mb": peak_rss_mb(
+                [
+                    sys.executable,
+                    "-c",
+                    PARSE_ALONE,
+                    "parse",
+                    *paths,
+                    "-f",
+                    "ics",
+                    "--semester",
+                    "S2",
+                    "-o",
+                    str(out),
+                ]
+            ),
             "parser_alone_mb": peak_rss_mb(
                 [
                     sys.executable,

@@ -116,3 +116,13 @@ def to_csv(timetables: Iterable[Timetable]) -> str:
         for ev in tt.events:
             writer.writerow(_row(tt, ev))
     return out.getvalue()
+
+
+def write_schema() -> Path:
+    """Regenerate timetable.schema.json from the models: ``python -m schedgen_ops.parsing.export``."""
+    SCHEMA_PATH.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return SCHEMA_PATH
+
+
+if __name__ == "__main__":
+    print(write_schema())

@@ -24,7 +24,7 @@ def real(up_pdf):
 
 def test_committed_schema_matches_the_model():
     assert load_schema() == json.loads(json.dumps(json_schema())), (
-        f"regenerate {SCHEMA_PATH.name}: python -c 'from schedgen_ops.parsing.export import *; ...'"
+        f"{SCHEMA_PATH.name} is stale: regenerate it with python -m schedgen_ops.parsing.export"
     )
 
 
