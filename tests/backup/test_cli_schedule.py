@@ -10,6 +10,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
+import psycopg
+
 from schedgen_ops.cli.main import main
 from schedgen_ops.ops.backup.catalog import list_backups
 
@@ -87,3 +89,32 @@ def test_a_failed_backup_posts_to_the_webhook_and_exits_non_zero(postgres_server
     assert body["event"] == "schedgen.backup.failed" and body["command"] == "backup"
     assert body["code"] == "postgres_unreachable" and "missing_db" in body["error"]
     assert "missing_db" in body["text"]
+
+
+def test_restore_cli_asks_first_and_reports_json(ledger_url, tmp_path, capsys, make_jobs, capture_rows):
+    make_jobs(ledger_url, 6, completed=2)
+    original = capture_rows(ledger_url)
+    backups = tmp_path / "backups"
+    assert main(["backup", "--dir", str(backups), "--database-url", ledger_url, "--json"]) == 0
+    backup_id = json.loads(capsys.readouterr().out)["id"]
+    with psycopg.connect(ledger_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM results")
+
+    declined = subprocess.run(
+        ["schedgen", "restore", backup_id, "--dir", str(backups), "--database-url", ledger_url],
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert declined.returncode == 1 and "error: restore cancelled" in declined.stderr
+    assert capture_rows(ledger_url) != original
+
+    assert (
+        main(["restore", backup_id, "--yes", "--dir", str(backups), "--database-url", ledger_url, "--json"])
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert capture_rows(ledger_url) == original
+    assert report["backup_id"] == backup_id and report["safety_backup_id"]
+    assert report["tables"]["public.results"] == 2 and report["stopped"] == []
