@@ -286,7 +286,7 @@ def write_tree(
     manifests: list[dict[str, Any]] | None = None,
     files: dict[str, str | None] | None = None,
 ) -> Path:
-    """Write the good tree (or the given replacements) under ``root``; ``files`` adds/overrides (None deletes)."""
+    """Write the good tree (or the given replacements) under ``root``; ``files`` adds or overrides."""
     texts: dict[str, str | None] = {
         "render.json": json.dumps({"profile": profile, "targets": ["compose", "kubernetes", "local"]}),
         "compose/docker-compose.yml": yaml.safe_dump(base if base is not None else compose_base()),

@@ -81,7 +81,7 @@ def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[tuple[s
 
 def _ctx(project: Path, url: str, database_url: str | None = None, **kw: object) -> Context:
     class _Cfg:
-        class service:  # noqa: N801 - mimics Config.service
+        class service:
             rate_uploads = f"{UPLOAD_LIMIT}/hour"
 
     live = LiveTarget(url=url, database_url=database_url, **kw)  # type: ignore[arg-type]

@@ -309,7 +309,9 @@ def test_every_static_check_has_a_failing_fixture() -> None:
 CASES = [(check_id, label, fn) for check_id, items in BREAKERS.items() for label, fn in items]
 
 
-@pytest.mark.parametrize(("check_id", "label", "breaker"), CASES, ids=[f"{c}-{l}" for c, l, _ in CASES])
+@pytest.mark.parametrize(
+    ("check_id", "label", "breaker"), CASES, ids=[f"{c}-{label}" for c, label, _ in CASES]
+)
 def test_check_fails_on_broken_fixture(tmp_path: Path, check_id: str, label: str, breaker: Breaker) -> None:
     tree = Tree()
     breaker(tree)
@@ -346,3 +348,14 @@ def test_evidence_names_the_overlay_when_it_sets_the_value(tmp_path: Path) -> No
     assert bad[0].evidence.file == "compose/docker-compose.prod.yml"
     assert bad[0].evidence.path == "services.pdf-worker.deploy.replicas"
     assert bad[0].evidence.value == 1
+
+
+def test_budget_counts_the_scale_ceiling_on_compose(tmp_path: Path) -> None:
+    """`schedgen scale` may reach max_replicas, so the compose budget uses it, not the initial replicas."""
+    from types import SimpleNamespace
+
+    ctx = _ctx(Tree().write(tmp_path))
+    assert run_check(get("postgres-connection-budget"), ctx).status == "pass"
+    ctx.config = SimpleNamespace(api=SimpleNamespace(max_replicas=12), worker=SimpleNamespace(max_replicas=2))
+    result = run_check(get("postgres-connection-budget"), ctx)
+    assert result.status == "fail" and "api 12x10" in result.message

@@ -65,7 +65,8 @@ def check_autoscaling(ctx: Context) -> list[Finding]:
     category="reliability",
     severity="warning",
     kind="static",
-    why="Node drains and cluster upgrades evict every replica at once without a PDB; one too strict blocks drains.",
+    why="Node drains and cluster upgrades evict every replica at once without a PDB; one too strict blocks "
+    "drains.",
     fix="Render a PDB (maxUnavailable: 1 or minAvailable below replicas) for api and workers.",
 )
 def check_pdbs(ctx: Context) -> list[Finding]:
@@ -104,7 +105,10 @@ def check_pdbs(ctx: Context) -> list[Finding]:
             ok = (low is not None and low < replicas) or (
                 str(min_available).endswith("%") and str(min_available) != "100%"
             )
-        msg = f"{m.ref}: {pdb.ref} maxUnavailable={max_unavailable} minAvailable={min_available} (replicas {replicas})"
+        msg = (
+            f"{m.ref}: {pdb.ref} maxUnavailable={max_unavailable} minAvailable={min_available} (replicas "
+            f"{replicas})"
+        )
         out.append(
             Finding(
                 ok, msg, _mev(pdb, "spec", {"maxUnavailable": max_unavailable, "minAvailable": min_available})

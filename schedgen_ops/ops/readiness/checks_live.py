@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from schedgen_ops.ops.readiness.context import Context, LiveTarget
-from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
+from schedgen_ops.ops.readiness.model import Evidence, Finding
 from schedgen_ops.ops.readiness.registry import check
 
 BACKUP_MAX_AGE = timedelta(hours=26)
@@ -21,7 +21,7 @@ DEEP_VERIFY_MAX_AGE = timedelta(days=30)
 LOADTEST_MAX_AGE = timedelta(days=7)
 LOADTEST_SCENARIOS = ("baseline", "upload")
 
-#: Series /metrics must expose: (who, regex on metric family names). Names follow the service's metrics module.
+#: Series /metrics must expose: (who, regex on family names), as named in service/metrics.py.
 REQUIRED_SERIES: tuple[tuple[str, str], ...] = (
     ("api", r"^schedgen_http_requests_total$"),
     ("api", r"^schedgen_http_request_duration_seconds"),
@@ -324,7 +324,8 @@ def upload_limit(ctx: Context) -> int:
     severity="danger",
     kind="live",
     why="A configured limit that the running service does not enforce protects nothing.",
-    fix="Check the api's Redis connection for the limiter and SCHEDGEN_RATE_UPLOADS; see docs on rate limits.",
+    fix="Check the api's Redis connection for the limiter and SCHEDGEN_RATE_UPLOADS; see docs on rate "
+    "limits.",
 )
 def live_rate_limit(ctx: Context) -> list[Finding]:
     live = ctx.need_live()

@@ -47,7 +47,8 @@ def _prometheus_config(tree: RenderedTree) -> tuple[str, dict[str, Any]] | None:
     severity="danger",
     kind="static",
     why="Alerts that do not load (or do not exist) page nobody: the outage is found by students.",
-    fix="Render prometheus rules and fix what `promtool check rules` reports (install Debian's prometheus for promtool).",
+    fix="Render prometheus rules and fix what `promtool check rules` reports (install Debian's prometheus "
+    "for promtool).",
 )
 def check_alert_rules(ctx: Context) -> list[Finding]:
     tree = ctx.static_tree()
@@ -83,7 +84,10 @@ def check_alert_rules(ctx: Context) -> list[Finding]:
             [promtool, "check", "rules", str(tree.root / rel)], capture_output=True, text=True, timeout=60
         )
         detail = (proc.stdout + proc.stderr).strip().splitlines()
-        msg = f"promtool check rules {rel}: {'SUCCESS' if proc.returncode == 0 else detail[-1] if detail else 'failed'}"
+        msg = (
+            f"promtool check rules {rel}: "
+            f"{'SUCCESS' if proc.returncode == 0 else detail[-1] if detail else 'failed'}"
+        )
         out.append(Finding(proc.returncode == 0, msg, Evidence(rel, "promtool check rules", proc.returncode)))
     return out
 

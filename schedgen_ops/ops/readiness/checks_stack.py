@@ -112,7 +112,7 @@ def check_only_proxy_publishes(ctx: Context) -> list[Finding]:
 
 
 def _secret_files(tree: RenderedTree) -> set[str]:
-    """Files allowed to hold secret values: compose secrets, kustomize secretGenerator inputs, *secret* files."""
+    """Files that may hold secret values: compose secrets, secretGenerator inputs, */secrets/ files."""
     allowed = {rel for rel in tree.files("**/*") if "secret" in rel.lower()}
     if tree.has_compose:
         for spec in (tree.compose.get("secrets") or {}).values():
@@ -155,7 +155,8 @@ def _literal_secret(key: str, value: Any) -> bool:
     category="security",
     severity="danger",
     kind="static",
-    why="Rendered files are committed, copied and attached to tickets; a password in them is a leaked password.",
+    why="Rendered files are committed, copied and attached to tickets; a password in them is a leaked "
+    "password.",
     fix="Reference secrets (compose secrets/env_file, Kubernetes Secret refs) instead of writing values.",
 )
 def check_no_literal_secrets(ctx: Context) -> list[Finding]:
@@ -205,15 +206,10 @@ def check_no_literal_secrets(ctx: Context) -> list[Finding]:
                         )
                     )
     for manifest in ctx.manifests():
-        if manifest.kind == "Secret" and _norm(manifest.file) not in allowed:
-            if manifest.doc.get("data") or manifest.doc.get("stringData"):
-                out.append(
-                    Finding(
-                        False,
-                        f"{manifest.ref} carries secret data in {manifest.file}",
-                        _mev(manifest, "data", "<redacted>"),
-                    )
-                )
+        literal = manifest.doc.get("data") or manifest.doc.get("stringData")
+        if manifest.kind == "Secret" and _norm(manifest.file) not in allowed and literal:
+            msg = f"{manifest.ref} carries secret data in {manifest.file}"
+            out.append(Finding(False, msg, _mev(manifest, "data", "<redacted>")))
         tmpl = pod_template(manifest)
         if tmpl is None:
             continue
@@ -306,7 +302,10 @@ def check_tls_redirect(ctx: Context) -> list[Finding]:
                 notes = (m.doc.get("metadata") or {}).get("annotations") or {}
                 entrypoints = str(notes.get("traefik.ingress.kubernetes.io/router.entrypoints", ""))
                 ok = entrypoints.strip() == "websecure"
-                msg = f"{m.ref} entrypoints {entrypoints or '(all, incl. plain HTTP)'} and no redirect middleware"
+                msg = (
+                    f"{m.ref} entrypoints {entrypoints or '(all, incl. plain HTTP)'} and no redirect "
+                    f"middleware"
+                )
                 key = "metadata.annotations.traefik.ingress.kubernetes.io/router.entrypoints"
                 out.append(Finding(ok, msg, _mev(m, key, entrypoints or None)))
         if not ingresses:
@@ -397,8 +396,10 @@ def _redis_verdict(where: str, conf: dict[str, str], evidence: Evidence) -> list
     category="reliability",
     severity="danger",
     kind="static",
-    why="An evicting (allkeys-lru) or non-persistent queue Redis silently drops queued jobs under memory pressure or restart.",
-    fix="Set `maxmemory-policy noeviction` and `appendonly yes` for the queue Redis (redis.maxmemory_policy).",
+    why="An evicting (allkeys-lru) or non-persistent queue Redis silently drops queued jobs under memory "
+    "pressure or restart.",
+    fix="Set `maxmemory-policy noeviction` and `appendonly yes` for the queue Redis "
+    "(redis.maxmemory_policy).",
 )
 def check_queue_redis(ctx: Context) -> list[Finding]:
     _need_any(ctx)
@@ -456,7 +457,7 @@ def check_queue_redis(ctx: Context) -> list[Finding]:
                 and manifest.doc.get("spec")
             ):
                 # Operator resources: spotahome RedisFailover (spec.redis.customConfig lines) or
-                # OT-container-kit Redis/RedisReplication (redisConfig.additionalRedisConfig names a ConfigMap).
+                # OT-container-kit Redis/RedisReplication (additionalRedisConfig names a ConfigMap).
                 spec = manifest.doc.get("spec") or {}
                 custom = (spec.get("redis") or {}).get("customConfig") or []
                 conf = parse_redis_conf("\n".join(str(line) for line in custom))
@@ -537,6 +538,13 @@ def _budget_finding(
     )
 
 
+def _scale_ceiling(ctx: Context, who: str) -> int:
+    """The most replicas `schedgen scale` allows for api/worker (the config's max_replicas), else 0."""
+    section = {"api": "api", "worker": "worker"}.get(who)
+    value = getattr(getattr(ctx.config, section, None), "max_replicas", None) if section else None
+    return value if isinstance(value, int) else 0
+
+
 def autoscale_max(manifests: list[Manifest]) -> dict[str, tuple[int | None, int | None, Manifest]]:
     """Deployment name -> (min, max, scaler) from HPAs and KEDA ScaledObjects."""
     out: dict[str, tuple[int | None, int | None, Manifest]] = {}
@@ -561,7 +569,8 @@ def autoscale_max(manifests: list[Manifest]) -> dict[str, tuple[int | None, int 
     severity="danger",
     kind="static",
     why="When autoscaling adds replicas past the budget, new pools fail to connect exactly when load peaks.",
-    fix="Raise postgres max_connections (or lower db_pool_max / maximum replicas) so the sum fits with a reserve.",
+    fix="Raise postgres max_connections (or lower db_pool_max / maximum replicas) so the sum fits with a "
+    "reserve.",
 )
 def check_postgres_budget(ctx: Context) -> list[Finding]:
     _need_any(ctx)
@@ -587,6 +596,8 @@ def check_postgres_budget(ctx: Context) -> list[Finding]:
                 if not _uses_db(env) or is_one_shot(s):
                     continue
                 replicas = as_int((s.get("deploy") or {}).get("replicas")) or 1
+                # `schedgen scale` may go up to the profile's max_replicas on compose too.
+                replicas = max(replicas, _scale_ceiling(ctx, service_role(sname, s)))
                 _, _, per = _pool_demand(env, service_role(sname, s))
                 demand.append((sname, replicas, per))
             out.append(_budget_finding("compose", demand, conf, _sev(tree, name, "command", value=None)))
@@ -757,7 +768,8 @@ _RATELIMIT = re.compile(r"^http\.middlewares\.([^.]+)\.ratelimit\.average$")
     severity="danger",
     kind="static",
     why="Without limits one client (or a loop) fills the queue for every student.",
-    fix="Attach a Traefik rateLimit middleware to the api router and keep the service's rate_* settings valid.",
+    fix="Attach a Traefik rateLimit middleware to the api router and keep the service's rate_* settings "
+    "valid.",
 )
 def check_rate_limits(ctx: Context) -> list[Finding]:
     from limits import parse_many

@@ -1,4 +1,4 @@
-"""Per-container static checks over compose services and Kubernetes pod templates (Polaris / kube-score style)."""
+"""Per-container static checks over compose services and Kubernetes pod templates (Polaris style)."""
 
 from __future__ import annotations
 
@@ -134,7 +134,10 @@ def check_healthchecks(ctx: Context) -> list[Finding]:
             for probe in ("readinessProbe", "livenessProbe"):
                 value = container.get(probe)
                 ok = bool(value)
-                msg = f"{tmpl.manifest.ref} container {container.get('name')} {probe} {'set' if ok else 'missing'}"
+                msg = (
+                    f"{tmpl.manifest.ref} container {container.get('name')} {probe} "
+                    f"{'set' if ok else 'missing'}"
+                )
                 out.append(Finding(ok, msg, _kev(tmpl, f"{path}.{probe}", value)))
     return out
 
@@ -163,7 +166,10 @@ def check_probes_distinct(ctx: Context) -> list[Finding]:
             if not live or not ready:
                 continue
             ok = _probe_target(live) != _probe_target(ready)
-            msg = f"{tmpl.manifest.ref} container {container.get('name')} probes {'differ' if ok else 'identical'}"
+            msg = (
+                f"{tmpl.manifest.ref} container {container.get('name')} probes "
+                f"{'differ' if ok else 'identical'}"
+            )
             out.append(Finding(ok, msg, _kev(tmpl, f"{path}.livenessProbe", _probe_target(live))))
     return out
 
@@ -210,7 +216,8 @@ def _compose_limits(svc: dict[str, Any]) -> tuple[Any, Any]:
     category="reliability",
     severity="danger",
     kind="static",
-    why="One leaking process without a limit takes the whole host (and Postgres with it) into the OOM killer.",
+    why="One leaking process without a limit takes the whole host (and Postgres with it) into the OOM "
+    "killer.",
     fix="Set memory limits from the profile (compose deploy.resources.limits, k8s resources.limits).",
 )
 def check_resource_limits(ctx: Context) -> list[Finding]:
@@ -322,7 +329,10 @@ def check_run_as_non_root(ctx: Context) -> list[Finding]:
         for path, container in containers(tmpl):
             non_root, uid = _k8s_sc(tmpl, container, "runAsNonRoot"), _k8s_sc(tmpl, container, "runAsUser")
             ok = uid != 0 and (non_root is True or (isinstance(uid, int) and uid > 0))
-            msg = f"{tmpl.manifest.ref} container {container.get('name')} runAsNonRoot={non_root} runAsUser={uid}"
+            msg = (
+                f"{tmpl.manifest.ref} container {container.get('name')} runAsNonRoot={non_root} "
+                f"runAsUser={uid}"
+            )
             out.append(
                 Finding(
                     ok,
@@ -372,7 +382,8 @@ def check_read_only_rootfs(ctx: Context) -> list[Finding]:
     category="security",
     severity="danger",
     kind="static",
-    why="Default capabilities (NET_RAW, CHOWN, ...) are attack surface none of our processes need by default.",
+    why="Default capabilities (NET_RAW, CHOWN, ...) are attack surface none of our processes need by "
+    "default.",
     fix="Set `cap_drop: [ALL]` (capabilities.drop: [ALL]) and add back only the few an image needs.",
 )
 def check_capabilities(ctx: Context) -> list[Finding]:
@@ -409,7 +420,8 @@ def check_capabilities(ctx: Context) -> list[Finding]:
     severity="danger",
     kind="static",
     why="A privileged container is the host; setuid escalation undoes dropping root.",
-    fix="Never set privileged; set `security_opt: [no-new-privileges:true]` / allowPrivilegeEscalation: false.",
+    fix="Never set privileged; set `security_opt: [no-new-privileges:true]` / allowPrivilegeEscalation: "
+    "false.",
 )
 def check_no_privilege_escalation(ctx: Context) -> list[Finding]:
     _need_any(ctx)

@@ -145,7 +145,7 @@ def container_env(tree: RenderedTree, container: dict[str, Any]) -> dict[str, st
 
 
 def configmaps(tree: RenderedTree) -> dict[str, dict[str, str]]:
-    """ConfigMap name -> data, from ConfigMap objects and kustomize configMapGenerator (envs, files, literals)."""
+    """ConfigMap name -> data, from ConfigMap objects and kustomize configMapGenerators."""
     return _configmaps(tree)
 
 

@@ -44,7 +44,8 @@ MANUAL_ITEMS = [
         "warning",
         "manual",
         "Load tests in CI run on small machines; only a run on production-sized capacity proves the target.",
-        "Run `schedgen loadtest stress` against a production-sized staging stack and record the breaking point.",
+        "Run `schedgen loadtest stress` against a production-sized staging stack and record the breaking "
+        "point.",
     ),
     Check(
         "manual-oncall-ready",

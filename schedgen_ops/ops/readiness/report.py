@@ -95,7 +95,8 @@ def to_markdown(report: Report) -> str:
         "# Production readiness",
         "",
         f"Score **{report.score:g}** · exit {report.exit_code} · profile {report.profile or '-'} · "
-        f"targets {', '.join(report.targets)} · live {'yes' if report.live else 'no'} · {report.generated_at}",
+        f"targets {', '.join(report.targets)} · live {'yes' if report.live else 'no'} · "
+        f"{report.generated_at}",
         "",
         " · ".join(f"{s}: {n}" for s, n in counts.items() if n),
         "",

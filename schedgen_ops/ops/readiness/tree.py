@@ -80,7 +80,7 @@ def load_yaml_docs(path: Path) -> list[Any]:
 
 
 def keyed(value: Any) -> dict[str, Any]:
-    """Compose ``environment``/``labels`` in either form as a dict (list items ``K=V``; bare ``K`` -> None)."""
+    """Compose ``environment``/``labels`` in either form as a dict (``K=V`` items; bare ``K`` -> None)."""
     if isinstance(value, dict):
         return {str(k): v for k, v in value.items()}
     out: dict[str, Any] = {}
