@@ -26,7 +26,7 @@ def test_flags_beat_environment_and_compose_asks_for_urls(
     assert ep.api_url == "http://127.0.0.1:8000"  # the default profile's api port
     assert ep.backup_dir == tmp_path / "backups"
     monkeypatch.delenv("SCHEDGEN_DATABASE_URL")
-    compose = resolve_endpoints("compose", tmp_path, config=load_config(tmp_path))
+    compose = resolve_endpoints("compose", tmp_path, config=config)
     assert compose.database_url == ""
     report = run_health(compose, HealthThresholds(), only=["postgres"])
     [check] = report.checks
