@@ -18,6 +18,7 @@ from schedgen_ops.runtime.dataservices import free_port
 def test_flags_beat_environment_and_compose_asks_for_urls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    config = load_config(tmp_path)
     monkeypatch.setenv("SCHEDGEN_DATABASE_URL", "postgresql://env@127.0.0.1:1/env")
     monkeypatch.setenv("SCHEDGEN_REDIS_URL", "redis://127.0.0.1:2/0")
     ep = resolve_endpoints("local", tmp_path, database_url="postgresql://flag@127.0.0.1:3/flag")
