@@ -127,3 +127,11 @@ def test_markdown_groups_by_category(broken: Context) -> None:
     text = render(evaluate(broken), "markdown")
     assert "## Reliability" in text and "## Security" in text
     assert "| fail | `queue-redis-durable` | danger | static |" in text
+
+
+def test_docs_list_every_check_with_its_kind_and_severity() -> None:
+    from schedgen_ops.ops.readiness import all_checks
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "READINESS.md").read_text()
+    for check in all_checks():
+        assert f"| `{check.id}` | {check.kind} | {check.category} | {check.severity} |" in doc, check.id
