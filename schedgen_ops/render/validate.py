@@ -61,8 +61,9 @@ def _schema(path: str) -> dict[str, Any]:
 
 
 def schema_problems(doc: Any, schema_path: Path, rel: str) -> list[Problem]:
-    """Every JSON-schema violation of ``doc`` (compose-spec draft-07)."""
-    validator = jsonschema.Draft7Validator(_schema(str(schema_path)))
+    """Every JSON-schema violation of ``doc`` (the draft the schema declares)."""
+    schema = _schema(str(schema_path))
+    validator = jsonschema.validators.validator_for(schema)(schema)
     return [
         Problem(rel, f"schema: {'/'.join(str(p) for p in err.absolute_path) or '(root)'}: {err.message}")
         for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from renderkit import PROFILES, PROJECT, SECRETS, TARGETS, config_for
 
 from schedgen_ops import __version__
 from schedgen_ops.render import render_tree
-
-from renderkit import PROFILES, PROJECT, SECRETS, TARGETS, config_for
 
 GOLDEN = Path(__file__).parent / "golden"
 # local/ is the runtime engineer's templates; secrets are fixed test values.
@@ -21,7 +19,9 @@ GOLDEN_SKIP = ("local/", "compose/secrets/", "kubernetes/secrets/")
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("profile", PROFILES)
-def test_every_profile_and_target_renders_and_validates(validated, rendered, profile: str, target: str) -> None:
+def test_every_profile_and_target_renders_and_validates(
+    validated, rendered, profile: str, target: str
+) -> None:
     problems = validated(profile, target)
     assert problems == [], "\n".join(map(str, problems))
     out = rendered(profile, target)
@@ -51,8 +51,13 @@ def test_rerender_removes_files_a_profile_no_longer_produces(tmp_path: Path) -> 
 
 def test_files_are_stamped_with_the_toolkit_version(rendered) -> None:
     out = rendered("medium", "all")
-    for rel in ("compose/docker-compose.yml", "kubernetes/api.yaml", "systemd/schedgen-backup.timer",
-                "compose/redis/redis.conf", "docs/RUNBOOK.md"):
+    for rel in (
+        "compose/docker-compose.yml",
+        "kubernetes/api.yaml",
+        "systemd/schedgen-backup.timer",
+        "compose/redis/redis.conf",
+        "docs/RUNBOOK.md",
+    ):
         head = (out / rel).read_text().splitlines()[0]
         assert f"Rendered by schedgen {__version__} (profile medium)" in head, rel
     assert f'"toolkit_version": "{__version__}"' in (out / "render.json").read_text()
@@ -60,9 +65,12 @@ def test_files_are_stamped_with_the_toolkit_version(rendered) -> None:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_golden_snapshots(rendered, profile: str) -> None:
-    """Every change to rendered output is a reviewed diff. Update: SCHEDGEN_UPDATE_GOLDEN=1 pytest tests/render."""
-    actual = {k: v for k, v in _tree(rendered(profile, "all")).items()
-              if not k.startswith(GOLDEN_SKIP) and k != "render.json"}
+    """Every output change is a reviewed diff; update with SCHEDGEN_UPDATE_GOLDEN=1 pytest tests/render."""
+    actual = {
+        k: v
+        for k, v in _tree(rendered(profile, "all")).items()
+        if not k.startswith(GOLDEN_SKIP) and k != "render.json"
+    }
     golden_dir = GOLDEN / profile
     if os.environ.get("SCHEDGEN_UPDATE_GOLDEN") == "1":
         shutil.rmtree(golden_dir, ignore_errors=True)

@@ -1,0 +1,289 @@
+"""Each rule of the stack asserted on the rendered files (merged base + prod compose model)."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from renderkit import PROFILES, SECRETS, config_for
+
+from schedgen_ops.render.validate import merge_compose
+from tests.conftest import shared_path
+
+OUR_IMAGE = "schedgen/service:"
+# What each image's healthcheck may call: tools those images actually ship.
+HEALTH_TOOLS = {
+    "schedgen/service": "python",
+    "postgres": "pg_isready",
+    "redis": "redis-cli",
+    "traefik": "traefik",
+    "minio/minio": "mc",
+    "prom/prometheus": "wget",
+    "prom/alertmanager": "wget",
+    "grafana/grafana": "wget",
+    "quay.io/prometheuscommunity/postgres-exporter": "wget",
+    "oliver006/redis_exporter": "wget",
+}
+
+
+def compose(out: Path, overlay: str | None = "prod") -> dict[str, Any]:
+    base = yaml.safe_load((out / "compose/docker-compose.yml").read_text())
+    if overlay is None:
+        return base
+    return merge_compose(base, yaml.safe_load((out / f"compose/docker-compose.{overlay}.yml").read_text()))
+
+
+@pytest.fixture(params=PROFILES)
+def profile(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_only_traefik_publishes_ports_in_production(rendered, profile: str) -> None:
+    model = compose(rendered(profile))
+    published = {name: svc["ports"] for name, svc in model["services"].items() if svc.get("ports")}
+    assert list(published) == ["traefik"]
+    assert sorted(str(p["published"]) for p in published["traefik"]) == ["443", "80"]
+    assert not any(svc.get("ports") for svc in compose(rendered(profile), None)["services"].values())
+
+
+def test_dev_overlay_binds_loopback_only(rendered, profile: str) -> None:
+    model = compose(rendered(profile), "dev")
+    ports = [p for svc in model["services"].values() for p in svc.get("ports", [])]
+    assert ports and all(str(p).startswith("127.0.0.1:") for p in ports)
+    for name in ("api", "pdf-worker"):
+        assert "ports" not in model["services"][name] and "container_name" not in model["services"][name]
+
+
+def test_data_services_sit_on_the_internal_network(rendered, profile: str) -> None:
+    model = compose(rendered(profile))
+    assert model["networks"]["backend"]["internal"] is True
+    for name in ("postgres", "redis", "pdf-worker", *(["minio"] if "minio" in model["services"] else [])):
+        assert model["services"][name]["networks"] == ["backend"], name
+
+
+def test_images_pinned_and_ours_tagged_with_the_version(rendered, profile: str) -> None:
+    from schedgen_ops import __version__
+
+    for name, svc in compose(rendered(profile))["services"].items():
+        image = svc["image"]
+        assert re.search(r":[\w.\-]+$", image) and not image.endswith(":latest"), name
+        if image.startswith("schedgen/"):
+            assert image == f"schedgen/service:{__version__}"
+
+
+def test_healthchecks_use_tools_the_images_have(rendered, profile: str) -> None:
+    for name, svc in compose(rendered(profile))["services"].items():
+        repo = svc["image"].rsplit(":", 1)[0]
+        test = svc["healthcheck"]["test"]
+        command = test[1] if test[0] in ("CMD", "CMD-SHELL") else test[0]
+        assert command.split()[0] == HEALTH_TOOLS[repo], f"{name}: {test}"
+        assert not re.search(r"\b(curl|wget)\b", " ".join(test)) or not repo.startswith("schedgen/")
+
+
+def test_depends_on_waits_for_health_and_every_service_restarts(rendered, profile: str) -> None:
+    services = compose(rendered(profile))["services"]
+    for name, svc in services.items():
+        assert svc["restart"] == "always", name
+        for dep, cond in svc.get("depends_on", {}).items():
+            assert dep in services and cond == {"condition": "service_healthy"}, (name, dep)
+    assert set(services["api"]["depends_on"]) >= {"postgres", "redis"}
+
+
+def test_resources_come_from_the_profile(rendered, profile: str) -> None:
+    config = config_for(profile)
+    services = compose(rendered(profile))["services"]
+    api = services["api"]["deploy"]
+    assert api["replicas"] == config.api.replicas
+    assert api["resources"]["limits"] == {"cpus": str(config.api.cpus), "memory": f"{config.api.memory_mb}M"}
+    assert services["pdf-worker"]["deploy"]["replicas"] == config.worker.replicas
+    redis_limit = services["redis"]["deploy"]["resources"]["limits"]["memory"]
+    assert redis_limit == f"{config.redis.memory_mb}M"
+
+
+def test_hardening_and_log_rotation(rendered, profile: str) -> None:
+    for name, svc in compose(rendered(profile))["services"].items():
+        assert svc["cap_drop"] == ["ALL"] and "no-new-privileges:true" in svc["security_opt"], name
+        assert svc["read_only"] is True, name
+        assert svc["logging"]["options"]["max-size"] == "10m", name
+        if name not in ("traefik", "minio"):  # these write root-owned volumes; documented exception
+            assert not svc["user"].startswith("0:"), name
+        assert "container_name" not in svc
+
+
+def test_worker_stop_grace_exceeds_job_timeout(rendered, profile: str) -> None:
+    worker = compose(rendered(profile))["services"]["pdf-worker"]
+    timeout = int(worker["environment"]["SCHEDGEN_JOB_TIMEOUT_S"])
+    assert int(worker["stop_grace_period"].rstrip("s")) > timeout
+    k8s = next(iter(yaml.safe_load_all((rendered(profile) / "kubernetes/worker.yaml").read_text())))
+    assert k8s["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > timeout
+
+
+def test_redis_is_a_queue_redis(rendered, profile: str) -> None:
+    conf = (rendered(profile) / "compose/redis/redis.conf").read_text()
+    config = config_for(profile)
+    assert re.search(r"^maxmemory-policy noeviction$", conf, re.M)
+    assert re.search(r"^appendonly yes$", conf, re.M) and re.search(r"^appendfsync everysec$", conf, re.M)
+    assert re.search(rf"^maxmemory {config.redis.maxmemory_mb}mb$", conf, re.M)
+    assert not re.search(r"^requirepass", conf, re.M)  # passed from the secrets env file
+    redis = compose(rendered(profile))["services"]["redis"]
+    assert "--requirepass" in redis["command"][-1] and "$$REDIS_PASSWORD" in redis["command"][-1]
+
+
+def test_postgres_connection_budget(rendered, profile: str) -> None:
+    config = config_for(profile)
+    conf = (rendered(profile) / "compose/postgres/postgresql.conf").read_text()
+    max_conn = int(re.search(r"^max_connections = (\d+)$", conf, re.M).group(1))  # type: ignore[union-attr]
+    api, worker = config.role_settings("api"), config.role_settings("worker")
+    pools = (
+        config.api.max_replicas * api.api_workers * api.db_pool_max
+        + config.worker.max_replicas * worker.worker_processes * worker.db_pool_max
+    )
+    assert max_conn == pools + config.postgres.reserve_connections
+    assert f"shared_buffers = {config.postgres.memory_mb // 4}MB" in conf
+
+
+def test_no_secret_outside_the_secret_files(rendered, profile: str) -> None:
+    out = rendered(profile)
+    secret_files = sorted(out.glob("*/secrets/*.env"))
+    assert secret_files
+    for path in secret_files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for path in (p for p in out.rglob("*") if p.is_file() and "secrets" not in p.parts):
+        text = path.read_text()
+        for value in SECRETS.values():
+            assert value not in text, f"{path.relative_to(out)} contains a secret"
+    app_env = (out / "compose/secrets/app.env").read_text()
+    assert SECRETS["POSTGRES_PASSWORD"] in app_env and "@postgres:5432/" in app_env
+
+
+def test_traefik_files_are_fully_rendered(rendered, profile: str) -> None:
+    out = rendered(profile)
+    static = yaml.safe_load((out / "compose/traefik/traefik.yml").read_text())
+    dynamic = yaml.safe_load((out / "compose/traefik/dynamic.yml").read_text())
+    for path in (out / "compose/traefik").iterdir():
+        assert "${" not in path.read_text()
+    redirect = static["entryPoints"]["web"]["http"]["redirections"]["entryPoint"]
+    assert redirect == {"to": "websecure", "scheme": "https", "permanent": True}
+    assert static["certificatesResolvers"]["letsencrypt"]["acme"]["httpChallenge"]
+    assert static["api"] == {"dashboard": False, "insecure": False}
+    headers = dynamic["http"]["middlewares"]["security-headers"]["headers"]
+    assert "default-src 'self'" in headers["contentSecurityPolicy"] and headers["stsSeconds"] >= 31536000
+    assert dynamic["http"]["middlewares"]["edge-ratelimit"]["rateLimit"]["average"] > 0
+    assert dynamic["http"]["routers"]["api"]["rule"] == f"Host(`{config_for(profile).domain}`)"
+
+
+def test_prometheus_discovers_every_replica(rendered) -> None:
+    out = rendered("medium")
+    compose_prom = yaml.safe_load((out / "compose/prometheus/prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in compose_prom["scrape_configs"]}
+    assert jobs["worker"]["dns_sd_configs"][0] == {
+        "names": ["pdf-worker"],
+        "type": "A",
+        "port": 9100,
+        "refresh_interval": "30s",
+    }
+    k8s_prom = yaml.safe_load((out / "kubernetes/prometheus/prometheus.yml").read_text())
+    k8s_jobs = {j["job_name"]: j for j in k8s_prom["scrape_configs"]}
+    assert k8s_jobs["api"]["kubernetes_sd_configs"][0]["role"] == "pod"
+    rules = yaml.safe_load((out / "compose/prometheus/rules/schedgen.yml").read_text())
+    names = {r["alert"] for r in rules["groups"][0]["rules"]}
+    assert names == {
+        "ApiDown",
+        "ApiHigh5xxRatio",
+        "ApiHighLatencyP95",
+        "QueueBacklog",
+        "OldestQueuedJobTooOld",
+        "JobFailureRatioHigh",
+        "NoWorkers",
+        "SlowParses",
+        "PostgresConnectionsHigh",
+        "RedisMemoryHigh",
+        "BackupTooOld",
+    }
+    backlog = next(r for r in rules["groups"][0]["rules"] if r["alert"] == "QueueBacklog")
+    assert backlog["expr"].endswith(f"> {config_for('medium').alerts.queue_backlog}")
+
+
+def test_grafana_dashboards_are_in_file_provisioning_format(rendered) -> None:
+    out = rendered("small")
+    dash = json.loads((out / "compose/grafana/dashboards/schedgen-overview.json").read_text())
+    assert "dashboard" not in dash and dash["uid"] and dash["panels"]
+    provider = yaml.safe_load((out / "compose/grafana/provisioning/dashboards/schedgen.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
+    mounts = compose(out)["services"]["grafana"]["volumes"]
+    assert "./grafana/dashboards:/etc/grafana/dashboards:ro" in mounts
+
+
+def test_kubernetes_objects(rendered) -> None:
+    large = rendered("large")
+    docs = {
+        f"{d['kind']}/{d['metadata']['name']}": d
+        for path in (large / "kubernetes").glob("*.yaml")
+        if path.name != "kustomization.yaml"
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+    }
+    assert docs["HorizontalPodAutoscaler/api"]["spec"]["maxReplicas"] == 20
+    scaled = docs["ScaledObject/pdf-worker"]["spec"]
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (10, 50)
+    assert {t["metadata"]["listName"] for t in scaled["triggers"]} == {
+        "rq:queue:high",
+        "rq:queue:default",
+        "rq:queue:low",
+    }
+    assert docs["Cluster/postgres"]["spec"]["instances"] == 3
+    assert docs["Cluster/postgres"]["spec"]["postgresql"]["parameters"]["max_connections"] == "415"
+    assert (
+        docs["RedisSentinel/redis-sentinel"]["spec"]["redisSentinelConfig"]["redisReplicationName"] == "redis"
+    )
+    assert docs["Tenant/minio"]["spec"]["pools"][0]["servers"] == 4
+    assert docs["NetworkPolicy/default-deny"]["spec"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+    }
+    api = docs["Deployment/api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["securityContext"]["runAsNonRoot"] and api["securityContext"]["readOnlyRootFilesystem"]
+    assert docs["CronJob/backup"]["spec"]["schedule"] == config_for("large").backup.cron
+    small = rendered("small")
+    small_kinds = {
+        d["kind"]
+        for p in (small / "kubernetes").glob("*.yaml")
+        for d in yaml.safe_load_all(p.read_text())
+        if d and "kind" in d
+    }
+    assert {"StatefulSet", "ScaledObject", "PodDisruptionBudget"} <= small_kinds
+    assert not small_kinds & {"Cluster", "RedisSentinel", "Tenant"}
+    kustomization = yaml.safe_load((large / "kubernetes/kustomization.yaml").read_text())
+    generated = {g["name"]: g for g in kustomization["secretGenerator"]}
+    assert generated["app-secrets"]["envs"] == ["secrets/app.env"]
+
+
+def test_one_backup_schedule_everywhere(rendered) -> None:
+    out = rendered("small")
+    config = config_for("small")
+    timer = (out / "systemd/schedgen-backup.timer").read_text()
+    assert f"OnCalendar={config.backup.on_calendar}" in timer
+    cron = (out / "systemd/schedgen-backup.cron").read_text()
+    assert f"\n{config.backup.cron} root " in cron
+    service = (out / "systemd/schedgen-backup.service").read_text()
+    assert "backup && " in service and "backup verify" in service and "backup prune" in service
+    command = compose(out)["services"]["backup"]["command"][-1]
+    assert f"hour={config.backup.hour}, minute={config.backup.minute}" in command
+
+
+def test_compose_files_pass_the_shared_compose_spec_schema(rendered, profile: str) -> None:
+    """An independent second schema check with ../shared/schemas/compose-spec.json."""
+    schema = json.loads(shared_path("schemas", "compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)  # it declares draft-07 (without the trailing #)
+    for name in ("docker-compose.yml", "docker-compose.prod.yml", "docker-compose.dev.yml"):
+        doc = yaml.safe_load((rendered(profile) / "compose" / name).read_text())
+        errors = [e.message for e in validator.iter_errors(doc)]
+        assert errors == [], (name, errors[:3])
