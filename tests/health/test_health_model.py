@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jsonschema
@@ -114,3 +115,15 @@ def test_broken_configuration_falls_back_to_defaults_with_a_warning(tmp_path: Pa
     th = load_thresholds(tmp_path, warnings=warnings)
     assert th == HealthThresholds()
     assert warnings and "alertz" in warnings[0]
+
+
+def test_service_urls_in_the_environment_do_not_hide_the_project_thresholds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On-call exports SCHEDGEN_REDIS_URL for the command; the profile's thresholds must still apply."""
+    monkeypatch.setenv("SCHEDGEN_REDIS_URL", "redis://127.0.0.1:6379/0")
+    (tmp_path / "schedgen.yaml").write_text("profile: small\nalerts:\n  queue_backlog: 9\n")
+    warnings: list[str] = []
+    assert load_thresholds(tmp_path, warnings=warnings).queue_depth_warn == 9
+    assert warnings == []
+    assert os.environ["SCHEDGEN_REDIS_URL"] == "redis://127.0.0.1:6379/0"  # restored after the load

@@ -7,7 +7,9 @@ may override any field under ``health:``. Field names say the unit (``_s`` secon
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,34 @@ def from_alerts(alerts: Any) -> dict[str, Any]:
     return out
 
 
+def _secret_env_names() -> set[str]:
+    """``SCHEDGEN_*`` names of the service's secret settings (URLs with passwords, tokens)."""
+    from pydantic import SecretStr
+
+    from schedgen_ops.service.settings import ENV_PREFIX, ServiceSettings
+
+    return {
+        ENV_PREFIX + name.upper()
+        for name, f in ServiceSettings.model_fields.items()
+        if f.annotation is SecretStr
+    }
+
+
+@contextlib.contextmanager
+def _without_secret_env() -> Iterator[None]:
+    """Hide the service's secret variables from the config loader for the duration of the load.
+
+    On-call sets SCHEDGEN_DATABASE_URL / SCHEDGEN_REDIS_URL for the service and for this command, but
+    the loader (its nested ServiceSettings reads the environment) refuses secrets that do not come from
+    the secrets file. Health needs the thresholds, not the secrets. Runs before any probe thread starts.
+    """
+    saved = {name: os.environ.pop(name) for name in _secret_env_names() if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def try_load_config(project_dir: Path, warnings: list[str] | None = None) -> Any | None:
     """The project's validated `Config`, or None (reason appended to ``warnings``) when it does not load.
 
@@ -165,7 +195,8 @@ def try_load_config(project_dir: Path, warnings: list[str] | None = None) -> Any
     try:
         from schedgen_ops.config import load_config
 
-        return load_config(project_dir)
+        with _without_secret_env():
+            return load_config(project_dir)
     except (SchedgenError, ImportError, OSError) as exc:
         if warnings is not None:
             reason = exc.one_line() if isinstance(exc, SchedgenError) else str(exc)
