@@ -79,7 +79,9 @@ def forget(conn: Redis, job_id: str) -> None:
             FailedJobRegistry(name, connection=conn),
             ScheduledJobRegistry(name, connection=conn),
         ):
-            registry.remove(job_id)
+            # Started entries are "job_id:execution_id"; remove by member prefix, whatever the format.
+            for member, _ in conn.zscan_iter(registry.key, match=f"{job_id}*"):
+                conn.zrem(registry.key, member)
         Queue(name, connection=conn).remove(job_id)
     conn.delete(RQJob.key_for(job_id))
 

@@ -49,7 +49,7 @@ def run_worker_process(*, burst: bool) -> int:
         worker.work(
             burst=burst,
             max_jobs=settings.worker_max_jobs,
-            with_scheduler=True,
+            with_scheduler=False,  # one scheduler process per replica instead, see run_scheduler_process
             logging_level=settings.log_level.upper(),
         )
     finally:
@@ -59,8 +59,32 @@ def run_worker_process(*, burst: bool) -> int:
     return 0
 
 
-def _spawn(burst: bool) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "schedgen_ops.service.worker"] + (["--burst"] if burst else [])
+def run_scheduler_process() -> int:
+    """Move due retries (RQ's scheduled registry) onto their queues until SIGTERM.
+
+    RQ can fork a scheduler from each worker, but a forked child inherits the worker's Postgres sockets
+    and outlives a SIGKILLed worker, keeping its job locks alive; a separate process has neither problem.
+    Several replicas may run one: RQ's per-queue scheduler locks let one of them work at a time.
+    """
+    from rq.scheduler import RQScheduler
+
+    from schedgen_ops.service.config import load_settings
+    from schedgen_ops.service.logs import setup_logging
+    from schedgen_ops.service.queue import QUEUE_NAMES, redis_client
+
+    settings = load_settings(need=("redis_url",))
+    setup_logging(settings.log_level, "scheduler")
+    scheduler = RQScheduler(list(QUEUE_NAMES), connection=redis_client(settings), interval=1)
+    scheduler.work()
+    return 0
+
+
+def _spawn(burst: bool, *, scheduler: bool = False) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "schedgen_ops.service.worker"]
+    if scheduler:
+        argv.append("--scheduler")
+    elif burst:
+        argv.append("--burst")
     return subprocess.Popen(argv)
 
 
@@ -82,8 +106,13 @@ def supervise(settings: ServiceSettings, *, processes: int, burst: bool, reconci
     reconciler_thread = _start_reconciler(settings, stop) if reconcile else None
 
     children = [_spawn(burst) for _ in range(processes)]
+    scheduler = None if burst else _spawn(False, scheduler=True)
     log.info("worker processes started", extra={"pids": [c.pid for c in children]})
     while not stop.is_set():
+        if scheduler is not None and scheduler.poll() is not None:
+            log.info("scheduler process exited; restarting", extra={"exit_code": scheduler.returncode})
+            time.sleep(1.0)
+            scheduler = _spawn(False, scheduler=True)
         for index, child in enumerate(children):
             code = child.poll()
             if code is None:
@@ -99,6 +128,8 @@ def supervise(settings: ServiceSettings, *, processes: int, burst: bool, reconci
             break
         stop.wait(0.2)
 
+    if scheduler is not None:
+        children.append(scheduler)
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)  # RQ: finish the current job, then exit
@@ -154,6 +185,8 @@ def _start_reconciler(settings: ServiceSettings, stop: threading.Event) -> threa
 
 if __name__ == "__main__":
     try:
+        if "--scheduler" in sys.argv[1:]:
+            sys.exit(run_scheduler_process())
         sys.exit(run_worker_process(burst="--burst" in sys.argv[1:]))
     except SchedgenError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)

@@ -132,6 +132,9 @@ def service_env(database_url: str, redis_url: str, workdir: Path, **extra: str) 
             "SCHEDGEN_DB_POOL_MIN": "1",
             "SCHEDGEN_LOG_LEVEL": "INFO",
             "SCHEDGEN_TESTING": "1",
+            # Tests poll status often; the rate-limit tests set their own limits.
+            "SCHEDGEN_RATE_STATUS": "100000/minute",
+            "SCHEDGEN_RATE_REQUESTS": "100000/minute",
         }
     )
     env.update(extra)
