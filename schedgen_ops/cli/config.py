@@ -18,7 +18,7 @@ from schedgen_ops.config.secrets import redact, secrets_path
 from schedgen_ops.errors import SchedgenError
 
 app = typer.Typer(help="Show, read and change the project's configuration.", no_args_is_help=True)
-_out = Console(highlight=False)
+_out = Console(highlight=False, soft_wrap=True)
 
 
 def config_data(config: Config) -> dict[str, Any]:

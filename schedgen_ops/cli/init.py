@@ -10,7 +10,7 @@ from rich.console import Console
 from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.config.project import init_project
 
-_out = Console(highlight=False)
+_out = Console(highlight=False, soft_wrap=True)
 
 
 def init(

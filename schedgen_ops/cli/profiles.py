@@ -15,7 +15,7 @@ from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.config import available_profiles, load_config
 
 app = typer.Typer(help="List, show and compare the built-in scale profiles.", no_args_is_help=True)
-_out = Console(highlight=False)
+_out = Console(highlight=False, soft_wrap=True)
 
 
 def _profile_data(name: str) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from schedgen_ops.config.project import init_project, is_project
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.render import render_tree, validate_tree
 
-_out = Console(highlight=False)
-_err = Console(stderr=True, highlight=False)
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def render(

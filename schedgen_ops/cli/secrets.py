@@ -9,7 +9,7 @@ from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.config.secrets import SECRET_NAMES, rotate_secret, secrets_path
 
 app = typer.Typer(help="Manage the project's generated secrets.", no_args_is_help=True)
-_out = Console(highlight=False)
+_out = Console(highlight=False, soft_wrap=True)
 
 
 @app.command("rotate")
