@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import pathlib
 
+from pdfminer.pdfdocument import PDFDocument
+
 from schedgen_ops.parsing.errors import ParseError
 from schedgen_ops.parsing.model import SourceInfo, Timetable
 from schedgen_ops.parsing.pdfread import (
@@ -38,13 +40,18 @@ def quick_check(data: bytes, *, max_bytes: int = MAX_BYTES, max_pages: int = MAX
     Checks, in order: empty, size, PDF magic, truncation, structure/encryption, page count. Raises the
     same `ParseError` codes as `parse_pdf`.
     """
+    return _open_checked(data, max_bytes=max_bytes, max_pages=max_pages)[1]
+
+
+def _open_checked(data: bytes, *, max_bytes: int, max_pages: int) -> tuple[PDFDocument, int]:
     check_bytes(data, max_bytes=max_bytes)
-    pages = page_count(open_document(data))
+    doc = open_document(data)
+    pages = page_count(doc)
     if pages > max_pages:
         raise ParseError("too_many_pages", f"the PDF has {pages} pages, more than the {max_pages} page limit")
     if pages == 0:
         raise ParseError("corrupt_pdf", "the PDF has no pages")
-    return pages
+    return doc, pages
 
 
 def parse_pdf(
@@ -60,8 +67,7 @@ def parse_pdf(
     if filename is None and isinstance(source, pathlib.Path):
         filename = source.name
     data = _read_source(source, max_bytes)
-    pages = quick_check(data, max_bytes=max_bytes, max_pages=max_pages)
-    doc = open_document(data)
+    doc, pages = _open_checked(data, max_bytes=max_bytes, max_pages=max_pages)  # the one open
     builder = TableBuilder()
     kind = None
     for page in iter_pages(doc, max_pages=max_pages, deadline=deadline):

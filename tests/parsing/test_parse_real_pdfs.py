@@ -131,3 +131,18 @@ def test_not_a_timetable_names_the_title(up_pdf):
         parse_pdf(up_pdf("not-a-timetable.pdf"))
     assert info.value.code == "not_a_timetable"
     assert "Random Schedule Document" in info.value.message
+
+
+def test_the_file_is_opened_once(up_pdf, monkeypatch):
+    import schedgen_ops.parsing.api as api
+
+    opened = []
+    real_open = api.open_document
+
+    def counting_open(data: bytes):
+        opened.append(len(data))
+        return real_open(data)
+
+    monkeypatch.setattr(api, "open_document", counting_open)
+    assert len(parse_pdf(up_pdf("UP_MOD_XLS.pdf")).events) == 46
+    assert len(opened) == 1
