@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.loadtest.scenarios import SCENARIOS, THRESHOLDS
 from schedgen_ops.ops.loadtest.target import check_url
@@ -102,7 +103,7 @@ def loadtest(
         )
     if url and target:
         raise SchedgenError("give --url or --target, not both", code="usage", exit_code=2)
-    resolved = resolve_target(target, url=url, database_url=database_url)
+    resolved = resolve_target(target, url=url, database_url=database_url, project_dir=OPTIONS.project)
     report_dir = (
         report or Path("loadtest-reports") / f"{scenario}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     )

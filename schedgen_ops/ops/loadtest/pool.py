@@ -17,7 +17,7 @@ KINDS: tuple[Kind, ...] = ("lectures", "tests", "exams")
 PAGES = (1, 2, 3, 4)
 
 
-def build_pool(directory: Path, *, size: int = 24, seed: int = 0) -> list[Path]:
+def build_pool(directory: Path, *, size: int = 12, seed: int = 0) -> list[Path]:
     """Write ``size`` synthetic UP timetables (every kind x 1-4 pages, cycling) into ``directory``."""
     try:
         from schedgen_ops.parsing.synthetic import generate_timetable, render_pdf

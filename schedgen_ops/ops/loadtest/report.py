@@ -137,9 +137,10 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
     rss = summary.get("rss")
     if rss is not None and rss["growth"]:
+        source = "/metrics" if rss.get("source") == "metrics" else "the stack's local processes"
         lines += [
             "",
-            "## Memory (RSS from /metrics)",
+            f"## Memory (RSS from {source}; growth measured after {rss['warmup_s']:.0f} s of warm-up)",
             "",
             "| process | first MiB | last MiB | growth |",
             "|---|---|---|---|",

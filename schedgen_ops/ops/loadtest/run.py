@@ -41,7 +41,7 @@ class RunOptions:
     auth_prefix: str = ""
     uploads_per_key: int = 9
     metrics_urls: dict[str, str] = field(default_factory=dict)
-    pool_size: int = 24
+    pool_size: int = 12
     request_timeout_s: float = 30.0
     abort_after_s: float = 15.0
     release_keys: Callable[[], object] | None = None

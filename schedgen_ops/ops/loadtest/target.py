@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -102,18 +103,40 @@ def uploads_per_key(rate_uploads: str) -> int:
     return max(1, amount - 1)
 
 
-def resolve_target(target: str | None, *, url: str | None, database_url: str) -> ResolvedTarget:
-    """The api URL (from --url, else the default local port), its database and its client settings."""
+def resolve_target(
+    target: str | None, *, url: str | None, database_url: str, project_dir: Path | None = None
+) -> ResolvedTarget:
+    """The api URL, its database and its client settings.
+
+    ``--url`` (default http://127.0.0.1:8000) with SCHEDGEN_* environment, or ``--target T``: the
+    project's deployed stack, found the way `schedgen health --target` finds it (the local runtime
+    knows its api port and generated database URL). Either way only a loopback URL is accepted.
+    """
     from schedgen_ops.service.settings import ServiceSettings
 
-    if target is not None:
-        raise SchedgenError(
-            f"--target {target}: deploy targets are not resolvable yet",
-            code="usage",
-            hint="pass --url http://127.0.0.1:PORT",
-            exit_code=2,
-        )
     settings = ServiceSettings()  # type: ignore[call-arg]  # fields come from the environment
+    rate_uploads = settings.rate_uploads
+    if target is not None:
+        from schedgen_ops.ops.health.endpoints import TARGETS, resolve_endpoints
+        from schedgen_ops.ops.health.thresholds import try_load_config
+
+        if target not in TARGETS:
+            raise SchedgenError(
+                f"unknown target {target!r}", code="usage", hint="one of: " + ", ".join(TARGETS), exit_code=2
+            )
+        project = project_dir or Path.cwd()
+        config = try_load_config(project)
+        endpoints = resolve_endpoints(target, project, database_url=database_url or None, config=config)
+        if not endpoints.api_url:
+            raise SchedgenError(
+                f"cannot tell where the {target} stack's api listens",
+                code="no_target",
+                hint="pass --url http://127.0.0.1:PORT",
+                exit_code=2,
+            )
+        url, database_url = endpoints.api_url, endpoints.database_url
+        service = getattr(config, "service", None)
+        rate_uploads = str(getattr(service, "rate_uploads", rate_uploads))
     base = check_url(url or DEFAULT_URL)
     host = urlsplit(base).hostname or "127.0.0.1"
     metrics = {"api": f"{base}/metrics"}
@@ -122,6 +145,6 @@ def resolve_target(target: str | None, *, url: str | None, database_url: str) ->
     return ResolvedTarget(
         url=base,
         database_url=database_url or settings.database_url.get_secret_value(),
-        uploads_per_key=uploads_per_key(settings.rate_uploads),
+        uploads_per_key=uploads_per_key(rate_uploads),
         metrics_urls=metrics,
     )
