@@ -22,9 +22,8 @@ from schedgen_ops.ops.readiness import Context, LiveTarget, RenderedTree, all_ch
 from schedgen_ops.ops.readiness.acks import record_ack
 from schedgen_ops.ops.readiness.context import TARGETS
 from schedgen_ops.ops.readiness.evaluate import Report
+from schedgen_ops.ops.readiness.locate import DEFAULT_URL, local_deployment
 from schedgen_ops.ops.readiness.report import FORMATS, print_table, render
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 app = typer.Typer(
     help="Production-readiness checklist: static, live and manual checks with evidence.",
@@ -55,6 +54,35 @@ def _targets(target: str, tree: RenderedTree) -> frozenset[str]:
     if target not in TARGETS:
         raise typer.BadParameter(f"{target!r} is not one of all, {', '.join(TARGETS)}", param_hint="--target")
     return frozenset({target})
+
+
+def _live_target(
+    target: str,
+    url: str | None,
+    tree_dir: Path | None,
+    database_url: str | None,
+    backup_dir: Path | None,
+    reports: list[Path],
+) -> LiveTarget:
+    """Explicit flags first; otherwise the local runtime's active deployment (URLs, rendered runbook)."""
+    runbook = (tree_dir or OPTIONS.project / "deploy") / "docs" / "RUNBOOK.md"
+    redis_url = None
+    if url is None and target in ("local", "all"):
+        found = local_deployment(OPTIONS.project)
+        url = found.url
+        database_url = database_url or found.database_url
+        redis_url = found.redis_url
+        if found.tree is not None and tree_dir is None:
+            runbook = found.tree / "docs" / "RUNBOOK.md"
+    return LiveTarget(
+        url=url or DEFAULT_URL,
+        backup_dir=backup_dir,
+        report_dirs=reports,
+        runbook=runbook,
+        health_target=target if target in TARGETS else "local",
+        database_url=database_url,
+        redis_url=redis_url,
+    )
 
 
 def run_checklist(
@@ -98,17 +126,7 @@ def run_checklist(
             secret_values=secrets,
         )
         if live:
-            runbook = root / "docs" / "RUNBOOK.md"
-            ctx.live = LiveTarget(
-                url=url or DEFAULT_URL,
-                backup_dir=backup_dir,
-                report_dirs=reports,
-                runbook=runbook
-                if tree_dir is not None
-                else OPTIONS.project / "deploy" / "docs" / "RUNBOOK.md",
-                health_target=target if target in TARGETS else "local",
-                database_url=database_url,
-            )
+            ctx.live = _live_target(target, url, tree_dir, database_url, backup_dir, reports)
         ignore = (getattr(config, "checklist", None) or {}).get("ignore") or {}
         return evaluate(
             ctx,

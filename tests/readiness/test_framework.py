@@ -135,3 +135,20 @@ def test_docs_list_every_check_with_its_kind_and_severity() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "READINESS.md").read_text()
     for check in all_checks():
         assert f"| `{check.id}` | {check.kind} | {check.category} | {check.severity} |" in doc, check.id
+
+
+def test_ack_and_list_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from schedgen_ops.cli.main import main
+
+    base = ["--project", str(tmp_path), "checklist"]
+    assert (
+        main([*base, "ack", "manual-alert-delivery", "--by", "Lerato", "--note", "test page received"]) == 0
+    )
+    assert "acknowledged manual-alert-delivery by Lerato" in capsys.readouterr().out
+    assert load_acks(tmp_path)["manual-alert-delivery"].note == "test page received"
+    assert main([*base, "ack", "tls-redirect", "--by", "x", "--note", "y"]) == 1
+    assert capsys.readouterr().err.startswith("error: tls-redirect is a static check")
+    assert main([*base, "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {c["kind"] for c in listed} == {"static", "live", "manual"}
+    assert main([*base, "--format", "yaml"]) == 2

@@ -120,6 +120,12 @@ def test_live_checks_against_the_real_service(stack: tuple[str, str, str], tmp_p
     print(health.message)
     assert health.status == "fail" and "backup" in health.message
 
+    # The same through the CLI: live checks selected with --only, JSON out, exit 0.
+    from schedgen_ops.cli.main import main
+
+    args = ["--project", str(tmp_path), "checklist", "--live", "--url", url, "--json"]
+    assert main([*args, "--only", "live-readiness", "--only", "live-metrics"]) == 0
+
     from schedgen_ops.service import clients, db
 
     with db.connect(database_url) as conn:
@@ -231,3 +237,26 @@ def test_runbook(tmp_path: Path) -> None:
 def test_live_checks_only_run_with_live(tmp_path: Path) -> None:
     report = evaluate(Context(project=tmp_path), live=False)
     assert not [r for r in report.results if r.check.kind == "live"]
+
+
+def test_live_defaults_come_from_the_active_local_deployment(tmp_path: Path) -> None:
+    """Without --url, --live uses the local runtime's active tree: its api port, ledger URL and runbook."""
+    from schedgen_ops.config.loader import load_config
+    from schedgen_ops.config.secrets import ensure_secrets
+    from schedgen_ops.ops.readiness.locate import DEFAULT_URL, local_deployment
+    from schedgen_ops.render.engine import render_tree
+
+    assert local_deployment(tmp_path).url == DEFAULT_URL  # nothing deployed yet
+    secrets, _ = ensure_secrets(tmp_path)
+    config = load_config(tmp_path, profile="small", overrides=["ports.api=18123"])
+    render_tree(config, secrets, "local", tmp_path / "releases" / "r1", project_dir=tmp_path)
+    (tmp_path / ".schedgen" / "run").mkdir(parents=True)
+    (tmp_path / ".schedgen" / "run" / "active").symlink_to(tmp_path / "releases" / "r1")
+    found = local_deployment(tmp_path)
+    assert found.url == "http://127.0.0.1:18123"
+    assert found.tree == tmp_path / "releases" / "r1"
+    assert found.database_url and found.database_url.startswith("postgresql://")
+    runbook = run_check(
+        get("live-runbook"), _ctx(tmp_path, found.url, runbook=found.tree / "docs" / "RUNBOOK.md")
+    )
+    assert runbook.status == "pass", runbook.message

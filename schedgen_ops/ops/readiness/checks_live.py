@@ -394,6 +394,6 @@ def live_runbook(ctx: Context) -> list[Finding]:
     if not path.is_file():
         return [Finding(False, f"no runbook at {path}", Evidence(str(path), None, None))]
     text = path.read_text(encoding="utf-8")
-    ok = "schedgen health" in text
+    ok = re.search(r"schedgen [^\n`]*\bhealth\b", text) is not None
     msg = f"{path} ({len(text.splitlines())} lines){'' if ok else ' does not mention `schedgen health`'}"
     return [Finding(ok, msg, Evidence(str(path), "schedgen health", ok))]
