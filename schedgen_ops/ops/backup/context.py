@@ -1,7 +1,8 @@
 """Resolve what a backup command works on from options, SCHEDGEN_* environment and the project config.
 
-Precedence for each value: command-line option > SCHEDGEN_* environment > the project's validated
-configuration (schedgen.yaml over its profile) > built-in default.
+Precedence for each value: command-line option > SCHEDGEN_* environment > the running local runtime's
+own services (its rendered secrets and data directory) > the project's validated configuration
+(schedgen.yaml over its profile) > built-in default.
 """
 
 from __future__ import annotations
@@ -82,6 +83,23 @@ class BackupContext:
         return NoWriters()
 
 
+def _local_runtime_env(project: Path) -> dict[str, str]:
+    """URLs of the local runtime's own Postgres/Redis/uploads when it runs for this project."""
+    try:
+        from schedgen_ops.runtime.local import LocalRuntime
+
+        runtime = LocalRuntime(project)
+        if not runtime.is_running():
+            return {}
+        values = {k: v for k, v in runtime.secrets().items() if k.startswith("SCHEDGEN_")}
+    except (ImportError, OSError, SchedgenError):
+        return {}
+    uploads = runtime.data_dir / "uploads"
+    if uploads.is_dir():
+        values.setdefault("SCHEDGEN_STORAGE_URL", f"file://{uploads}")
+    return values
+
+
 def _local_runtime_sock(project: Path) -> Path | None:
     """The local runtime's control socket when its supervisord runs for this project, else None."""
     try:
@@ -126,11 +144,15 @@ def resolve_context(
     service = getattr(config, "service", None)
     backup_cfg = getattr(config, "backup", None)
 
+    runtime_env = _local_runtime_env(project) if target == "local" else {}
+
     def pick(option: str | None, env: str, attr: str) -> str:
         if option:
             return option
         if os.environ.get(env):
             return os.environ[env]
+        if runtime_env.get(env):
+            return runtime_env[env]
         return _secret(getattr(service, attr, None))
 
     base = directory or Path(

@@ -176,7 +176,8 @@ def _fill(request: BackupRequest, manifest: Manifest, work: Path, reporter: Repo
             )
         manifest.files.append(FileEntry(path=REDIS_RDB, kind="redis", size=digest.size, sha256=digest.sha256))
         manifest.redis = RedisInfo(server_version=redis_version, keys=check_rdb(work / REDIS_RDB))
-        manifest.tools["redis-cli"] = _redis_cli_version()
+        if target.name == "local":  # elsewhere redis-cli runs inside the container
+            manifest.tools["redis-cli"] = _redis_cli_version()
 
     if request.storage_url:
         with reporter.step("uploads: pending objects") as advance:
