@@ -414,7 +414,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         body = Readiness(status="ready" if ready else "not_ready", checks=dict(checks))
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics (all api and worker processes sharing the dir)")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"}},
+        summary="Prometheus metrics (all api and worker processes sharing the dir)",
+    )
     def metrics_endpoint() -> Response:
         metrics.update_pool_gauges(ctx().pool)
         body, content_type = metrics.render(metrics.ScrapeCollector(lambda: _scrape(ctx())))
