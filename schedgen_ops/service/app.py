@@ -417,7 +417,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"}},
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Text"}},
         summary="Prometheus metrics (all api and worker processes sharing the dir)",
     )
     def metrics_endpoint() -> Response:
