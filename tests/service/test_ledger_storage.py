@@ -1,0 +1,170 @@
+"""Ledger (migrations, state machine, job locks), storage backends and client identity, on real servers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from ipaddress import ip_network
+from pathlib import Path
+
+import psycopg
+import pytest
+from moto.server import ThreadedMotoServer
+
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.runtime.dataservices import free_port
+from schedgen_ops.service import db, ledger
+from schedgen_ops.service.clients import client_ip, create_key, list_keys, lookup_key, revoke_key
+from schedgen_ops.service.settings import ServiceSettings
+from schedgen_ops.service.storage import FileStorage, S3Storage, StorageError, open_storage
+
+
+def _insert(conn: psycopg.Connection, job_id: str, max_attempts: int = 3) -> ledger.Job:
+    return ledger.insert_job(
+        conn,
+        job_id=job_id,
+        priority="default",
+        client_id="ip:127.0.0.1",
+        filename="t.pdf",
+        size_bytes=10,
+        pages=1,
+        sha256="0" * 64,
+        storage_key=job_id,
+        max_attempts=max_attempts,
+        ttl_s=3600,
+    )
+
+
+def test_concurrent_migrations_apply_each_version_once(database_url: str) -> None:
+    results: list[list[db.Migration]] = []
+    threads = [threading.Thread(target=lambda: results.append(db.migrate(database_url))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    applied = [m.version for batch in results for m in batch]
+    assert sorted(applied) == [m.version for m in db.migrations()]
+    assert db.current_version(database_url) == db.migrations()[-1].version
+    assert db.migrate(database_url) == []
+
+
+def test_state_machine_and_dead_worker_detection(database_url: str) -> None:
+    db.migrate(database_url)
+    job_id = ledger.new_job_id()
+    assert ledger.JOB_ID_RE.match(job_id)
+    with db.connect(database_url) as conn, db.connect(database_url) as other:
+        job = _insert(conn, job_id, max_attempts=2)
+        assert job.status == "queued" and job.attempts == 0
+        # Worker 1 takes the lock and claims; a second delivery cannot take the lock.
+        assert ledger.try_lock(conn, job_id)
+        first = ledger.claim(conn, job_id)
+        assert first is not None and first.status == "processing" and first.attempts == 1
+        assert not ledger.try_lock(other, job_id)
+    # Worker 1's connection is gone (as after SIGKILL): its lock is free, so the job can be taken over.
+    with db.connect(database_url) as conn:
+        assert ledger.try_lock(conn, job_id)
+        second = ledger.claim(conn, job_id)
+        assert second is not None and second.attempts == 2
+        # A stale attempt cannot complete; the current one can, exactly once.
+        assert not ledger.complete(conn, job_id, 1, "exams", {"kind": "exams"}, 60)
+        assert ledger.complete(conn, job_id, 2, "exams", {"kind": "exams"}, 60)
+        assert not ledger.complete(conn, job_id, 2, "exams", {"kind": "exams"}, 60)
+        assert ledger.claim(conn, job_id) is None  # finished jobs are never claimed again
+        assert ledger.result(conn, job_id) == ("exams", {"kind": "exams"})
+        assert ledger.status_counts(conn)["completed"] == 1
+
+
+def test_attempts_are_capped(database_url: str) -> None:
+    db.migrate(database_url)
+    job_id = ledger.new_job_id()
+    with db.connect(database_url) as conn:
+        _insert(conn, job_id, max_attempts=1)
+        assert ledger.claim(conn, job_id) is not None
+        assert ledger.requeue(conn, job_id, 1, "x", "y")
+        assert ledger.claim(conn, job_id) is None
+        assert ledger.fail(conn, job_id, None, "worker_lost", "gone", 60, from_status=("queued",))
+        job = ledger.get_job(conn, job_id)
+        assert job is not None and job.status == "failed" and job.error_code == "worker_lost"
+
+
+def test_unreachable_database_is_a_one_line_error() -> None:
+    with pytest.raises(SchedgenError) as info:
+        db.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/x", timeout_s=1)
+    assert info.value.code == "database_unavailable"
+    assert "\n" not in info.value.one_line()
+
+
+def test_api_keys_are_stored_hashed_and_revocable(database_url: str) -> None:
+    db.migrate(database_url)
+    with db.connect(database_url) as conn:
+        key_id, key = create_key(conn, "partner")
+        stored = conn.execute("SELECT key_hash FROM api_keys").fetchone()
+        assert stored is not None and key not in stored[0]
+        assert lookup_key(conn, key) == key_id
+        assert lookup_key(conn, key + "x") is None
+        assert [k.name for k in list_keys(conn)] == ["partner"]
+        assert revoke_key(conn, key_id) and not revoke_key(conn, key_id)
+        assert lookup_key(conn, key) is None
+
+
+def test_client_ip_believes_forwarded_for_only_from_trusted_proxies() -> None:
+    trusted = [ip_network("10.0.0.0/8")]
+    assert client_ip("203.0.113.5", "1.2.3.4", trusted) == "203.0.113.5"  # spoofed, untrusted peer
+    assert client_ip("10.0.0.2", "1.2.3.4", trusted) == "1.2.3.4"
+    assert client_ip("10.0.0.2", "6.6.6.6, 1.2.3.4, 10.0.0.9", trusted) == "1.2.3.4"  # nearest untrusted hop
+    assert client_ip("10.0.0.2", "not-an-ip", trusted) == "10.0.0.2"
+    assert client_ip("10.0.0.2", None, trusted) == "10.0.0.2"
+
+
+def test_file_storage_round_trip(tmp_path: Path) -> None:
+    store = FileStorage(tmp_path / "uploads")
+    store.put("abc", b"%PDF-1")
+    assert store.exists("abc") and store.get("abc") == b"%PDF-1"
+    store.check()
+    store.delete("abc")
+    assert not store.exists("abc")
+    with pytest.raises(KeyError):
+        store.get("abc")
+    with pytest.raises(ValueError):
+        store.put("../etc", b"x")
+    with pytest.raises(StorageError):
+        FileStorage(tmp_path / "missing").check()
+
+
+@pytest.fixture
+def moto_s3() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_s3_storage_against_an_s3_protocol_server(moto_s3: str) -> None:
+    settings = ServiceSettings(  # type: ignore[call-arg]
+        storage_url="s3://uploads/incoming",
+        s3_endpoint_url=moto_s3,
+        s3_access_key="test",
+        s3_secret_key="test",
+    )
+    store = open_storage(settings, timeout_s=5)
+    assert isinstance(store, S3Storage)
+    with pytest.raises(StorageError, match="not reachable"):
+        store.check()  # bucket not created yet
+    store.client.create_bucket(Bucket="uploads")
+    store.check()
+    store.put("job1", b"%PDF-1.7 data")
+    listed = store.client.list_objects_v2(Bucket="uploads")["Contents"]
+    assert [obj["Key"] for obj in listed] == ["incoming/job1.pdf"]
+    assert store.get("job1") == b"%PDF-1.7 data"
+    store.delete("job1")
+    assert not store.exists("job1")
+    with pytest.raises(KeyError):
+        store.get("job1")
+
+
+def test_storage_url_must_be_file_or_s3() -> None:
+    with pytest.raises(SchedgenError, match="file:///dir or s3://"):
+        open_storage(ServiceSettings(storage_url="ftp://x"))  # type: ignore[call-arg]
