@@ -1,18 +1,36 @@
 """UP timetable PDF -> typed events, JSON/CSV/ICS output and synthetic UP-format PDFs.
 
 Public API (stable; other modules and the service call these names):
-`parse_pdf`, `quick_check`, `ParseError`, `ERROR_HTTP_STATUS`, `Timetable` and its event models.
+`parse_pdf`, `quick_check`, `ParseError`, `ERROR_HTTP_STATUS`, `ERROR_CODES`, `Timetable` and its event
+models. Names are loaded on first use (PEP 562), so importing a light submodule such as
+``schedgen_ops.parsing.semesters`` (the configuration does) does not load pdfminer.
 """
 
-from schedgen_ops.parsing.api import MAX_BYTES, MAX_PAGES, TIMEOUT_S, parse_pdf, quick_check
-from schedgen_ops.parsing.errors import ERROR_CODES, ERROR_HTTP_STATUS, ParseError
-from schedgen_ops.parsing.model import (
-    ExamSitting,
-    LectureEvent,
-    SourceInfo,
-    TestSitting,
-    Timetable,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from schedgen_ops.parsing.api import MAX_BYTES, MAX_PAGES, TIMEOUT_S, parse_pdf, quick_check
+    from schedgen_ops.parsing.errors import ERROR_CODES, ERROR_HTTP_STATUS, ParseError
+    from schedgen_ops.parsing.model import ExamSitting, LectureEvent, SourceInfo, TestSitting, Timetable
+
+_EXPORTS: dict[str, str] = {
+    "MAX_BYTES": "api",
+    "MAX_PAGES": "api",
+    "TIMEOUT_S": "api",
+    "parse_pdf": "api",
+    "quick_check": "api",
+    "ERROR_CODES": "errors",
+    "ERROR_HTTP_STATUS": "errors",
+    "ParseError": "errors",
+    "ExamSitting": "model",
+    "LectureEvent": "model",
+    "SourceInfo": "model",
+    "TestSitting": "model",
+    "Timetable": "model",
+}
 
 __all__ = [
     "ERROR_CODES",
@@ -29,3 +47,16 @@ __all__ = [
     "parse_pdf",
     "quick_check",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

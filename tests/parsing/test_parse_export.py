@@ -94,3 +94,19 @@ def test_error_codes_are_the_documented_set():
     assert isinstance(err, SchedgenError) and err.http_status == 415 and err.hint
     with pytest.raises(ValueError):
         ParseError("nope", "x")
+
+
+def test_package_exports_load_lazily():
+    """The configuration imports parsing.semesters; that must not load pdfminer (startup RSS)."""
+    import subprocess
+    import sys
+
+    import schedgen_ops.parsing as parsing
+
+    code = "import sys, schedgen_ops.parsing.semesters; print('pdfminer' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    assert set(parsing.__all__) == set(parsing._EXPORTS)
+    assert all(getattr(parsing, name) is not None for name in parsing.__all__)
+    with pytest.raises(AttributeError):
+        _ = parsing.no_such_name
