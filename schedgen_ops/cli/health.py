@@ -25,6 +25,9 @@ DEFAULT_WATCH_S = 5.0
 #: The whole command, interpreter start included, ends within this; output and exit get the margin.
 COMMAND_LIMIT_S = 5.0
 OUTPUT_MARGIN_S = 0.7
+#: Each check gets at least this much even when a slow interpreter start ate the 5 s (overloaded host):
+#: reporting every dependency as "not answering" because of our own start-up would be a false alarm.
+MIN_CHECK_S = 1.0
 
 
 def _process_deadline() -> float:
