@@ -112,6 +112,30 @@ PROMETHEUS = {
         {"job_name": "pdf-worker", "static_configs": [{"targets": ["pdf-worker:9200"]}]},
     ],
 }
+SUPERVISORD = """[supervisord]
+logfile=/tmp/x/supervisord.log
+
+[program:postgres]
+command=/usr/lib/postgresql/15/bin/postgres -D /data -p 5432 -c max_connections=60 -c shared_buffers=128MB
+
+[program:redis]
+command=/usr/bin/redis-server --port 6379 --appendonly yes --maxmemory 256mb --maxmemory-policy noeviction
+
+[program:api-1]
+command=python -m schedgen_ops.cli.main serve api --port 8000
+environment=SCHEDGEN_API_WORKERS="2",SCHEDGEN_DB_POOL_MAX="5",SCHEDGEN_JOB_TIMEOUT_S="300"
+stopwaitsecs=40
+
+[program:api-2]
+command=python -m schedgen_ops.cli.main serve api --port 8001
+environment=SCHEDGEN_API_WORKERS="2",SCHEDGEN_DB_POOL_MAX="5",SCHEDGEN_JOB_TIMEOUT_S="300"
+stopwaitsecs=40
+
+[program:pdf-worker-1]
+command=python -m schedgen_ops.cli.main serve worker
+environment=SCHEDGEN_WORKER_PROCESSES="2",SCHEDGEN_DB_POOL_MAX="5",SCHEDGEN_JOB_TIMEOUT_S="300"
+stopwaitsecs=360
+"""
 TIMER = "[Timer]\nOnCalendar=*-*-* 02:30:00\nPersistent=true\n"
 SERVICE = "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'schedgen backup && schedgen backup verify'\n"
 
@@ -298,6 +322,7 @@ def write_tree(
         "compose/postgres/postgresql.conf": PG_CONF,
         "compose/prometheus/prometheus.yml": yaml.safe_dump(PROMETHEUS),
         "compose/prometheus/rules/schedgen.yml": yaml.safe_dump(RULES),
+        "local/supervisord.conf": SUPERVISORD,
         "systemd/schedgen-backup.timer": TIMER,
         "systemd/schedgen-backup.service": SERVICE,
         "kubernetes/kustomization.yaml": yaml.safe_dump({"resources": ["all.yaml"]}),

@@ -12,7 +12,7 @@ import yaml
 from schedgen_ops.ops.readiness import Context, RenderedTree, all_checks, evaluate
 from schedgen_ops.ops.readiness.evaluate import run_check
 from schedgen_ops.ops.readiness.registry import get
-from tests.readiness.fixtures import RULES, compose_base, compose_prod, k8s_manifests, write_tree
+from tests.readiness.fixtures import RULES, SUPERVISORD, compose_base, compose_prod, k8s_manifests, write_tree
 
 SECRET = "s3cretpassw0rd"
 STATIC_IDS = [c.id for c in all_checks() if c.kind == "static"]
@@ -181,6 +181,16 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
     ],
     "queue-redis-durable": [
         (
+            "local allkeys-lru",
+            lambda t: t.files.update(
+                {
+                    "local/supervisord.conf": SUPERVISORD.replace(
+                        "--maxmemory-policy noeviction", "--maxmemory-policy allkeys-lru"
+                    )
+                }
+            ),
+        ),
+        (
             "allkeys-lru in redis.conf",
             lambda t: t.files.update(
                 {"compose/redis/redis.conf": "maxmemory-policy allkeys-lru\nappendonly yes\n"}
@@ -197,6 +207,12 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
         ),
     ],
     "postgres-connection-budget": [
+        (
+            "local slots over budget",
+            lambda t: t.files.update(
+                {"local/supervisord.conf": SUPERVISORD.replace("max_connections=60", "max_connections=30")}
+            ),
+        ),
         ("too many replicas", lambda t: t.prod["services"]["api"]["deploy"].update(replicas=12)),
         (
             "HPA max over budget",
@@ -204,6 +220,12 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
         ),
     ],
     "worker-stop-grace": [
+        (
+            "local stopwaitsecs",
+            lambda t: t.files.update(
+                {"local/supervisord.conf": SUPERVISORD.replace("stopwaitsecs=360", "stopwaitsecs=30")}
+            ),
+        ),
         ("compose default 10s", lambda t: t.svc("pdf-worker").pop("stop_grace_period")),
         (
             "k8s 30s",

@@ -26,6 +26,7 @@ from schedgen_ops.ops.readiness.inspect import (
 )
 from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
 from schedgen_ops.ops.readiness.registry import check
+from schedgen_ops.ops.readiness.supervisor import SUPERVISORD_CONF, Program, programs
 from schedgen_ops.ops.readiness.tree import Manifest, RenderedTree
 from schedgen_ops.service.settings import ServiceSettings
 
@@ -34,13 +35,17 @@ URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]+)@", re.I)
 _INTERPOLATED = re.compile(r"^\$\{[^}]+\}$|^\$[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def _local_programs(ctx: Context) -> list[Program]:
+    return programs(ctx.static_tree()) if ctx.has_local() else []
+
+
 def _default(field: str) -> Any:
     return ServiceSettings.model_fields[field].default
 
 
 def _need_any(ctx: Context) -> None:
-    if not ctx.has_compose() and not ctx.has_kubernetes():
-        raise NotApplicable("no compose or Kubernetes output in scope")
+    if not ctx.has_compose() and not ctx.has_kubernetes() and not ctx.has_local():
+        raise NotApplicable("no compose, Kubernetes or local output in scope")
 
 
 def _sev(tree: RenderedTree, name: str, *path: str, value: Any = None) -> Evidence:
@@ -469,6 +474,15 @@ def check_queue_redis(ctx: Context) -> list[Finding]:
                     path = f"spec.redisConfig.additionalRedisConfig ({extra})"
                 ev = _mev(manifest, path, {k: conf.get(k) for k in ("maxmemory-policy", "appendonly")})
                 out += _redis_verdict(manifest.ref, conf, ev)
+    for program in _local_programs(ctx):
+        if role(program.name) == "redis" and _is_queue(program.name):
+            conf = _redis_args(program.argv)
+            ev = Evidence(
+                SUPERVISORD_CONF,
+                f"{program.where}.command",
+                {k: conf.get(k) for k in ("maxmemory-policy", "appendonly")},
+            )
+            out += _redis_verdict(f"local {program.name}", conf, ev)
     if not out:
         raise NotApplicable("no queue Redis in the rendered output")
     return out
@@ -604,7 +618,10 @@ def check_postgres_budget(ctx: Context) -> list[Finding]:
     if ctx.has_kubernetes():
         manifests = ctx.manifests()
         scalers = autoscale_max(manifests)
-        conf = dict(conf_files)
+        conf = {}
+        for rel in tree.scoped("postgres", "**/*.conf", scope="kubernetes"):
+            conf.update(_pg_settings(tree.text(rel)))
+        maps = configmaps(tree)
         source: Manifest | None = None
         for m in manifests:
             params = ((m.doc.get("spec") or {}).get("postgresql") or {}).get("parameters") or {}
@@ -613,6 +630,9 @@ def check_postgres_budget(ctx: Context) -> list[Finding]:
                 source = m
             tmpl = pod_template(m)
             if tmpl is not None and workload_role(m) == "postgres":
+                for volume in tmpl.spec.get("volumes") or []:
+                    for text in (maps.get(str((volume.get("configMap") or {}).get("name"))) or {}).values():
+                        conf.update(_pg_settings(text))
                 for _, container in containers(tmpl, init=False):
                     conf.update(
                         _pg_args(
@@ -640,6 +660,20 @@ def check_postgres_budget(ctx: Context) -> list[Finding]:
                 _, _, per = _pool_demand(env, workload_role(m))
                 demand.append((m.name, k8s_replicas or 1, per))
         out.append(_budget_finding("kubernetes", demand, conf, _mev(source, "max_connections")))
+    local = _local_programs(ctx)
+    local_pg = [p for p in local if role(p.name) == "postgres"]
+    if local_pg:
+        conf = _pg_args(local_pg[0].argv)
+        # One program slot per possible replica (api-1..api-N): the slots are the maximum scale.
+        slots: dict[tuple[str, int], int] = {}
+        for p in local:
+            if _uses_db(p.env):
+                key = (re.sub(r"-\d+$", "", p.name), _pool_demand(p.env, role(p.name))[2])
+                slots[key] = slots.get(key, 0) + 1
+        demand = [(name, count, per) for (name, per), count in slots.items()]
+        out.append(
+            _budget_finding("local", demand, conf, Evidence(SUPERVISORD_CONF, f"{local_pg[0].where}.command"))
+        )
     if not out:
         raise NotApplicable("no Postgres in the rendered output")
     return out
@@ -695,6 +729,12 @@ def check_worker_stop_grace(ctx: Context) -> list[Finding]:
                     _mev(tmpl.manifest, f"{tmpl.path}.terminationGracePeriodSeconds", grace),
                 )
             )
+    for program in _local_programs(ctx):
+        if role(program.name) == "worker":
+            timeout = as_int(program.env.get("SCHEDGEN_JOB_TIMEOUT_S")) or int(_default("job_timeout_s"))
+            msg = f"local {program.name} stopwaitsecs {program.stopwaitsecs} vs job timeout {timeout}s"
+            ev = Evidence(SUPERVISORD_CONF, f"{program.where}.stopwaitsecs", program.stopwaitsecs)
+            out.append(Finding(program.stopwaitsecs > timeout, msg, ev))
     if not out:
         raise NotApplicable("no worker in the rendered output")
     return out

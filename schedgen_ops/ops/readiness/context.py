@@ -60,6 +60,11 @@ class Context:
     def has_kubernetes(self) -> bool:
         return self.tree is not None and "kubernetes" in self.targets and self.tree.has_kubernetes
 
+    def has_local(self) -> bool:
+        return (
+            self.tree is not None and "local" in self.targets and self.tree.exists("local/supervisord.conf")
+        )
+
     def manifests(self) -> list[Manifest]:
         return self.kubernetes().manifests() if self.has_kubernetes() else []
 
