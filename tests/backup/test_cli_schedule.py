@@ -13,6 +13,7 @@ from typing import ClassVar
 import psycopg
 
 from schedgen_ops.cli.main import main
+from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.catalog import list_backups
 
 
@@ -100,14 +101,14 @@ def test_restore_cli_asks_first_and_reports_json(ledger_url, tmp_path, capsys, m
     with psycopg.connect(ledger_url, autocommit=True) as conn:
         conn.execute("DELETE FROM results")
 
-    declined = subprocess.run(
-        ["schedgen", "restore", backup_id, "--dir", str(backups), "--database-url", ledger_url],
-        input="n\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
+    from typer.testing import CliRunner
+
+    from schedgen_ops.cli.main import app
+
+    declined = CliRunner().invoke(
+        app, ["restore", backup_id, "--dir", str(backups), "--database-url", ledger_url], input="n\n"
     )
-    assert declined.returncode == 1 and "error: restore cancelled" in declined.stderr
+    assert isinstance(declined.exception, SchedgenError) and declined.exception.code == "cancelled"
     assert capture_rows(ledger_url) != original
 
     assert (
