@@ -156,6 +156,17 @@ def _watchdog(environment: Any) -> None:
             return
 
 
+def _why(resp: Any) -> str:
+    """A failure's reason for locust's report: the HTTP status and error code, or the connection error."""
+    if not resp.status_code:
+        return f"no answer: {resp.error!r}"[:200]
+    try:
+        code = resp.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = ""
+    return f"HTTP {resp.status_code} {code}".strip()
+
+
 class ClientUser(FastHttpUser):
     """Common parts: an API key per simulated client, sent the way the service expects."""
 
@@ -176,7 +187,7 @@ class ClientUser(FastHttpUser):
             f"/api/jobs/{job_id}", name=STATUS, headers=self.auth(key), catch_response=True
         ) as resp:
             if resp.status_code != 200:
-                resp.failure(f"status {resp.status_code}")
+                resp.failure(_why(resp))
                 return None
             try:
                 body: dict[str, Any] = resp.json()
@@ -210,7 +221,7 @@ class UploadUser(ClientUser):
             if remaining is not None and remaining.isdigit() and int(remaining) <= 0:
                 self.uploads_with_key = int(CONFIG["uploads_per_key"])
             if resp.status_code != 202:
-                resp.failure(f"upload answered {resp.status_code}")
+                resp.failure(_why(resp))
                 return
             try:
                 job_id = resp.json()["job_id"]

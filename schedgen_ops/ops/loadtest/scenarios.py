@@ -258,18 +258,22 @@ def scale_users(users: int, users_scale: float) -> int:
     return max(1, math.ceil(users * users_scale - 1e-9))
 
 
+#: locust warns that faster spawning (or stopping) is unreliable.
+MAX_SPAWN_RATE = 100.0
+
+
 def users_at(scenario: Scenario, t: float) -> tuple[int, float] | None:
     """(target users, spawn rate) at ``t`` seconds into the run; None once the last stage is over.
 
     The spawn rate makes locust reach a stage's level in its ``ramp_s`` (at least one user per
-    second; an instant stage uses the whole jump per second).
+    second; an instant stage uses the whole jump per second), capped at `MAX_SPAWN_RATE`.
     """
     previous = 0
     for stage, start, end in scenario.windows():
         if start <= t < end:
             delta = abs(stage.users - previous)
             rate = delta / stage.ramp_s if stage.ramp_s > 0 else float(max(delta, 1))
-            return stage.users, max(1.0, round(rate, 3))
+            return stage.users, min(MAX_SPAWN_RATE, max(1.0, round(rate, 3)))
         previous = stage.users
     return None
 
