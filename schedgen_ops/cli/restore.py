@@ -11,7 +11,7 @@ from schedgen_ops.cli.backup import DbOpt, DirOpt, JsonOpt, RedisOpt, StorageOpt
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.create import BackupRequest
 from schedgen_ops.ops.backup.progress import Reporter
-from schedgen_ops.ops.backup.restore import RestoreRequest, restore_backup
+from schedgen_ops.ops.backup.restore import RestoreRequest, health_after_restore, restore_backup
 
 _out = Console(highlight=False, soft_wrap=True)
 
@@ -39,9 +39,10 @@ def restore(
         "--supervisor-sock",
         help="Control socket of the local runtime's supervisord (default: the project's, when it runs).",
     ),
+    no_health: bool = typer.Option(False, "--no-health", help="Skip `schedgen health` after the restore."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Restore a verified backup set over the current data."""
+    """Restore a verified backup set over the current data, then run health and report."""
     ctx_ = context(directory, target, database_url, redis_url, storage_url, supervisor_sock)
     db_target = ctx_.target()
     if not yes and not typer.confirm(
@@ -78,6 +79,16 @@ def restore(
         deep_verify=deep,
     )
     report = restore_backup(request, Reporter(quiet=as_json))
+    if not no_health:
+        report.health = health_after_restore(
+            ctx_.target_name,
+            ctx_.project,
+            database_url=ctx_.database_url,
+            redis_url=ctx_.redis_url,
+            storage_url=ctx_.storage_url,
+            backup_dir=ctx_.directory,
+            config=ctx_.config,
+        )
 
     def human() -> None:
         _out.print(f"restored backup {report.backup_id} into {report.database} ({report.mode})", markup=False)
@@ -103,6 +114,10 @@ def restore(
         _out.print(
             f"  took {report.duration_s:.1f}s (postgres {report.postgres_restore_s:.1f}s)", markup=False
         )
+        if report.health is not None:
+            _out.print(f"  health after the restore: {report.health['verdict']}", markup=False)
+            for problem in report.health["problems"]:
+                _out.print(f"    {problem}", markup=False)
 
     emit(as_json, report.to_json(), human)
 

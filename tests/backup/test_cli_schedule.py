@@ -119,3 +119,7 @@ def test_restore_cli_asks_first_and_reports_json(ledger_url, tmp_path, capsys, m
     assert capture_rows(ledger_url) == original
     assert report["backup_id"] == backup_id and report["safety_backup_id"]
     assert report["tables"]["public.results"] == 2 and report["stopped"] == []
+    # `schedgen health` ran against the restored stack (no api runs in this test, so not healthy).
+    health = report["health"]
+    assert health["components"]["postgres"] == "ok", health
+    assert health["verdict"] in ("healthy", "degraded", "down") and health["problems"]

@@ -64,6 +64,7 @@ class RestoreReport:
     timeline: list[dict[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
     postgres_restore_s: float = 0.0
+    health: dict[str, Any] | None = None
 
     def mark(self, event: str) -> None:
         self.timeline.append({"event": event, "at": iso(utcnow())})
@@ -212,3 +213,39 @@ def _post_checks(request: RestoreRequest, expected: dict[str, int]) -> list[Chec
         finally:
             client.close()
     return checks
+
+
+def health_after_restore(
+    target_name: str,
+    project: Path,
+    *,
+    database_url: str,
+    redis_url: str,
+    storage_url: str,
+    backup_dir: Path,
+    config: Any = None,
+) -> dict[str, Any]:
+    """Run `schedgen health` against what was just restored; the verdict and components go in the report."""
+    from schedgen_ops.ops.health import load_thresholds, resolve_endpoints, run_health
+
+    endpoints = resolve_endpoints(
+        target_name,
+        project,
+        database_url=database_url or None,
+        redis_url=redis_url or None,
+        storage_url=storage_url or None,
+        backup_dir=backup_dir,
+        config=config,
+    )
+    report = run_health(endpoints, load_thresholds(project, config=config)).to_dict()
+    failing = [
+        f"{c['component']}.{c['name']}: {c.get('measured', '')}".strip()
+        for c in report["checks"]
+        if c.get("status") != "ok"
+    ]
+    return {
+        "verdict": report["verdict"],
+        "exit_code": report["exit_code"],
+        "components": report["components"],
+        "problems": failing,
+    }
