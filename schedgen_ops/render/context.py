@@ -140,4 +140,15 @@ def build_context(config: Config, secrets: dict[str, str], target: str, project_
         "worker_settings": config.role_settings("worker"),
         "config_hash": digest,
         "stop_grace_s": config.role_settings("worker").job_timeout_s + 30,
+        "backup_command": backup_command(config, "/backups"),
     }
+
+
+def backup_command(config: Config, directory: str) -> str:
+    """The scheduled backup run inside a container: back up, verify, prune with the profile's retention."""
+    b = config.backup
+    return (
+        f"schedgen backup --dir {directory} && schedgen backup verify --dir {directory} && "
+        f"schedgen backup prune --dir {directory} --keep-daily {b.keep_daily} "
+        f"--keep-weekly {b.keep_weekly} --keep-monthly {b.keep_monthly}"
+    )

@@ -287,3 +287,23 @@ def test_compose_files_pass_the_shared_compose_spec_schema(rendered, profile: st
         doc = yaml.safe_load((rendered(profile) / "compose" / name).read_text())
         errors = [e.message for e in validator.iter_errors(doc)]
         assert errors == [], (name, errors[:3])
+
+
+def test_webhook_receiver_is_configurable(tmp_path: Path) -> None:
+    from renderkit import PROJECT
+
+    from schedgen_ops.render import render_tree, validate_tree
+
+    config = config_for("small", "monitoring.webhook_url=https://hooks.example.org/schedgen")
+    render_tree(config, SECRETS, "compose", tmp_path, project_dir=PROJECT)
+    am = yaml.safe_load((tmp_path / "compose/alertmanager/alertmanager.yml").read_text())
+    assert am["route"]["receiver"] == "webhook"
+    assert am["receivers"] == [
+        {
+            "name": "webhook",
+            "webhook_configs": [{"url": "https://hooks.example.org/schedgen", "send_resolved": True}],
+        }
+    ]
+    backup_env = compose(tmp_path)["services"]["backup"]["environment"]
+    assert backup_env["SCHEDGEN_BACKUP_WEBHOOK_URL"] == "https://hooks.example.org/schedgen"
+    assert validate_tree(tmp_path) == []
