@@ -8,7 +8,9 @@ from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.runtime.operations import Ops
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False)
+if not out.is_terminal:  # pipes and CI: do not squeeze tables into 80 columns
+    out = Console(highlight=False, width=200)
 
 
 def make_ops(*, dry_run: bool = False, lock_wait: float = 0.0, gate_timeout: float = 90.0) -> Ops:

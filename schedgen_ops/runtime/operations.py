@@ -18,6 +18,7 @@ from typing import Any
 
 from schedgen_ops.config import Config, load_config, load_secrets
 from schedgen_ops.config.project import init_project, is_project
+from schedgen_ops.config.secrets import secrets_path
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.audit import AuditLog
@@ -93,13 +94,15 @@ def check_target(target: str) -> str:
 
 def load(ops: Ops, profile: str | None = None, overrides: list[str] | None = None) -> Config:
     """The project's validated config; an empty directory becomes a project (like `render` does)."""
-    if not is_project(ops.project):
+    if not is_project(ops.project) or not secrets_path(ops.project).exists():
         if ops.dry_run:
             raise SchedgenError(
                 f"no project in {ops.project}", code="no_project", hint="run `schedgen init` first"
             )
-        init_project(ops.project, profile=profile)
-        ops.echo(f"initialised a new project in {ops.project} (schedgen.yaml, .schedgen/secrets.env)")
+        fresh = not is_project(ops.project)
+        init_project(ops.project, profile=profile if fresh else None)
+        made = "schedgen.yaml, .schedgen/secrets.env" if fresh else ".schedgen/secrets.env"
+        ops.echo(f"initialised the project in {ops.project} ({made})")
     return load_config(ops.project, profile=profile, overrides=overrides)
 
 

@@ -1,0 +1,293 @@
+"""The local runtime for real: `schedgen up` from an empty directory, uploads through the stack, scaling
+with jobs in flight, a failing deploy rolled back automatically, the deploy lock, and `down` leaving no
+process behind. Real supervisord, Postgres (as nobody when root), Redis, api and RQ workers.
+
+The tests run in file order against one stack (module fixture) to keep the whole file near 2-3 minutes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from schedgen_ops.runtime.dataservices import free_port, service_tempdir
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+class Stack:
+    def __init__(self, project: Path, api_port: int):
+        self.project = project
+        self.api = f"http://127.0.0.1:{api_port}"
+
+    def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
+        return subprocess.run(
+            [sys.executable, "-m", "schedgen_ops.cli.main", "-P", str(self.project), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+
+    def ok(self, *args: str, timeout: float = 240) -> str:
+        result = self.cli(*args, timeout=timeout)
+        assert result.returncode == 0, f"schedgen {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def supervisord_pid(self) -> int | None:
+        try:
+            return int((self.project / ".schedgen" / "run" / "supervisord.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def tree_pids(self) -> list[int]:
+        pid = self.supervisord_pid()
+        if pid is None or not psutil.pid_exists(pid):
+            return []
+        root = psutil.Process(pid)
+        return [pid, *(p.pid for p in root.children(recursive=True))]
+
+    def token(self) -> str:
+        text = (self.project / ".schedgen" / "secrets.env").read_text()
+        return next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("OPS_TOKEN="))
+
+
+def _free_block(n: int) -> int:
+    """A port p with p..p+n-1 free (worker metrics ports are consecutive)."""
+    for _ in range(50):
+        base = free_port()
+        if base + n < 65000 and all(_is_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+def _is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    root = service_tempdir("schedgen-e2e-local-")
+    project = root / "project"  # empty: `schedgen up` must make it a project
+    project.mkdir()
+    api_port = _free_block(2)
+    settings = {
+        "profile": "small",
+        "ports": {"api": api_port, "postgres": free_port(), "redis": free_port(), "prometheus": free_port()},
+        "worker": {"max_replicas": 4, "metrics_port": _free_block(4)},
+        "service": {
+            "worker_processes": 1,
+            "rate_uploads": "100000/hour",
+            "rate_status": "100000/minute",
+            "rate_requests": "100000/minute",
+        },
+    }
+    # Only the ports and limits are preset (the test machine is shared); `up` creates everything else.
+    (project / "schedgen.yaml").write_text(yaml.safe_dump(settings))
+    s = Stack(project, api_port)
+    try:
+        yield s
+    finally:
+        pids = s.tree_pids()
+        s.cli("down", timeout=120)
+        for pid in pids:
+            if psutil.pid_exists(pid):
+                with_suppress_kill(pid)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def with_suppress_kill(pid: int) -> None:
+    with contextlib.suppress(psutil.Error):
+        psutil.Process(pid).kill()
+
+
+def _sample(seed: int, pages: int = 1) -> bytes:
+    from schedgen_ops.parsing.synthetic import generate_timetable, render_pdf
+
+    return render_pdf(generate_timetable("lectures", seed=seed, pages=pages))
+
+
+def _upload(client: httpx.Client, stack: Stack, pdf: bytes, name: str = "t.pdf") -> dict[str, str]:
+    response = client.post(
+        f"{stack.api}/api/uploads", files={"file": (name, pdf, "application/pdf")}, timeout=30
+    )
+    assert response.status_code == 202, response.text
+    body: dict[str, str] = response.json()
+    return body
+
+
+def _wait_done(
+    client: httpx.Client, stack: Stack, job_ids: list[str], timeout_s: float = 120
+) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout_s
+    final: dict[str, dict] = {}
+    while time.monotonic() < deadline and len(final) < len(job_ids):
+        for job_id in job_ids:
+            if job_id in final:
+                continue
+            body = client.get(f"{stack.api}/api/jobs/{job_id}", timeout=10).json()
+            if body["status"] in ("completed", "failed"):
+                final[job_id] = body
+        time.sleep(0.3)
+    missing = [j for j in job_ids if j not in final]
+    assert not missing, f"{len(missing)} job(s) never finished: {missing[:3]}"
+    return final
+
+
+def _program_pids(stack: Stack) -> dict[str, int]:
+    status = json.loads(stack.ok("status", "--json"))
+    return {p["name"]: p["pid"] for s in status["services"] for p in s["processes"]}
+
+
+def test_up_from_an_empty_project_then_idempotent(stack: Stack) -> None:
+    started = time.monotonic()
+    result = json.loads(stack.ok("up", "--json", timeout=300))
+    took = time.monotonic() - started
+    assert result["urls"] == {"api-1": stack.api}
+    assert result["services"]["api"] == {"desired": 1, "running": 1}
+    assert result["services"]["pdf-worker"] == {"desired": 2, "running": 2}
+    assert (stack.project / ".schedgen" / "secrets.env").stat().st_mode & 0o777 == 0o600
+    assert httpx.get(f"{stack.api}/readyz", timeout=5).status_code == 200
+    pids_before = _program_pids(stack)
+    again = json.loads(stack.ok("up", "--json"))
+    assert again["unchanged"] is True and again["release"] == result["release"]
+    assert _program_pids(stack) == pids_before, "a second `up` restarted processes"
+    status = json.loads(stack.ok("status", "--json"))
+    by_name = {s["name"]: s for s in status["services"]}
+    assert by_name["postgres"]["running"] == 1 and by_name["redis"]["running"] == 1
+    assert all(p["pid"] and p["memory_bytes"] > 0 for p in by_name["pdf-worker"]["processes"])
+    print(f"up from empty project: {took:.1f}s")
+
+
+def test_upload_through_the_stack(stack: Stack) -> None:
+    with httpx.Client() as client:
+        accepted = _upload(client, stack, _sample(1))
+        final = _wait_done(client, stack, [accepted["job_id"]])
+        assert final[accepted["job_id"]]["status"] == "completed"
+        events = client.get(f"{stack.api}{accepted['events_url']}", timeout=10).json()
+        assert sum(len(t["events"]) for t in events["timetables"]) > 0
+        # Lectures repeat weekly: the calendar needs the semester whose dates bound them.
+        ics = client.get(f"{stack.api}{accepted['calendar_url']}?semester=S2", timeout=10)
+        assert ics.status_code == 200, ics.text
+        assert ics.text.startswith("BEGIN:VCALENDAR") and "BEGIN:VEVENT" in ics.text
+    assert "pdf-worker" in stack.ok("logs", "pdf-worker", "-n", "5")
+
+
+def test_scale_workers_2_4_1_with_jobs_in_flight(stack: Stack) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pdfs = [_sample(100 + i, pages=4) for i in range(48)]
+    with httpx.Client() as client:
+        jobs = [_upload(client, stack, pdf, f"s{i}.pdf")["job_id"] for i, pdf in enumerate(pdfs[:8])]
+        stack.ok("scale", "pdf-worker=4")
+        status = json.loads(stack.ok("status", "--json"))
+        workers = next(s for s in status["services"] if s["name"] == "pdf-worker")
+        assert workers["desired"] == 4 and workers["running"] == 4
+        with ThreadPoolExecutor(8) as pool:  # a burst, so the four workers are busy at the scale-down
+            jobs += [a["job_id"] for a in pool.map(lambda p: _upload(client, stack, p), pdfs[8:])]
+        before = [client.get(f"{stack.api}/api/jobs/{j}", timeout=10).json()["status"] for j in jobs]
+        stack.ok("scale", "pdf-worker=1")  # returns once the stopped workers have finished their jobs
+        final = _wait_done(client, stack, jobs)
+    assert any(s != "completed" for s in before), "all jobs finished before the scale-down: nothing in flight"
+    assert sorted({f["status"] for f in final.values()}) == ["completed"], final
+    assert all(f["attempts"] == 1 for f in final.values()), "a scale-down interrupted a job (it was retried)"
+    status = json.loads(stack.ok("status", "--json"))
+    workers = next(s for s in status["services"] if s["name"] == "pdf-worker")
+    assert workers["desired"] == 1 and workers["running"] == 1
+    refused = stack.cli("scale", "pdf-worker=5")
+    assert refused.returncode == 1 and "outside the profile's bounds 1..4" in refused.stderr
+
+
+def test_deploy_failing_readiness_rolls_back(stack: Stack) -> None:
+    live = json.loads(stack.ok("releases", "--json"))["current"]
+    result = stack.cli(
+        "deploy",
+        "--set",
+        "service.readiness_timeout_s=0.0001",
+        "--gate-timeout",
+        "10",
+        "--no-canary",
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "failed its health gate" in result.stderr and f"rolled back to {live}" in result.stderr
+    releases = json.loads(stack.ok("releases", "--json"))
+    assert releases["current"] == live
+    assert releases["releases"][-1]["status"] == "failed"
+    assert httpx.get(f"{stack.api}/readyz", timeout=5).status_code == 200
+    with httpx.Client() as client:
+        accepted = _upload(client, stack, _sample(7))
+        assert _wait_done(client, stack, [accepted["job_id"]])[accepted["job_id"]]["status"] == "completed"
+    audit = [json.loads(line) for line in stack.ok("audit", "--json", "-n", "3").splitlines()]
+    assert audit[-1]["action"] == "deploy" and audit[-1]["result"] == "failed, rolled back"
+    assert audit[-1]["rolled_back_to"] == live
+
+
+def test_second_deploy_is_refused_while_one_holds_the_lock(stack: Stack) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "schedgen_ops.cli.main",
+            "-P",
+            str(stack.project),
+            "deploy",
+            "--set",
+            "service.log_level=DEBUG",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lock = stack.project / ".schedgen" / "deploy.lock"
+    deadline = time.monotonic() + 30
+    while not lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), "the first deploy never took the lock"
+    second = stack.cli("deploy")
+    assert second.returncode == 1
+    assert "deploy lock is held" in second.stderr and f"(pid {first.pid})" in second.stderr
+    assert stack.cli("scale", "pdf-worker=2").returncode == 1
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, out + err
+    releases = json.loads(stack.ok("releases", "--json"))
+    assert (
+        releases["releases"][-1]["status"] == "live" and releases["current"] == releases["releases"][-1]["id"]
+    )
+    assert not lock.exists()
+
+
+def test_down_leaves_no_process(stack: Stack) -> None:
+    pids = stack.tree_pids()
+    assert len(pids) >= 5  # supervisord, postgres (+ its children), redis, api, worker
+    stack.ok("down")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in pids):
+        time.sleep(0.1)
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"processes left behind: {alive}"
+    assert stack.cli("status").returncode == 1
+    assert (stack.project / ".schedgen" / "data" / "postgres" / "PG_VERSION").exists(), "down must keep data"
