@@ -15,6 +15,21 @@ from schedgen_ops.ops.backup.catalog import list_backups
 def test_a_second_concurrent_backup_is_refused_naming_the_holder(ledger_url, snapshot_redis, tmp_path):
     backups = tmp_path / "backups"
     env = dict(os.environ, SCHEDGEN_DATABASE_URL=ledger_url, SCHEDGEN_REDIS_URL=snapshot_redis.url)
+    # The second run imports everything first and waits, so its start-up time cannot close the window.
+    second = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom schedgen_ops.cli.main import main\nprint('ready', flush=True)\n"
+            f"sys.stdin.readline()\nsys.exit(main(['backup', '--dir', {str(backups)!r}]))",
+        ],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert second.stdout is not None and second.stdout.readline().strip() == "ready"
     client = redis.Redis.from_url(snapshot_redis.url)
     # The first backup's Redis snapshot waits 3 s for more replicas, so the runs really overlap.
     client.config_set("repl-diskless-sync-delay", 3)
@@ -26,24 +41,18 @@ def test_a_second_concurrent_backup_is_refused_naming_the_holder(ledger_url, sna
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while not any(p.name.endswith(".partial") for p in backups.glob("*")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        second = subprocess.run(
-            [sys.executable, "-m", "schedgen_ops.cli.main", "backup", "--dir", str(backups)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+            time.sleep(0.02)
+        _, second_err = second.communicate("go\n", timeout=60)
         _, err = first.communicate(timeout=60)
     finally:
         client.config_set("repl-diskless-sync-delay", 0)
         client.close()
 
     assert second.returncode == 1
-    assert f"another backup operation holds {backups / '.lock'}: pid {first.pid} on " in second.stderr
-    assert "(backup, since " in second.stderr
+    assert f"another backup operation holds {backups / '.lock'}: pid {first.pid} on " in second_err
+    assert "(backup, since " in second_err
     assert first.returncode == 0, err
     assert [e.state for e in list_backups(backups)] == ["complete"]
 
