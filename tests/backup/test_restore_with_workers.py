@@ -72,7 +72,7 @@ def _processes(sock: Path) -> dict[str, tuple[str, int]]:
     return {f"{p['group']}:{p['name']}": (p["statename"], p["pid"]) for p in _rpc(sock).getAllProcessInfo()}
 
 
-def _wait_running(sock: Path, timeout: float = 30) -> dict[str, tuple[str, int]]:
+def _wait_running(sock: Path, timeout: float = 60) -> dict[str, tuple[str, int]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -126,7 +126,7 @@ def test_restore_stops_running_workers_first_and_restarts_them(
     sock = supervised_workers
     make_jobs(ledger_url, 20, completed=5)
     before = _wait_running(sock)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while _other_sessions(ledger_url) == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _other_sessions(ledger_url) > 0  # the workers hold database sessions (their pools)
