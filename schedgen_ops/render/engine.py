@@ -46,6 +46,7 @@ LAYOUT: dict[str, list[tuple[str, str]]] = {
         ("postgres", "kubernetes/postgres"),
         ("prometheus", "kubernetes/prometheus"),
         ("alertmanager", "kubernetes/alertmanager"),
+        ("grafana", "kubernetes/grafana"),
     ],
     "local": [("supervisor", "local"), ("local", "local")],
     "common": [("systemd", "systemd"), ("docs", "docs")],

@@ -252,6 +252,10 @@ def test_kubernetes_objects(rendered) -> None:
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert api["securityContext"]["runAsNonRoot"] and api["securityContext"]["readOnlyRootFilesystem"]
     assert docs["CronJob/backup"]["spec"]["schedule"] == config_for("large").backup.cron
+    prom_volumes = docs["Deployment/prometheus"]["spec"]["template"]["spec"]["volumes"]
+    items = next(v for v in prom_volumes if v["name"] == "config")["configMap"]["items"]
+    assert {"key": "schedgen.yml", "path": "rules/schedgen.yml"} in items  # prometheus.yml reads rules/*.yml
+    assert "Deployment/grafana" in docs and "Deployment/alertmanager" in docs
     small = rendered("small")
     small_kinds = {
         d["kind"]
