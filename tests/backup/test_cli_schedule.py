@@ -18,7 +18,9 @@ from schedgen_ops.ops.backup.catalog import list_backups
 
 
 def test_the_scheduled_chain_runs_and_leaves_a_verified_backup(ledger_url, redis_url_fast, tmp_path):
-    backups = tmp_path / "backups"
+    # As the systemd unit runs it: in a project with schedgen.yaml, URLs and the directory from the env.
+    (tmp_path / "schedgen.yaml").write_text("profile: small\n")
+    backups = tmp_path / "from-env"
     env = dict(
         os.environ,
         SCHEDGEN_DATABASE_URL=ledger_url,
