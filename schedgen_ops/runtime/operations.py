@@ -159,10 +159,11 @@ def stage(ops: Ops, config: Config, target: str) -> Path:
 def gate(ops: Ops, runtime: Runtime, tree: Path, *, canary: bool) -> GateReport | None:
     """The health gate for the runtime that was just changed (local: full HTTP gate)."""
     if ops.dry_run:
-        ops.runner.note(
-            "health gate: /readyz on every api replica, a worker heartbeat"
-            + (", a canary upload" if canary else "")
-        )
+        if isinstance(runtime, LocalRuntime):
+            extra = ", a canary upload parsed end to end" if canary else ""
+            ops.runner.note(f"health gate: /readyz on every api replica, a worker heartbeat{extra}")
+        else:
+            ops.runner.note("health gate: the compose --wait / kubectl rollout status above")
         return None
     if isinstance(runtime, LocalRuntime):
         desired = runtime.desired(tree)["api"]
