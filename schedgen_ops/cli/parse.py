@@ -107,13 +107,20 @@ def parse_command(
     ),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
-    date_from: str | None = typer.Option(None, "--from", help="First day lectures repeat from (YYYY-MM-DD)."),
-    date_until: str | None = typer.Option(None, "--until", help="Last day of lectures, inclusive."),
+    date_from: str | None = typer.Option(
+        None, "--from", metavar="DATE", help="First day lectures repeat from (YYYY-MM-DD)."
+    ),
+    date_until: str | None = typer.Option(
+        None, "--until", metavar="DATE", help="Last day of lectures, inclusive (YYYY-MM-DD)."
+    ),
     semester: SemesterName | None = typer.Option(
         None, "--semester", help="Use this semester's dates (schedgen.yaml semesters: overrides defaults)."
     ),
     group: list[str] = typer.Option(
-        [], "--group", help='Keep only these groups of a module, e.g. "COS 214=P01" (repeatable).'
+        [],
+        "--group",
+        metavar="MODULE=GROUP[,GROUP]",
+        help='Keep only these groups of a module, e.g. "COS 214=P01" (repeatable).',
     ),
     exam_duration: int = typer.Option(
         180, "--exam-duration", min=1, max=24 * 60, help="Assumed exam length in minutes (ics)."
