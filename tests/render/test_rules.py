@@ -230,6 +230,11 @@ def test_kubernetes_objects(rendered) -> None:
         if d
     }
     assert docs["HorizontalPodAutoscaler/api"]["spec"]["maxReplicas"] == 20
+    # The autoscalers own the replica counts; a fixed field would be reset by every apply.
+    assert (
+        "replicas" not in docs["Deployment/api"]["spec"]
+        and "replicas" not in docs["Deployment/pdf-worker"]["spec"]
+    )
     scaled = docs["ScaledObject/pdf-worker"]["spec"]
     assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (10, 50)
     assert {t["metadata"]["listName"] for t in scaled["triggers"]} == {
