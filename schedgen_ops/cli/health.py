@@ -24,7 +24,7 @@ from schedgen_ops.ops.health.thresholds import try_load_config
 DEFAULT_WATCH_S = 5.0
 #: The whole command, interpreter start included, ends within this; output and exit get the margin.
 COMMAND_LIMIT_S = 5.0
-OUTPUT_MARGIN_S = 0.7
+OUTPUT_MARGIN_S = 1.0
 #: Each check gets at least this much even when a slow interpreter start ate the 5 s (overloaded host):
 #: reporting every dependency as "not answering" because of our own start-up would be a false alarm.
 MIN_CHECK_S = 1.0
@@ -98,6 +98,9 @@ def health(
     ),
 ) -> None:
     """Check api, Postgres, Redis, queue, storage, disk, backups, TLS. Exit 0 healthy, 1 degraded, 2 down."""
+    # The probes' libraries (psycopg, redis, rq, httpx) load now, before any check's clock starts.
+    import schedgen_ops.ops.health.checks  # noqa: F401
+
     _check_choice(target, TARGETS, "--target")
     for component in only:
         _check_choice(component, COMPONENTS, "--only")
@@ -132,6 +135,7 @@ def health(
         hard = (
             first_deadline.pop() if first_deadline else time.monotonic() + COMMAND_LIMIT_S - OUTPUT_MARGIN_S
         )
+        hard = max(hard or 0.0, time.monotonic() + MIN_CHECK_S)
         return run_health(endpoints, thresholds, only=only or None, hard_deadline=hard)
 
     console = Console(highlight=False)

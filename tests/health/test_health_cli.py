@@ -135,21 +135,24 @@ def service(database_url: str, queue_redis: RedisServer, tmp_path: Path) -> Iter
         SCHEDGEN_API_WORKERS="1",
         SCHEDGEN_WORKER_PROCESSES="1",
         SCHEDGEN_METRICS_DIR=str(tmp_path / "metrics"),
+        SCHEDGEN_WORKER_METRICS_PORT="0",  # no fixed port: other suites run in parallel
     )
     logs = tmp_path / "logs"
     logs.mkdir()
+    api_log = open(logs / "api.log", "wb")  # noqa: SIM115 - closed after the processes end
+    worker_log = open(logs / "worker.log", "wb")  # noqa: SIM115 - closed after the processes end
     procs = [
         subprocess.Popen(
             [*SCHEDGEN, "serve", "api", "--port", str(port), "--workers", "1"],
             env=env,
-            stdout=open(logs / "api.log", "wb"),  # noqa: SIM115 - lives as long as the process
+            stdout=api_log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         ),
         subprocess.Popen(
             [*SCHEDGEN, "serve", "worker", "--processes", "1"],
             env=env,
-            stdout=open(logs / "worker.log", "wb"),  # noqa: SIM115 - lives as long as the process
+            stdout=worker_log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         ),
@@ -184,6 +187,8 @@ def service(database_url: str, queue_redis: RedisServer, tmp_path: Path) -> Iter
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
+        api_log.close()
+        worker_log.close()
 
 
 def test_real_service_healthy_exits_0(service: dict[str, str], tmp_path: Path, write_backup) -> None:
