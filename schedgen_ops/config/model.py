@@ -23,6 +23,26 @@ SECRET_SERVICE_FIELDS = frozenset(
 )
 
 
+class ServiceValues(ServiceSettings):
+    """ServiceSettings validated from the merged configuration only.
+
+    ServiceSettings is a BaseSettings: validating it (even nested) reads SCHEDGEN_* from the process
+    environment. The configuration must not: single-level SCHEDGEN_<FIELD> variables belong to the
+    running service, and a render must not depend on the shell it runs in.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: Any,
+        init_settings: Any,
+        env_settings: Any,
+        dotenv_settings: Any,
+        file_secret_settings: Any,
+    ) -> tuple[Any, ...]:
+        return (init_settings,)
+
+
 class Strict(BaseModel):
     """Base for every section: unknown keys are errors, values are validated on assignment."""
 
@@ -254,7 +274,7 @@ class Config(Strict):
     backup: BackupConfig
     ports: PortsConfig
     kubernetes: KubernetesConfig
-    service: ServiceSettings
+    service: ServiceValues
     semesters: dict[Literal["S1", "S2"], SemesterDates] | None = Field(
         None, description="Overrides of schedgen_ops.parsing.semesters defaults (resolve_semester)."
     )
@@ -285,7 +305,7 @@ class Config(Strict):
             for key in overrides:
                 if key not in ServiceSettings.model_fields:
                     raise ValueError(f"{role}.service.{key}: unknown service setting")
-            ServiceSettings.model_validate({**self.service_values(), **overrides})
+            ServiceValues.model_validate({**self.service_values(), **overrides})
         for key in SECRET_SERVICE_FIELDS:
             if getattr(self.service, key).get_secret_value():
                 raise ValueError(f"service.{key} is a secret: it comes from .schedgen/secrets.env only")
@@ -313,7 +333,7 @@ class Config(Strict):
 
     def role_settings(self, role: Literal["api", "worker"]) -> ServiceSettings:
         """Service settings of one role: shared `service` plus `<role>.service` overrides."""
-        return ServiceSettings.model_validate({**self.service_values(), **getattr(self, role).service})
+        return ServiceValues.model_validate({**self.service_values(), **getattr(self, role).service})
 
     def connection_budget(self) -> dict[str, Any]:
         """Connections every pool can open at maximum replicas, plus the reserve."""

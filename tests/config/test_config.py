@@ -218,3 +218,17 @@ def test_set_value_validates_and_leaves_file_unchanged_on_error(tmp_path: Path) 
         set_value(tmp_path, "api.replica", "1")
     assert "did you mean 'api.replicas'" in info.value.one_line()
     assert (tmp_path / "schedgen.yaml").read_text() == before
+
+
+def test_service_environment_of_the_shell_does_not_leak_into_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ServiceSettings is a BaseSettings; the config must not read the process's SCHEDGEN_<FIELD> vars."""
+    monkeypatch.setenv("SCHEDGEN_DATABASE_URL", "postgresql://u:p@db/x")
+    monkeypatch.setenv("SCHEDGEN_DB_POOL_MAX", "77")
+    monkeypatch.setenv("SCHEDGEN_JOB_TIMEOUT_S", "5")
+    c = load_config(tmp_path, profile="small")  # the real os.environ
+    assert c.service.db_pool_max == 5 and c.service.database_url.get_secret_value() == ""
+    assert c.role_settings("worker").job_timeout_s == 300
+    monkeypatch.setenv("SCHEDGEN_SERVICE__JOB_TIMEOUT_S", "200")
+    assert load_config(tmp_path, profile="small").role_settings("worker").job_timeout_s == 200
