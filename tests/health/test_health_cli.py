@@ -231,3 +231,39 @@ def test_real_service_healthy_exits_0(service: dict[str, str], tmp_path: Path, w
     )
     assert text.returncode == 0, text.stdout
     assert "HEALTHY" in text.stdout and "readiness" in text.stdout and "workers" in text.stdout
+
+
+def test_watch_on_a_terminal_refreshes_in_place(tmp_path: Path) -> None:
+    """On a terminal (a pty here) later refreshes move the cursor up and redraw instead of appending."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    args = ["health", "--only", "disk", "--data-dir", str(tmp_path), "--backup-dir", str(tmp_path)]
+    proc = subprocess.Popen(
+        [*SCHEDGEN, "--project", str(tmp_path), *args, "--watch", "0.2"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=_clean_env(COLUMNS="120", LINES="40", TERM="xterm-256color"),
+        start_new_session=True,
+    )
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and out.count(b"\x1b[2K") < 20:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    out += os.read(master, 65536)
+                except OSError:
+                    break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        os.close(master)
+    text = out.decode(errors="replace")
+    assert "\x1b[2K" in text and "\x1b[1A" in text  # erase line + cursor up: redrawn in place
+    assert text.count("schedgen health — target local") >= 2  # ...more than once
+    assert proc.returncode == 0
