@@ -7,6 +7,7 @@ low-level `docker.APIClient` so the adapter can be tested against recorded Engin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,9 +90,8 @@ class DockerEngine:
     def __init__(self, client: docker.APIClient | None = None, *, base_url: str | None = None):
         if client is None:
             try:
-                client = docker.APIClient(
-                    base_url=base_url or "unix:///var/run/docker.sock", version=API_VERSION
-                )
+                url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+                client = docker.APIClient(base_url=url, version=API_VERSION)
             except DockerException as exc:
                 raise SchedgenError(
                     f"cannot reach the Docker engine: {exc}", code="engine_unreachable"
