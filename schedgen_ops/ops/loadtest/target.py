@@ -116,6 +116,7 @@ def resolve_target(
 
     settings = ServiceSettings()  # type: ignore[call-arg]  # fields come from the environment
     rate_uploads = settings.rate_uploads
+    worker_port = settings.worker_metrics_port
     if target is not None:
         from schedgen_ops.ops.health.endpoints import TARGETS, resolve_endpoints
         from schedgen_ops.ops.health.thresholds import try_load_config
@@ -137,11 +138,12 @@ def resolve_target(
         url, database_url = endpoints.api_url, endpoints.database_url
         service = getattr(config, "service", None)
         rate_uploads = str(getattr(service, "rate_uploads", rate_uploads))
+        worker_port = int(getattr(getattr(config, "worker", None), "metrics_port", worker_port) or 0)
     base = check_url(url or DEFAULT_URL)
     host = urlsplit(base).hostname or "127.0.0.1"
     metrics = {"api": f"{base}/metrics"}
-    if settings.worker_metrics_port:
-        metrics["worker"] = f"http://{host}:{settings.worker_metrics_port}/metrics"
+    if worker_port:
+        metrics["worker"] = f"http://{host}:{worker_port}/metrics"
     return ResolvedTarget(
         url=base,
         database_url=database_url or settings.database_url.get_secret_value(),
