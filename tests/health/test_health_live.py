@@ -301,3 +301,56 @@ def test_storage_and_disk(tmp_path: Path, empty_endpoints: Endpoints) -> None:
     assert list((tmp_path / "missing").iterdir()) == []  # the probe file is removed
     assert _status(report, "disk.data") is Status.WARN
     assert _status(report, "disk.backups") is Status.WARN  # not created yet: its filesystem is measured
+
+
+def test_replication_lag_on_primary_and_replica(empty_endpoints: Endpoints) -> None:
+    """A real streaming replica (pg_basebackup -R): lag shown on both ends; paused replay -> warn."""
+    import subprocess
+
+    from schedgen_ops.runtime.dataservices import _as_service_user
+
+    base = service_tempdir("schedgen-health-repl-")
+    primary = PostgresServer.start(base / "primary", settings={"fsync": "off"})
+    replica: PostgresServer | None = None
+    try:
+        subprocess.run(
+            _as_service_user(
+                [
+                    *(str(primary.bindir / "pg_basebackup"), "-h", primary.host, "-p", str(primary.port)),
+                    *("-U", "postgres", "-D", str(base / "replica"), "-R", "-X", "stream", "--no-sync"),
+                ]
+            ),
+            capture_output=True,
+            check=True,
+        )
+        replica = PostgresServer.start(base / "replica", settings={"fsync": "off"})
+        th = HealthThresholds(postgres_replication_lag_warn_s=0.5, postgres_replication_lag_critical_s=60)
+        empty_endpoints.database_url = primary.url
+        on_primary = next(
+            c
+            for c in run_health(empty_endpoints, th, only=["postgres"]).checks
+            if c.name == "replication_lag"
+        )
+        assert on_primary.status is Status.OK and "1 replica" in on_primary.measured
+        primary.execute("CREATE TABLE replayed (x int)")  # gives the replica a replayed commit time
+        with psycopg.connect(replica.url, autocommit=True) as conn:
+            deadline = time.monotonic() + 10
+            while conn.execute("SELECT to_regclass('replayed')").fetchone() == (None,):
+                assert time.monotonic() < deadline, "the replica never replayed the primary's commit"
+                time.sleep(0.05)
+            conn.execute("SELECT pg_wal_replay_pause()")
+        primary.execute("CREATE TABLE written_after_pause (x int)")
+        time.sleep(1.2)
+        empty_endpoints.database_url = replica.url
+        on_replica = next(
+            c
+            for c in run_health(empty_endpoints, th, only=["postgres"]).checks
+            if c.name == "replication_lag"
+        )
+        assert on_replica.status is Status.WARN and float(on_replica.value or 0) >= 1.0
+        assert "this replica" in on_replica.measured and on_replica.hint
+    finally:
+        if replica is not None:
+            replica.stop(mode="immediate")
+        primary.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)

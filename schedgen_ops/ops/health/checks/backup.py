@@ -30,7 +30,18 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
     backup_dir = ctx.endpoints.backup_dir
     if backup_dir is None:
         return [CheckResult(C, "age", Status.UNKNOWN, "no backup directory", hint="pass --backup-dir DIR")]
-    entries = list_backups(backup_dir)
+    try:
+        entries = list_backups(backup_dir)
+    except OSError as exc:
+        return [
+            CheckResult(
+                C,
+                "age",
+                Status.UNKNOWN,
+                f"{backup_dir}: {exc.strerror or exc}",
+                hint="this user cannot read the backup directory: run as the backup owner",
+            )
+        ]
     complete = [e for e in entries if e.state == "complete"]
     if not complete:
         return [

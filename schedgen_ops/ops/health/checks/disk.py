@@ -41,7 +41,19 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
             )
             continue
         where = _existing_parent(path)
-        usage = shutil.disk_usage(where)
+        try:
+            usage = shutil.disk_usage(where)
+        except OSError as exc:
+            results.append(
+                CheckResult(
+                    C,
+                    name,
+                    Status.UNKNOWN,
+                    f"{where}: {exc.strerror or exc}",
+                    hint="check the path's permissions",
+                )
+            )
+            continue
         free = usage.free / usage.total if usage.total else 0.0
         status = level.judge(free)
         results.append(

@@ -87,76 +87,98 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
     results: list[CheckResult] = []
     with conn:
         connect_ms = (time.monotonic() - begin) * 1000
-        version = conn.info.server_version
-        results.append(
-            CheckResult(
-                C,
-                "reachable",
-                Status.OK,
-                f"connected in {connect_ms:.0f} ms (server {version // 10000}.{version % 10000})",
-                value=True,
-                threshold="accepts connections",
+        try:
+            _measure(conn, ctx, connect_ms, results)
+        except psycopg.Error as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            results.append(
+                CheckResult(
+                    C,
+                    "query",
+                    Status.CRITICAL,
+                    f"query failed: {text}"[:200],
+                    threshold=f"answers within {th.check_budget_s:g} s",
+                    hint="Postgres accepted the connection but a query failed or timed out: check its load, "
+                    "locks (pg_locks) and log",
+                )
             )
-        )
-        begin = time.monotonic()
-        conn.execute("SELECT 1").fetchone()
-        ms = (time.monotonic() - begin) * 1000
-        level = Level(th.postgres_latency_warn_s * 1000, th.postgres_latency_critical_s * 1000)
-        status = level.judge(ms)
-        results.append(
-            CheckResult(
-                C,
-                "latency",
-                status,
-                f"{ms:.1f} ms",
-                value=round(ms, 2),
-                unit="ms",
-                threshold=level.describe("{:.0f} ms"),
-                hint=None
-                if status is Status.OK
-                else "Postgres is slow to answer SELECT 1: check CPU, I/O and locks",
-            )
-        )
-        row = conn.execute(CONNECTIONS_SQL).fetchone()
-        assert row is not None
-        used, maximum, longest_s, replica = int(row[0]), int(row[1]), float(row[2]), bool(row[3])
-        ratio = used / maximum if maximum else 1.0
-        level = Level(th.postgres_connections_warn_ratio, th.postgres_connections_critical_ratio)
-        status = level.judge(ratio)
-        results.append(
-            CheckResult(
-                C,
-                "connections",
-                status,
-                f"{used}/{maximum} ({ratio:.0%})",
-                value=round(ratio, 4),
-                unit="ratio",
-                threshold=level.describe("{:.0%}"),
-                hint=None
-                if status is Status.OK
-                else "connection slots are running out: check pool sizes x replicas against max_connections, "
-                "and idle sessions in pg_stat_activity",
-            )
-        )
-        level = Level(th.postgres_transaction_warn_s, th.postgres_transaction_critical_s)
-        status = level.judge(longest_s)
-        results.append(
-            CheckResult(
-                C,
-                "longest_transaction",
-                status,
-                f"{longest_s:.1f} s",
-                value=round(longest_s, 2),
-                unit="s",
-                threshold=level.describe("{:g} s"),
-                hint=None
-                if status is Status.OK
-                else "a long transaction holds locks and blocks vacuum: find it in pg_stat_activity "
-                "(xact_start) and pg_terminate_backend it if stuck",
-            )
-        )
-        results.extend(_replication(conn, replica, ctx))
     return results
+
+
+def _measure(
+    conn: psycopg.Connection[Any], ctx: ProbeContext, connect_ms: float, results: list[CheckResult]
+) -> None:
+    """Every Postgres fact over one connection, appended as measured (a failure keeps earlier ones)."""
+    th = ctx.thresholds
+    version = conn.info.server_version
+    results.append(
+        CheckResult(
+            C,
+            "reachable",
+            Status.OK,
+            f"connected in {connect_ms:.0f} ms (server {version // 10000}.{version % 10000})",
+            value=True,
+            threshold="accepts connections",
+        )
+    )
+    begin = time.monotonic()
+    conn.execute("SELECT 1").fetchone()
+    ms = (time.monotonic() - begin) * 1000
+    level = Level(th.postgres_latency_warn_s * 1000, th.postgres_latency_critical_s * 1000)
+    status = level.judge(ms)
+    results.append(
+        CheckResult(
+            C,
+            "latency",
+            status,
+            f"{ms:.1f} ms",
+            value=round(ms, 2),
+            unit="ms",
+            threshold=level.describe("{:.0f} ms"),
+            hint=None
+            if status is Status.OK
+            else "Postgres is slow to answer SELECT 1: check CPU, I/O and locks",
+        )
+    )
+    row = conn.execute(CONNECTIONS_SQL).fetchone()
+    assert row is not None
+    used, maximum, longest_s, replica = int(row[0]), int(row[1]), float(row[2]), bool(row[3])
+    ratio = used / maximum if maximum else 1.0
+    level = Level(th.postgres_connections_warn_ratio, th.postgres_connections_critical_ratio)
+    status = level.judge(ratio)
+    results.append(
+        CheckResult(
+            C,
+            "connections",
+            status,
+            f"{used}/{maximum} ({ratio:.0%})",
+            value=round(ratio, 4),
+            unit="ratio",
+            threshold=level.describe("{:.0%}"),
+            hint=None
+            if status is Status.OK
+            else "connection slots are running out: check pool sizes x replicas against max_connections, "
+            "and idle sessions in pg_stat_activity",
+        )
+    )
+    level = Level(th.postgres_transaction_warn_s, th.postgres_transaction_critical_s)
+    status = level.judge(longest_s)
+    results.append(
+        CheckResult(
+            C,
+            "longest_transaction",
+            status,
+            f"{longest_s:.1f} s",
+            value=round(longest_s, 2),
+            unit="s",
+            threshold=level.describe("{:g} s"),
+            hint=None
+            if status is Status.OK
+            else "a long transaction holds locks and blocks vacuum: find it in pg_stat_activity "
+            "(xact_start) and pg_terminate_backend it if stuck",
+        )
+    )
+    results.extend(_replication(conn, replica, ctx))
 
 
 def _replication(conn: psycopg.Connection[Any], replica: bool, ctx: ProbeContext) -> list[CheckResult]:
