@@ -35,5 +35,27 @@ def logs(
         pass
 
 
+def exec_command(
+    service: str = typer.Argument(..., help="api or pdf-worker."),
+    command: list[str] = typer.Argument(..., help="The command, after --."),
+    target: str = typer.Option(
+        None, "--target", help="local, compose or kubernetes (default: the current release's)."
+    ),
+) -> None:
+    """Run a command in a service's environment: local, with its settings and secrets; compose/kubernetes,
+    inside one replica. Exits with the command's exit code."""
+    ops = make_ops()
+    chosen = target and operations.check_target(target)
+    runtime = operations.runtime_for(
+        ops,
+        chosen or operations.current_target(ops),
+        tree=ops.releases.tree(cur.id) if (cur := ops.releases.current()) else None,
+    )
+    raise typer.Exit(runtime.exec(service, command))
+
+
 def register(app: typer.Typer) -> None:
     app.command("logs", help="Show a service's logs (-f to follow, --since, -n, --grep).")(logs)
+    app.command("exec", help="Run a command in a service's environment (schedgen exec api -- CMD).")(
+        exec_command
+    )

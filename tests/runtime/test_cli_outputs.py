@@ -284,3 +284,20 @@ def test_releases_and_audit_outputs(project: Path) -> None:
     entries = [json.loads(line) for line in cli(project, "audit", "--json").stdout.splitlines()]
     assert entries[-1]["action"] == "deploy" and entries[-1]["duration_s"] == 1.5
     assert "1.5s" in cli(project, "audit").stdout
+
+
+def test_exec_runs_with_the_service_environment(project: Path) -> None:
+    _active_local_tree(project)
+    probe = (
+        "import os; e = os.environ; "
+        "print(e['SCHEDGEN_DATABASE_URL'].split('@')[1], e['SCHEDGEN_STORAGE_URL'][:7])"
+    )
+    result = cli(project, "exec", "pdf-worker", "--", sys.executable, "-c", probe)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["127.0.0.1:5432/schedgen", "file://"]
+    failing = cli(project, "exec", "api", "--", sys.executable, "-c", "raise SystemExit(7)")
+    assert failing.returncode == 7
+    assert cli(project, "exec", "postgres", "--", "true").returncode == 2
+    compose = cli(project, "exec", "api", "--target", "compose", "--", "schedgen", "db", "migrate")
+    assert "$ docker compose -p schedgen -f " in compose.stderr  # echoed before it runs (no engine here)
+    assert "exec -T --index 1 api schedgen db migrate" in compose.stderr
