@@ -24,6 +24,7 @@ from schedgen_ops.ops.health import json_schema
 from schedgen_ops.runtime.dataservices import RedisServer, free_port
 
 SCHEDGEN = [sys.executable, "-m", "schedgen_ops.cli.main"]
+ONLY_API_REDIS = ["--only", "api", "--only", "redis"]
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -267,3 +268,25 @@ def test_watch_on_a_terminal_refreshes_in_place(tmp_path: Path) -> None:
     assert "\x1b[2K" in text and "\x1b[1A" in text  # erase line + cursor up: redrawn in place
     assert text.count("schedgen health — target local") >= 2  # ...more than once
     assert proc.returncode == 0
+
+
+def test_real_service_redis_down_is_down_with_the_apis_detail(
+    service: dict[str, str], queue_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Redis stopped under a running service: the api's /readyz 503 detail survives into the report."""
+    queue_redis.stop()
+    env = {k: v for k, v in service.items() if k.startswith("SCHEDGEN_")}
+    proc = subprocess.run(
+        [*SCHEDGEN, "--project", str(tmp_path), "health", "--json", "--url", service["url"], *ONLY_API_REDIS],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_clean_env(**env),
+    )
+    assert proc.returncode == 2, proc.stderr
+    checks = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["api.liveness"]["status"] == "ok"  # the process is alive...
+    assert checks["api.readiness"]["status"] == "critical"  # ...but not ready, and says why
+    assert checks["api.readiness"]["measured"].startswith("HTTP 503: redis")
+    assert checks["redis.reachable"]["status"] == "critical"
+    assert "down or unreachable" in checks["redis.reachable"]["hint"]
