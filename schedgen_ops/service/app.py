@@ -25,8 +25,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schedgen_ops import __version__
 from schedgen_ops.errors import SchedgenError
@@ -34,7 +36,7 @@ from schedgen_ops.service import db, ledger, metrics, queue
 from schedgen_ops.service.clients import KeyCache, client_ip, lookup_key
 from schedgen_ops.service.context import ServiceContext
 from schedgen_ops.service.logs import client_id_var, request_id_var
-from schedgen_ops.service.ratelimit import Decision, RateLimits
+from schedgen_ops.service.ratelimit import RateLimits
 from schedgen_ops.service.schemas import (
     CheckResult,
     ErrorResponse,
@@ -150,47 +152,64 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     # --- middleware: request id, client id, rate limits, metrics, access log -------------------------
 
-    @app.middleware("http")
-    async def _envelope(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def envelope(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pure ASGI (no per-request task group): request id, client id, rate limit, metrics, log."""
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
         started = time.perf_counter()
+        request = Request(scope)
         incoming = request.headers.get("x-request-id", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         rid_token = request_id_var.set(request_id)
         cid_token = client_id_var.set(None)
-        path = request.url.path
-        decision: Decision | None = None
+        path = scope["path"]
+        extra_headers: dict[str, str] = {"X-Request-ID": request_id}
+        status = {"code": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["started"] = True
+                headers = MutableHeaders(scope=message)
+                for key, value in extra_headers.items():
+                    if key not in headers:
+                        headers[key] = value
+            await send(message)
+
         try:
+            early: Response | None = None
             try:
                 client = await _identify(request)
                 client_id_var.set(client)
                 if not path.startswith(EXEMPT_PATHS):
                     category = _category(request.method, path)
                     decision = await run_in_threadpool(state["limits"].hit, category, client)
-                    if decision is not None and not decision.allowed:
-                        if category == "upload":
-                            metrics.UPLOADS.labels("rate_limited").inc()
-                        response: Response = error_response(
-                            429,
-                            "rate_limited",
-                            f"too many {category} requests; retry later",
-                            decision.headers(),
-                        )
-                    else:
-                        response = await call_next(request)
-                else:
-                    response = await call_next(request)
+                    if decision is not None:
+                        extra_headers.update(decision.headers())
+                        if not decision.allowed:
+                            if category == "upload":
+                                metrics.UPLOADS.labels("rate_limited").inc()
+                            early = error_response(
+                                429, "rate_limited", f"too many {category} requests; retry later"
+                            )
             except ApiError as exc:
-                response = error_response(exc.status, exc.code, exc.message, exc.headers)
-            except Exception:
-                log.exception("unhandled error in middleware")
-                response = error_response(500, "internal_error", "internal error")
-            if decision is not None:
-                for key, value in decision.headers().items():
-                    response.headers.setdefault(key, value)
-            response.headers["X-Request-ID"] = request_id
+                early = error_response(exc.status, exc.code, exc.message, exc.headers)
+            if early is not None:
+                await early(scope, receive, send_wrapper)
+            else:
+                try:
+                    await inner(scope, receive, send_wrapper)
+                except Exception:
+                    log.exception("unhandled error")
+                    if status["started"]:
+                        raise
+                    await error_response(500, "internal_error", "internal error")(
+                        scope, receive, send_wrapper
+                    )
             template = _route_template(app, request)
             elapsed = time.perf_counter() - started
-            metrics.HTTP_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+            metrics.HTTP_REQUESTS.labels(request.method, template, str(status["code"])).inc()
             metrics.HTTP_LATENCY.labels(request.method, template).observe(elapsed)
             if not path.startswith(("/healthz", "/metrics")):
                 log.info(
@@ -198,14 +217,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                     extra={
                         "method": request.method,
                         "route": template,
-                        "status": response.status_code,
+                        "status": status["code"],
                         "duration_ms": round(elapsed * 1000, 2),
                     },
                 )
-            return response
         finally:
             request_id_var.reset(rid_token)
             client_id_var.reset(cid_token)
+
+    app.add_middleware(_Envelope, handler=envelope)
 
     async def _identify(request: Request) -> str:
         key = request.headers.get("x-api-key")
@@ -437,6 +457,19 @@ def _migrate(settings: ServiceSettings, state: dict[str, Any]) -> None:
         state["migrated"] = True
     except SchedgenError as exc:
         log.warning("migrations not applied at start-up; will retry on /readyz", extra={"error": exc.message})
+
+
+class _Envelope:
+    """ASGI middleware adapter: calls ``handler(inner_app, scope, receive, send)``."""
+
+    def __init__(
+        self, app: ASGIApp, handler: Callable[[ASGIApp, Scope, Receive, Send], Awaitable[None]]
+    ) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handler(self.app, scope, receive, send)
 
 
 def _route_template(app: FastAPI, request: Request) -> str:

@@ -50,7 +50,7 @@ def enqueue(conn: Redis, settings: ServiceSettings, job_id: str, priority: str) 
         job_id=job_id,
         job_timeout=settings.job_timeout_s,
         retry=retry,
-        result_ttl=600,
+        result_ttl=0,  # the ledger keeps results; Redis need not
         failure_ttl=settings.failed_ttl_s,
         description=f"parse {job_id}",
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import FixedWindowRateLimiter
 
 from schedgen_ops.service.settings import ServiceSettings
 
@@ -36,12 +36,16 @@ class Decision:
 
 
 class RateLimits:
-    """Moving-window limits: uploads, job status polls and all other API requests, per client id."""
+    """Fixed-window limits (one INCR per request): uploads, job status polls, other requests, per client.
+
+    A window starts at the client's first request, so the 11th upload within the hour after the first
+    is refused until that hour ends (Retry-After says when).
+    """
 
     def __init__(self, settings: ServiceSettings, *, timeout_s: float = 1.0) -> None:
         url = settings.redis_url.get_secret_value()
         self.storage = storage_from_string(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.limiter = FixedWindowRateLimiter(self.storage)
         self.items: dict[str, RateLimitItem] = {
             "upload": parse(settings.rate_uploads),
             "status": parse(settings.rate_status),
