@@ -99,7 +99,7 @@ def check_kubernetes(out_dir: Path) -> list[Problem]:
 def _pod_policy(rel: str, where: str, doc: dict[str, Any]) -> list[Problem]:
     """Probes, resources and securityContext on every workload container."""
     kind = doc.get("kind")
-    if kind not in ("Deployment", "StatefulSet", "CronJob"):
+    if kind not in ("Deployment", "StatefulSet", "CronJob", "Job"):
         return []
     spec = (
         _get(doc, "spec.jobTemplate.spec.template.spec")
@@ -120,7 +120,7 @@ def _pod_policy(rel: str, where: str, doc: dict[str, Any]) -> list[Problem]:
         res = container.get("resources") or {}
         if not res.get("requests") or not res.get("limits"):
             probs.append(Problem(rel, f"{cname}: requests and limits are required"))
-        if kind != "CronJob":
+        if kind not in ("CronJob", "Job"):
             live, ready = container.get("livenessProbe"), container.get("readinessProbe")
             if not live or not ready:
                 probs.append(Problem(rel, f"{cname}: liveness and readiness probes are required"))

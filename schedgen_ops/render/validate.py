@@ -26,6 +26,8 @@ COMPOSE_FILES = ("docker-compose.yml", "docker-compose.prod.yml", "docker-compos
 # Images that cannot run as non-root with a fresh named volume; they still drop every capability.
 ROOT_ALLOWED = {"traefik", "minio"}
 REPLICATED = {"api", "pdf-worker"}
+# Services that run once and exit (no healthcheck; dependents wait for service_completed_successfully).
+ONE_SHOT_LABEL = "io.schedgen.one-shot"
 _SEQ_MERGE = {
     "ports",
     "expose",
@@ -127,12 +129,16 @@ def compose_reference_problems(model: dict[str, Any], rel: str, base_dir: Path) 
 def compose_policy_problems(model: dict[str, Any], rel: str, *, production: bool) -> list[Problem]:
     """The rules no rendered stack may break (checked on the merged base + overlay)."""
     probs: list[Problem] = []
-    for name, svc in model.get("services", {}).items():
+    services = model.get("services", {})
+    for name, svc in services.items():
         where = f"service {name}"
         image = str(svc.get("image", ""))
+        one_shot = (svc.get("labels") or {}).get(ONE_SHOT_LABEL) == "true"
         if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
             probs.append(Problem(rel, f"{where}: image {image!r} is not pinned to a tag"))
-        if "healthcheck" not in svc or svc["healthcheck"].get("disable"):
+        if one_shot:
+            pass
+        elif "healthcheck" not in svc or svc["healthcheck"].get("disable"):
             probs.append(Problem(rel, f"{where}: no healthcheck"))
         else:
             test = svc["healthcheck"]["test"]
@@ -140,8 +146,10 @@ def compose_policy_problems(model: dict[str, Any], rel: str, *, production: bool
             if image.startswith("schedgen/") and re.search(r"\b(wget|curl)\b", joined):
                 probs.append(Problem(rel, f"{where}: our image has neither wget nor curl; use python"))
         for dep, cond in (svc.get("depends_on") or {}).items():
-            if not isinstance(cond, dict) or cond.get("condition") != "service_healthy":
-                probs.append(Problem(rel, f"{where}: depends_on {dep} without condition service_healthy"))
+            dep_one_shot = (services.get(dep, {}).get("labels") or {}).get(ONE_SHOT_LABEL) == "true"
+            wanted = "service_completed_successfully" if dep_one_shot else "service_healthy"
+            if not isinstance(cond, dict) or cond.get("condition") != wanted:
+                probs.append(Problem(rel, f"{where}: depends_on {dep} without condition {wanted}"))
         if not svc.get("restart"):
             probs.append(Problem(rel, f"{where}: no restart policy"))
         res = (svc.get("deploy") or {}).get("resources") or {}

@@ -77,8 +77,15 @@ def test_images_pinned_and_ours_tagged_with_the_version(rendered, profile: str) 
             assert image == f"schedgen/service:{__version__}"
 
 
+def one_shot(svc: dict[str, Any]) -> bool:
+    return (svc.get("labels") or {}).get("io.schedgen.one-shot") == "true"
+
+
 def test_healthchecks_use_tools_the_images_have(rendered, profile: str) -> None:
     for name, svc in compose(rendered(profile))["services"].items():
+        if one_shot(svc):
+            assert "healthcheck" not in svc and svc["restart"] == "on-failure"
+            continue
         repo = svc["image"].rsplit(":", 1)[0]
         test = svc["healthcheck"]["test"]
         command = test[1] if test[0] in ("CMD", "CMD-SHELL") else test[0]
@@ -89,10 +96,18 @@ def test_healthchecks_use_tools_the_images_have(rendered, profile: str) -> None:
 def test_depends_on_waits_for_health_and_every_service_restarts(rendered, profile: str) -> None:
     services = compose(rendered(profile))["services"]
     for name, svc in services.items():
-        assert svc["restart"] == "always", name
+        assert svc["restart"] == ("on-failure" if one_shot(svc) else "always"), name
         for dep, cond in svc.get("depends_on", {}).items():
-            assert dep in services and cond == {"condition": "service_healthy"}, (name, dep)
+            wanted = "service_completed_successfully" if one_shot(services[dep]) else "service_healthy"
+            assert dep in services and cond == {"condition": wanted}, (name, dep)
     assert set(services["api"]["depends_on"]) >= {"postgres", "redis"}
+    if config_for(profile).minio.enabled:  # the bucket exists before the api starts
+        assert services["api"]["depends_on"]["minio-init"] == {"condition": "service_completed_successfully"}
+        assert services["minio-init"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
+        assert (
+            f"mc mb --ignore-existing target/{config_for(profile).minio.bucket}"
+            in (services["minio-init"]["command"][0])
+        )
 
 
 def test_resources_come_from_the_profile(rendered, profile: str) -> None:
