@@ -99,7 +99,13 @@ RULES = {
                     "for": "2m",
                     "labels": {"severity": "critical"},
                     "annotations": {"summary": "api down"},
-                }
+                },
+                {
+                    "alert": "ApiErrors",
+                    "expr": 'sum(rate(schedgen_http_requests_total{status=~"5.."}[5m])) > 1',
+                    "for": "5m",
+                    "labels": {"severity": "warning"},
+                },
             ],
         }
     ]

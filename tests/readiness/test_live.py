@@ -41,11 +41,13 @@ def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[tuple[s
         "SCHEDGEN_METRICS_DIR": str(tmp_path / "metrics"),
         "SCHEDGEN_RATE_UPLOADS": f"{UPLOAD_LIMIT}/hour",
         "SCHEDGEN_API_WORKERS": "1",
+        "SCHEDGEN_WORKER_METRICS_PORT": str(_free_port()),
     }
     (tmp_path / "metrics").mkdir()
     (tmp_path / "uploads").mkdir()
     cli = [sys.executable, "-m", "schedgen_ops.cli.main"]
     logs = (tmp_path / "api.log").open("w")
+    worker_log = (tmp_path / "worker.log").open("w")
     api = subprocess.Popen(
         [*cli, "serve", "api", "--port", str(port), "--workers", "1"],
         env=env,
@@ -65,7 +67,10 @@ def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[tuple[s
         else:
             pytest.fail("api did not start: " + (tmp_path / "api.log").read_text()[-2000:])
         worker = subprocess.Popen(
-            [*cli, "serve", "worker", "--processes", "1"], env=env, stdout=logs, stderr=subprocess.STDOUT
+            [*cli, "serve", "worker", "--processes", "1"],
+            env=env,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
         )
         yield url, database_url, redis_url
     finally:
@@ -77,6 +82,7 @@ def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[tuple[s
                 except subprocess.TimeoutExpired:
                     proc.kill()
         logs.close()
+        worker_log.close()
 
 
 def _ctx(project: Path, url: str, database_url: str | None = None, **kw: object) -> Context:
@@ -106,7 +112,7 @@ def test_live_checks_against_the_real_service(stack: tuple[str, str, str], tmp_p
     while time.monotonic() < deadline and state != "completed":
         time.sleep(1.0)  # stays under the status rate limit (100/min)
         state = httpx.get(status_url, timeout=5).json().get("status")
-    assert state == "completed"
+    assert state == "completed", (tmp_path / "worker.log").read_text()[-3000:]
     metrics = run_check(get("live-metrics"), ctx)
     assert metrics.status == "pass", [f.message for f in metrics.findings if not f.ok]
 

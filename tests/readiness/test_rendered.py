@@ -25,6 +25,22 @@ KNOWN_TEMPLATE_DEFECTS: dict[tuple[str, str, str], str] = {
     ("run-as-non-root", "compose/docker-compose.yml", "services.minio.user"): (
         'templates/compose/docker-compose.yml.j2: minio runs as hardening("0:0")'
     ),
+    (
+        "alert-metrics-exposed",
+        "compose/prometheus/rules/schedgen.yml",
+        "groups[0].rules[?alert=BackupTooOld]",
+    ): (
+        "schedgen_ops/render/alerts.py: BackupTooOld uses schedgen_backup_last_success_timestamp_seconds, "
+        "which nothing exports (absent() makes it fire forever)"
+    ),
+    (
+        "alert-metrics-exposed",
+        "kubernetes/prometheus/rules/schedgen.yml",
+        "groups[0].rules[?alert=BackupTooOld]",
+    ): (
+        "schedgen_ops/render/alerts.py: BackupTooOld uses schedgen_backup_last_success_timestamp_seconds, "
+        "which nothing exports (absent() makes it fire forever)"
+    ),
     ("rate-limits", "kubernetes", "Middleware"): (
         "templates/k8s/ingress.yaml.j2: no Traefik rateLimit Middleware attached to the api Ingress"
     ),

@@ -286,6 +286,30 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
             ),
         ),
     ],
+    "alert-metrics-exposed": [
+        (
+            "unknown series",
+            lambda t: t.files.update(
+                {
+                    "compose/prometheus/rules/schedgen.yml": yaml.safe_dump(
+                        {
+                            "groups": [
+                                {
+                                    "name": "g",
+                                    "rules": [
+                                        {
+                                            **RULES["groups"][0]["rules"][0],
+                                            "expr": "absent(schedgen_made_up_timestamp_seconds)",
+                                        }
+                                    ],
+                                }
+                            ]
+                        }
+                    )
+                }
+            ),
+        ),
+    ],
     "prometheus-wiring": [
         (
             "rules not loaded",

@@ -32,12 +32,14 @@ def rule_files(tree: RenderedTree) -> dict[str, list[str]]:
     return out
 
 
-def _prometheus_config(tree: RenderedTree) -> tuple[str, dict[str, Any]] | None:
+def _prometheus_configs(tree: RenderedTree) -> list[tuple[str, dict[str, Any]]]:
+    """Every Prometheus server config (a prometheus/ YAML with scrape_configs), one per target area."""
+    out = []
     for rel in tree.files("**/prometheus/**/*.y*ml"):
         docs = tree.docs(rel)
         if docs and isinstance(docs[0], dict) and "scrape_configs" in docs[0]:
-            return rel, docs[0]
-    return None
+            out.append((rel, docs[0]))
+    return out
 
 
 @check(
@@ -92,6 +94,63 @@ def check_alert_rules(ctx: Context) -> list[Finding]:
     return out
 
 
+_SCHEDGEN_METRIC = re.compile(r"\bschedgen_[a-z0-9_]+")
+_SUFFIXES = ("_bucket", "_count", "_sum", "_created")
+
+
+def exposed_metrics() -> set[str]:
+    """Metric names our processes export: string literals in the service and backup packages' code."""
+    from pathlib import Path
+
+    import schedgen_ops
+
+    root = Path(schedgen_ops.__file__).parent
+    names: set[str] = set()
+    for package in ("service", "ops/backup"):
+        for path in (root / package).glob("**/*.py"):
+            names.update(re.findall(r'"(schedgen_[a-z0-9_]+)"', path.read_text(encoding="utf-8")))
+    return names
+
+
+def _base_name(name: str) -> str:
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+@check(
+    "alert-metrics-exposed",
+    title="Every schedgen_* series an alert uses is exposed by the service",
+    category="observability",
+    severity="danger",
+    kind="static",
+    why="An alert on a series nothing exports never fires (or, with absent(), always fires).",
+    fix="Rename the series in the rule to the service's metric, or export the metric the rule expects.",
+)
+def check_alert_metrics_exposed(ctx: Context) -> list[Finding]:
+    tree = ctx.static_tree()
+    files = rule_files(tree)
+    if not files:
+        raise NotApplicable("no alert rules rendered")
+    known = exposed_metrics()
+    out = []
+    for rel in files:
+        doc = tree.docs(rel)[0]
+        for g_index, group in enumerate(doc.get("groups") or []):
+            for rule in (group or {}).get("rules") or []:
+                if "alert" not in rule:
+                    continue
+                used = sorted(set(_SCHEDGEN_METRIC.findall(str(rule.get("expr", "")))))
+                missing = [n for n in used if _base_name(n) not in known and n not in known]
+                path = f"groups[{g_index}].rules[?alert={rule['alert']}].expr"
+                msg = f"{rule['alert']}: " + (
+                    f"uses {missing} which no component exposes" if missing else "ok"
+                )
+                out.append(Finding(not missing, msg, Evidence(rel, path, missing or used)))
+    return out
+
+
 @check(
     "prometheus-wiring",
     title="Prometheus loads the rules, scrapes api and workers, and routes alerts",
@@ -103,46 +162,33 @@ def check_alert_rules(ctx: Context) -> list[Finding]:
 )
 def check_prometheus_wiring(ctx: Context) -> list[Finding]:
     tree = ctx.static_tree()
-    found = _prometheus_config(tree)
-    if found is None:
-        if not tree.exists("prometheus"):
+    configs = _prometheus_configs(tree)
+    if not configs:
+        if not tree.files("**/prometheus/**/*"):
             raise NotApplicable("no Prometheus configuration rendered")
         return [
             Finding(
                 False, "no prometheus.yml with scrape_configs", Evidence("prometheus", "scrape_configs", None)
             )
         ]
-    rel, config = found
     out = []
-    patterns = [PurePosixPath(str(p)).name for p in config.get("rule_files") or []]
-    for rules in rule_files(tree):
-        name = PurePosixPath(rules).name
-        ok = any(fnmatch.fnmatch(name, p) for p in patterns)
-        out.append(
-            Finding(
-                ok,
-                f"rule file {name} {'loaded' if ok else 'not listed'} by rule_files",
-                Evidence(rel, "rule_files", config.get("rule_files")),
-            )
-        )
-    jobs = [str(j.get("job_name", "")) for j in config.get("scrape_configs") or []]
-    for wanted in REQUIRED_SCRAPES:
-        ok = any(wanted in job for job in jobs)
-        out.append(
-            Finding(
-                ok,
-                f"scrape job for {wanted}: {'yes' if ok else 'missing'}",
-                Evidence(rel, "scrape_configs[].job_name", jobs),
-            )
-        )
-    managers = (config.get("alerting") or {}).get("alertmanagers")
-    out.append(
-        Finding(
-            bool(managers),
-            f"alertmanagers {'configured' if managers else 'missing'}",
-            Evidence(rel, "alerting.alertmanagers", managers),
-        )
-    )
+    rules = rule_files(tree)
+    for rel, config in configs:
+        area = rel.split("/", 1)[0]
+        patterns = [PurePosixPath(str(p)).name for p in config.get("rule_files") or []]
+        for rule_rel in (r for r in rules if r.split("/", 1)[0] == area):
+            name = PurePosixPath(rule_rel).name
+            ok = any(fnmatch.fnmatch(name, p) for p in patterns)
+            msg = f"{rule_rel} {'loaded' if ok else 'not listed'} by rule_files"
+            out.append(Finding(ok, msg, Evidence(rel, "rule_files", config.get("rule_files"))))
+        jobs = [str(j.get("job_name", "")) for j in config.get("scrape_configs") or []]
+        for wanted in REQUIRED_SCRAPES:
+            ok = any(wanted in job for job in jobs)
+            msg = f"{rel}: scrape job for {wanted}: {'yes' if ok else 'missing'}"
+            out.append(Finding(ok, msg, Evidence(rel, "scrape_configs[].job_name", jobs)))
+        managers = (config.get("alerting") or {}).get("alertmanagers")
+        msg = f"{rel}: alertmanagers {'configured' if managers else 'missing'}"
+        out.append(Finding(bool(managers), msg, Evidence(rel, "alerting.alertmanagers", managers)))
     return out
 
 
