@@ -20,7 +20,6 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-import yaml
 
 from schedgen_ops.runtime.dataservices import free_port, service_tempdir
 
@@ -28,12 +27,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 class Stack:
-    def __init__(self, project: Path, api_port: int):
+    def __init__(self, project: Path, api_port: int, config_env: dict[str, str]):
         self.project = project
         self.api = f"http://127.0.0.1:{api_port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
+        self.env.update(config_env)
 
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
+        env = self.env
         return subprocess.run(
             [sys.executable, "-m", "schedgen_ops.cli.main", "-P", str(self.project), *args],
             capture_output=True,
@@ -92,20 +93,21 @@ def stack() -> Iterator[Stack]:
     project = root / "project"  # empty: `schedgen up` must make it a project
     project.mkdir()
     api_port = _free_block(2)
-    settings = {
-        "profile": "small",
-        "ports": {"api": api_port, "postgres": free_port(), "redis": free_port(), "prometheus": free_port()},
-        "worker": {"max_replicas": 4, "metrics_port": _free_block(4)},
-        "service": {
-            "worker_processes": 1,
-            "rate_uploads": "100000/hour",
-            "rate_status": "100000/minute",
-            "rate_requests": "100000/minute",
-        },
+    # The machine is shared: ports and limits come from SCHEDGEN_<SECTION>__<KEY> environment overrides
+    # (config precedence: profile < schedgen.yaml < env < --set), so the project directory starts empty.
+    config_env = {
+        "SCHEDGEN_PORTS__API": str(api_port),
+        "SCHEDGEN_PORTS__POSTGRES": str(free_port()),
+        "SCHEDGEN_PORTS__REDIS": str(free_port()),
+        "SCHEDGEN_PORTS__PROMETHEUS": str(free_port()),
+        "SCHEDGEN_WORKER__MAX_REPLICAS": "4",
+        "SCHEDGEN_WORKER__METRICS_PORT": str(_free_block(4)),
+        "SCHEDGEN_SERVICE__WORKER_PROCESSES": "1",
+        "SCHEDGEN_SERVICE__RATE_UPLOADS": "100000/hour",
+        "SCHEDGEN_SERVICE__RATE_STATUS": "100000/minute",
+        "SCHEDGEN_SERVICE__RATE_REQUESTS": "100000/minute",
     }
-    # Only the ports and limits are preset (the test machine is shared); `up` creates everything else.
-    (project / "schedgen.yaml").write_text(yaml.safe_dump(settings))
-    s = Stack(project, api_port)
+    s = Stack(project, api_port, config_env)
     try:
         yield s
     finally:
@@ -161,6 +163,7 @@ def _program_pids(stack: Stack) -> dict[str, int]:
 
 
 def test_up_from_an_empty_project_then_idempotent(stack: Stack) -> None:
+    assert list(stack.project.iterdir()) == []
     started = time.monotonic()
     result = json.loads(stack.ok("up", "--json", timeout=300))
     took = time.monotonic() - started
@@ -168,6 +171,7 @@ def test_up_from_an_empty_project_then_idempotent(stack: Stack) -> None:
     assert result["services"]["api"] == {"desired": 1, "running": 1}
     assert result["services"]["pdf-worker"] == {"desired": 2, "running": 2}
     assert (stack.project / ".schedgen" / "secrets.env").stat().st_mode & 0o777 == 0o600
+    assert (stack.project / "schedgen.yaml").exists()
     assert httpx.get(f"{stack.api}/readyz", timeout=5).status_code == 200
     pids_before = _program_pids(stack)
     again = json.loads(stack.ok("up", "--json"))
@@ -245,7 +249,7 @@ def test_deploy_failing_readiness_rolls_back(stack: Stack) -> None:
 
 
 def test_second_deploy_is_refused_while_one_holds_the_lock(stack: Stack) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
+    env = stack.env
     first = subprocess.Popen(
         [
             sys.executable,
