@@ -405,3 +405,17 @@ def test_budget_counts_the_scale_ceiling_on_compose(tmp_path: Path) -> None:
     ctx.config = SimpleNamespace(api=SimpleNamespace(max_replicas=12), worker=SimpleNamespace(max_replicas=2))
     result = run_check(get("postgres-connection-budget"), ctx)
     assert result.status == "fail" and "api 12x10" in result.message
+
+
+def test_one_shot_init_services_need_no_healthcheck(tmp_path: Path) -> None:
+    """An init job others wait for (service_completed_successfully) runs to completion: no healthcheck."""
+    tree = Tree()
+    init = {k: v for k, v in tree.svc("api").items() if k not in ("healthcheck", "depends_on", "environment")}
+    tree.base["services"]["bucket-init"] = {**init, "restart": "on-failure"}
+    tree.svc("api")["depends_on"]["bucket-init"] = {"condition": "service_completed_successfully"}
+    ctx = _ctx(tree.write(tmp_path))
+    assert run_check(get("healthchecks"), ctx).status == "pass"
+    # The same service that nothing waits for is a long-running service without a healthcheck.
+    tree.svc("api")["depends_on"].pop("bucket-init")
+    result = run_check(get("healthchecks"), _ctx(tree.write(tmp_path)))
+    assert result.status == "fail" and "bucket-init" in result.message

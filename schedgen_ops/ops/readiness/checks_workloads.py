@@ -10,6 +10,7 @@ from schedgen_ops.ops.readiness.inspect import (
     PodTemplate,
     containers,
     is_one_shot,
+    one_shot_names,
     pod_templates,
 )
 from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
@@ -37,11 +38,9 @@ def _compose_services(
     if not ctx.has_compose():
         return []
     tree = ctx.compose()
-    return [
-        (tree, name, svc or {})
-        for name, svc in tree.services().items()
-        if not (long_running and is_one_shot(svc or {}))
-    ]
+    services = tree.services()
+    skip = one_shot_names(services) if long_running else set()
+    return [(tree, name, svc or {}) for name, svc in services.items() if name not in skip]
 
 
 def _templates(ctx: Context, *kinds: str) -> list[PodTemplate]:

@@ -39,11 +39,31 @@ def service_role(name: str, service: dict[str, Any]) -> str:
     return role(name, str(service.get("image", "")))
 
 
+ONE_SHOT_LABEL = "io.schedgen.one-shot"
+
+
 def is_one_shot(service: dict[str, Any]) -> bool:
-    """A compose service that is not meant to keep running (restart "no", or only on demand via profiles)."""
+    """A compose service that runs to completion rather than keeps running: restart "no", started only on
+    demand (profiles), or labelled ``io.schedgen.one-shot=true`` (init jobs others wait for with
+    ``condition: service_completed_successfully``)."""
     restart = str(service.get("restart", "")).strip("'\"")
     condition = ((service.get("deploy") or {}).get("restart_policy") or {}).get("condition")
-    return restart == "no" or condition == "none" or bool(service.get("profiles"))
+    labelled = str(keyed(service.get("labels")).get(ONE_SHOT_LABEL, "")).lower() == "true"
+    return restart == "no" or condition == "none" or bool(service.get("profiles")) or labelled
+
+
+def one_shot_names(services: dict[str, Any]) -> set[str]:
+    """Services that are one-shot by their own settings or because others wait for them to complete."""
+    out = {name for name, svc in services.items() if is_one_shot(svc or {})}
+    for svc in services.values():
+        deps = (svc or {}).get("depends_on") or {}
+        if isinstance(deps, dict):
+            out |= {
+                d
+                for d, spec in deps.items()
+                if (spec or {}).get("condition") == "service_completed_successfully"
+            }
+    return out
 
 
 # --- Kubernetes pod templates ----------------------------------------------------------------------
