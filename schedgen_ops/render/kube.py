@@ -22,6 +22,7 @@ CRD_REQUIRED: dict[str, list[str]] = {
     "RedisReplication": ["spec.clusterSize", "spec.kubernetesConfig.image"],
     "RedisSentinel": ["spec.clusterSize", "spec.redisSentinelConfig.redisReplicationName"],
     "Tenant": ["spec.pools"],
+    "Middleware": ["spec"],
 }
 
 

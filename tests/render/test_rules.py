@@ -263,6 +263,12 @@ def test_kubernetes_objects(rendered) -> None:
         docs["RedisSentinel/redis-sentinel"]["spec"]["redisSentinelConfig"]["redisReplicationName"] == "redis"
     )
     assert docs["Tenant/minio"]["spec"]["pools"][0]["servers"] == 4
+    refs = docs["Ingress/api"]["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
+    for ref in refs.split(","):
+        name = ref.split("@")[0].removeprefix("schedgen-")
+        assert f"Middleware/{name}" in docs, ref
+    csp = docs["Middleware/security-headers"]["spec"]["headers"]["contentSecurityPolicy"]
+    assert csp == config_for("large").traefik.content_security_policy
     assert docs["NetworkPolicy/default-deny"]["spec"] == {
         "podSelector": {},
         "policyTypes": ["Ingress", "Egress"],
