@@ -72,6 +72,17 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
     "image-pinned": [
         ("compose latest", lambda t: _set(t.svc("redis"), "image", "redis:latest")),
         ("k8s untagged", lambda t: _set(t.container("api"), "image", "ghcr.io/up/schedgen")),
+        (
+            "operator resource latest",
+            lambda t: t.manifests.append(
+                {
+                    "apiVersion": "postgresql.cnpg.io/v1",
+                    "kind": "Cluster",
+                    "metadata": {"name": "pg"},
+                    "spec": {"instances": 3, "imageName": "ghcr.io/cloudnative-pg/postgresql:latest"},
+                }
+            ),
+        ),
     ],
     "healthchecks": [
         ("compose disabled", lambda t: _set(t.svc("api"), "healthcheck", {"disable": True})),

@@ -11,6 +11,7 @@ from schedgen_ops.ops.readiness.inspect import (
     containers,
     is_one_shot,
     one_shot_names,
+    pod_template,
     pod_templates,
 )
 from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
@@ -93,11 +94,33 @@ def check_image_pinned(ctx: Context) -> list[Finding]:
             continue
         ok = image_pinned(image)
         out.append(Finding(ok, f"{name} image {image or '(none)'}", _ev(tree, name, "image", value=image)))
+    for manifest in ctx.manifests():
+        if pod_template(manifest) is None and "/" in str(manifest.doc.get("apiVersion", "")):
+            # Operator resources (CloudNativePG Cluster, Redis, MinIO Tenant) name their images too.
+            for key, value in _image_fields(manifest.doc.get("spec") or {}, "spec"):
+                msg = f"{manifest.ref} {key} {value}"
+                ev = Evidence(manifest.file, f"{manifest.ref}: {key}", value)
+                out.append(Finding(image_pinned(str(value)), msg, ev))
     for tmpl in _templates(ctx):
         for path, container in containers(tmpl):
             image = str(container.get("image", ""))
             ok = image_pinned(image)
             out.append(Finding(ok, f"{tmpl.manifest.ref} image {image}", _kev(tmpl, f"{path}.image", image)))
+    return out
+
+
+def _image_fields(value: Any, path: str) -> list[tuple[str, str]]:
+    """(path, value) of every ``image``/``imageName`` string inside a custom resource's spec."""
+    out: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("image", "imageName") and isinstance(item, str):
+                out.append((f"{path}.{key}", item))
+            else:
+                out += _image_fields(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += _image_fields(item, f"{path}[{index}]")
     return out
 
 

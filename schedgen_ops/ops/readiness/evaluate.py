@@ -155,6 +155,14 @@ def evaluate(
     ignored = validate_ignore(ignore or {})
     acks = acks or {}
     wanted = set(only) if only else None
+    for check_id in sorted(wanted or ()):
+        if check_id not in registry.ids():
+            near = difflib.get_close_matches(check_id, registry.ids(), n=1)
+            raise SchedgenError(
+                f"--only names an unknown check {check_id!r}",
+                code="unknown_check",
+                hint=f"did you mean {near[0]!r}?" if near else "`schedgen checklist list` shows every id",
+            )
     results: list[Result] = []
     for item in registry.all_checks():
         if wanted is not None and item.id not in wanted:
