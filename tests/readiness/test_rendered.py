@@ -41,9 +41,6 @@ KNOWN_TEMPLATE_DEFECTS: dict[tuple[str, str, str], str] = {
         "schedgen_ops/render/alerts.py: BackupTooOld uses schedgen_backup_last_success_timestamp_seconds, "
         "which nothing exports (absent() makes it fire forever)"
     ),
-    ("rate-limits", "kubernetes", "Middleware"): (
-        "templates/k8s/ingress.yaml.j2: no Traefik rateLimit Middleware attached to the api Ingress"
-    ),
 }
 
 
