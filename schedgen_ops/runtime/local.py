@@ -250,22 +250,46 @@ class LocalRuntime:
 
     # ------------------------------------------------------------------------------------ processes
 
+    def _start_error(self, name: str, why: str) -> SchedgenError:
+        log = self.logs_dir / f"{name.split(':')[-1]}.log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        return SchedgenError(
+            f"{name} failed to start ({why}): {' | '.join(tail)}", code="process_failed", hint=f"see {log}"
+        )
+
     def _start(self, name: str) -> None:
-        if self.runner.dry_run:
-            self.runner.note(f"start {name}")
+        self._start_many([name])
+
+    def _start_many(self, names: list[str], timeout_s: float = 120) -> None:
+        """Start processes together and wait until each is RUNNING (past its startsecs)."""
+        if not names:
             return
-        try:
-            self.rpc().startProcess(name, True)
-        except xmlrpc.client.Fault as fault:
-            if "ALREADY_STARTED" in fault.faultString:
-                return
-            log = self.logs_dir / f"{name}.log"
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
-            raise SchedgenError(
-                f"{name} failed to start ({fault.faultString}): {' | '.join(tail)}",
-                code="process_failed",
-                hint=f"see {log}",
-            ) from fault
+        if self.runner.dry_run:
+            for name in names:
+                self.runner.note(f"start {name}")
+            return
+        rpc = self.rpc()
+        for name in names:
+            try:
+                rpc.startProcess(name, False)
+            except xmlrpc.client.Fault as fault:
+                if "ALREADY_STARTED" not in fault.faultString:
+                    raise self._start_error(name, fault.faultString) from fault
+        pending = set(names)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            infos = rpc.getAllProcessInfo()
+            states = {f"{p['group']}:{p['name']}": p["statename"] for p in infos}
+            states.update({p["name"]: p["statename"] for p in infos if p["group"] == p["name"]})
+            for name in list(pending):
+                if states.get(name) == "RUNNING":
+                    pending.discard(name)
+                elif states.get(name) in ("FATAL", "STOPPED", "EXITED"):
+                    raise self._start_error(name, states[name])
+            if pending and time.monotonic() > deadline:
+                raise self._start_error(sorted(pending)[0], f"not running after {timeout_s:.0f}s")
+            if pending:
+                time.sleep(0.1)
 
     def _stop_many(self, names: list[str], timeout_s: float = 600) -> None:
         """Stop processes concurrently and wait until each has exited (workers finish their job)."""
@@ -362,11 +386,14 @@ class LocalRuntime:
         self._apply_scale(tree, self.desired(tree))
 
     def _apply_scale(self, tree: Path, counts: Mapping[str, int]) -> None:
+        start: list[str] = []
+        stop: list[str] = []
         for service, count in counts.items():
             slots = [f"{service}:{name}" for name in self.slots(service, tree)]
-            for name in slots[:count]:
-                self._start(name)
-            self._stop_many(slots[count:])
+            start += slots[:count]
+            stop += slots[count:]
+        self._start_many(start)
+        self._stop_many(stop)
 
     # ------------------------------------------------------------------------------------ interface
 
