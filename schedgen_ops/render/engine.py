@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -185,11 +184,20 @@ def render_files(
     return files, secret_files
 
 
-def manifest(config: Config, target: str, files: dict[str, str], secret_files: dict[str, str]) -> str:
+def manifest(
+    config: Config,
+    target: str,
+    files: dict[str, str],
+    secret_files: dict[str, str],
+    kept: dict[str, Any] | None = None,
+) -> str:
+    """render.json: inputs' facts and every file's sha256 (plus other targets' entries still on disk)."""
+    kept = kept or {"files": {}, "secret_files": [], "targets": []}
+    digests = {**kept["files"], **{p: hashlib.sha256(t.encode()).hexdigest() for p, t in files.items()}}
     data = {
         "toolkit_version": __version__,
         "profile": config.profile,
-        "targets": _targets(target),
+        "targets": sorted({*kept["targets"], *_targets(target)}),
         "facts": {
             "connection_budget": config.connection_budget(),
             "max_connections": config.max_connections(),
@@ -200,10 +208,49 @@ def manifest(config: Config, target: str, files: dict[str, str], secret_files: d
             "worker_replicas": config.worker.replicas,
             "minio": config.minio.enabled,
         },
-        "files": {p: hashlib.sha256(t.encode()).hexdigest() for p, t in sorted(files.items())},
-        "secret_files": sorted(secret_files),
+        "files": dict(sorted(digests.items())),
+        "secret_files": sorted({*kept["secret_files"], *secret_files}),
     }
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def _remove_previous(out_dir: Path, tops: set[str], profile: str) -> dict[str, Any]:
+    """Delete the previous render's files under ``tops`` (per its render.json), then empty directories.
+
+    Returns the previous manifest's entries outside ``tops`` (other targets' files stay valid). A
+    previous render of another profile is removed whole: mixed trees would contradict each other.
+    """
+    kept: dict[str, Any] = {"files": {}, "secret_files": [], "targets": []}
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return kept
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return kept
+    root = out_dir.resolve()
+    if previous.get("profile") != profile or previous.get("toolkit_version") != __version__:
+        listed = [*previous.get("files", {}), *previous.get("secret_files", [])]
+        tops = tops | {Path(rel).parts[0] for rel in listed}
+    for rel, digest in previous.get("files", {}).items():
+        if Path(rel).parts[0] not in tops:
+            kept["files"][rel] = digest
+    kept["secret_files"] = [r for r in previous.get("secret_files", []) if Path(r).parts[0] not in tops]
+    kept["targets"] = [t for t in previous.get("targets", []) if t not in tops]
+    for rel in [*previous.get("files", {}), *previous.get("secret_files", [])]:
+        target = (out_dir / rel).resolve()
+        if Path(rel).parts[0] in tops and target.is_relative_to(root) and target.is_file():
+            target.unlink()
+    for top in sorted(tops):
+        base = out_dir / top
+        if not base.is_dir():
+            continue
+        for directory in sorted((d for d in base.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+            if not any(directory.iterdir()):
+                directory.rmdir()
+        if not any(base.iterdir()):
+            base.rmdir()
+    return kept
 
 
 def render_tree(
@@ -217,14 +264,22 @@ def render_tree(
 ) -> list[Path]:
     """Write the rendered tree for ``target`` into ``out_dir``; returns every written path.
 
-    Previously rendered target directories are replaced whole, so a file a profile no longer
-    produces cannot linger.
+    Files of the previous render (listed in its render.json) are removed first, so a file a profile
+    no longer produces cannot linger; files schedgen did not write are never deleted, and a
+    directory holding such files where the tree would go is refused.
     """
     project = project_dir or out_dir.resolve().parent
     files, secret_files = render_files(config, secrets, target, project, templates)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for top in sorted({Path(p).parts[0] for p in [*files, *secret_files]}):
-        shutil.rmtree(out_dir / top, ignore_errors=True)
+    tops = {Path(p).parts[0] for p in [*files, *secret_files]}
+    kept = _remove_previous(out_dir, tops, config.profile)
+    for top in sorted(tops):
+        if (out_dir / top).exists() and any((out_dir / top).rglob("*")):
+            raise SchedgenError(
+                f"{out_dir / top} holds files schedgen did not render",
+                code="output_not_empty",
+                hint="render into an empty directory (-o DIR) or the project's deploy/",
+            )
     written: list[Path] = []
     for rel, text in sorted(files.items()):
         path = out_dir / rel
@@ -240,6 +295,6 @@ def render_tree(
         os.chmod(path, FILE_MODE)
         written.append(path)
     (out_dir / ".gitignore").write_text("# rendered secrets never go to git\n*/secrets/\n", encoding="utf-8")
-    (out_dir / MANIFEST).write_text(manifest(config, target, files, secret_files), encoding="utf-8")
+    (out_dir / MANIFEST).write_text(manifest(config, target, files, secret_files, kept), encoding="utf-8")
     written += [out_dir / ".gitignore", out_dir / MANIFEST]
     return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -47,6 +48,27 @@ def test_rerender_removes_files_a_profile_no_longer_produces(tmp_path: Path) -> 
     assert (tmp_path / "kubernetes" / "minio.yaml").exists()
     render_tree(config_for("small"), SECRETS, "kubernetes", tmp_path, project_dir=PROJECT)
     assert not (tmp_path / "kubernetes" / "minio.yaml").exists()
+
+
+def test_rendering_another_target_keeps_the_first(tmp_path: Path) -> None:
+    from schedgen_ops.render import validate_tree
+
+    render_tree(config_for("small"), SECRETS, "compose", tmp_path, project_dir=PROJECT)
+    render_tree(config_for("small"), SECRETS, "kubernetes", tmp_path, project_dir=PROJECT)
+    manifest = json.loads((tmp_path / "render.json").read_text())
+    assert manifest["targets"] == ["compose", "kubernetes"]
+    assert "compose/docker-compose.yml" in manifest["files"] and "kubernetes/api.yaml" in manifest["files"]
+    assert validate_tree(tmp_path) == []
+
+
+def test_files_schedgen_did_not_write_are_never_deleted(tmp_path: Path) -> None:
+    from schedgen_ops.errors import SchedgenError
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "NOTES.md").write_text("mine")
+    with pytest.raises(SchedgenError, match="holds files schedgen did not render"):
+        render_tree(config_for("small"), SECRETS, "compose", tmp_path, project_dir=PROJECT)
+    assert (tmp_path / "docs" / "NOTES.md").read_text() == "mine"
 
 
 def test_files_are_stamped_with_the_toolkit_version(rendered) -> None:
