@@ -8,6 +8,7 @@ release back (configuration and processes only: data is never restored by a depl
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -112,12 +113,9 @@ def runtime_for(ops: Ops, target: str, config: Config | None = None, tree: Path 
         return LocalRuntime(ops.project, ops.runner)
     config = config or load_config(ops.project)
     if target == "compose":
-        return ComposeRuntime(
-            config.name,
-            ops.runner,
-            tree=tree,
-            desired={"api": config.api.replicas, "pdf-worker": config.worker.replicas},
-        )
+        desired = {"api": config.api.replicas, "pdf-worker": config.worker.replicas}
+        desired.update(saved_scale(ops))
+        return ComposeRuntime(config.name, ops.runner, tree=tree, desired=desired)
     return KubernetesRuntime(
         A.KubeTarget(config.kubernetes.namespace),
         ops.runner,
@@ -126,6 +124,23 @@ def runtime_for(ops: Ops, target: str, config: Config | None = None, tree: Path 
             "api": (config.api.min_replicas, config.api.max_replicas),
             "pdf-worker": (config.worker.min_replicas, config.worker.max_replicas),
         },
+    )
+
+
+def saved_scale(ops: Ops) -> dict[str, int]:
+    """Replica counts set with `schedgen scale` (.schedgen/scale.json), which outlive a deploy."""
+    try:
+        data = json.loads((ops.state / "scale.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: int(v) for k, v in data.items() if k in SCALABLE_SERVICES}
+
+
+def save_scale(ops: Ops, counts: Mapping[str, int]) -> None:
+    merged = {**saved_scale(ops), **counts}
+    ops.state.mkdir(parents=True, exist_ok=True)
+    (ops.state / "scale.json").write_text(
+        json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
 
 
@@ -389,6 +404,8 @@ def scale(ops: Ops, counts: Mapping[str, int], *, target: str | None = None) -> 
     with ops.locked("scale", current.id if current else None):
         runtime = runtime_for(ops, target, config, ops.releases.tree(current.id) if current else None)
         runtime.scale(counts)
+        if not ops.dry_run:
+            save_scale(ops, counts)
         ops.audit.append(
             "scale",
             result="dry-run" if ops.dry_run else "ok",

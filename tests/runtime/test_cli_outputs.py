@@ -301,3 +301,32 @@ def test_exec_runs_with_the_service_environment(project: Path) -> None:
     compose = cli(project, "exec", "api", "--target", "compose", "--", "schedgen", "db", "migrate")
     assert "$ docker compose -p schedgen -f " in compose.stderr  # echoed before it runs (no engine here)
     assert "exec -T --index 1 api schedgen db migrate" in compose.stderr
+
+
+def test_compose_scale_runs_the_golden_argv_and_status_desires_it(
+    project: Path, tmp_path: Path, engine_server: tuple[str, list]
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text(
+        f"#!{sys.executable}\nimport sys, pathlib\n"
+        "pathlib.Path(__file__).with_name('calls.log').open('a').write('\\0'.join(sys.argv[1:]) + '\\n')\n"
+    )
+    (bindir / "docker").chmod(0o755)
+    _active_local_tree(project)  # any current release; the compose files come from --target's tree
+    env = {"PATH": f"{bindir}:{os.environ['PATH']}", "DOCKER_HOST": engine_server[0]}
+    result = cli(project, "scale", "--target", "compose", "pdf-worker=3", env=env)
+    assert result.returncode == 0, result.stderr
+    call = (bindir / "calls.log").read_text().splitlines()[-1].split("\0")
+    tree = ReleaseStore(project / ".schedgen").tree(ReleaseStore(project / ".schedgen").current_id() or "")
+    compose = A.ComposeProject(
+        "schedgen", (tree / "compose" / "docker-compose.yml", tree / "compose" / "docker-compose.prod.yml")
+    )
+    assert ["docker", *call] == A.compose_scale(compose, {"pdf-worker": 3})
+    status = json.loads(cli(project, "status", "--target", "compose", "--json", env=env).stdout)
+    worker = next(s for s in status["services"] if s["name"] == "pdf-worker")
+    assert worker["desired"] == 3  # remembered in .schedgen/scale.json
+    entry = AuditLog.for_project(project).tail()[-1]
+    assert (
+        entry["action"] == "scale" and entry["counts"] == {"pdf-worker": 3} and entry["target"] == "compose"
+    )
