@@ -85,13 +85,18 @@ def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[tuple[s
         worker_log.close()
 
 
-def _ctx(project: Path, url: str, database_url: str | None = None, **kw: object) -> Context:
-    class _Cfg:
-        class service:
-            rate_uploads = f"{UPLOAD_LIMIT}/hour"
+def _ctx(
+    project: Path, url: str, database_url: str | None = None, limit: int = UPLOAD_LIMIT, **kw: object
+) -> Context:
+    """A live context; ``limit`` is the upload limit the configuration claims (service.rate_uploads)."""
+    from types import SimpleNamespace
 
     live = LiveTarget(url=url, database_url=database_url, **kw)  # type: ignore[arg-type]
-    return Context(project=project, live=live, config=_Cfg())
+    return Context(
+        project=project,
+        live=live,
+        config=SimpleNamespace(service=SimpleNamespace(rate_uploads=f"{limit}/hour")),
+    )
 
 
 @pytest.mark.e2e
@@ -137,6 +142,12 @@ def test_live_checks_against_the_real_service(stack: tuple[str, str, str], tmp_p
     with db.connect(database_url) as conn:
         keys = clients.list_keys(conn)
     assert keys and all(k.revoked_at for k in keys if k.name.startswith("checklist-probe"))
+
+    # A service enforcing a different limit than the configuration claims fails the probe.
+    mismatch = run_check(get("live-rate-limit"), _ctx(tmp_path, url, database_url, limit=UPLOAD_LIMIT + 2))
+    assert mismatch.status == "fail" and "before the configured limit" in mismatch.message
+    assert mismatch.findings[0].evidence.value["statuses"][-1] == 429
+    assert len(mismatch.findings[0].evidence.value["statuses"]) == UPLOAD_LIMIT + 1
 
 
 def test_live_checks_fail_when_the_service_is_down(tmp_path: Path) -> None:

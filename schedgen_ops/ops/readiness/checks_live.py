@@ -350,7 +350,12 @@ def live_rate_limit(ctx: Context) -> list[Finding]:
     within = statuses[:limit]
     ok = len(statuses) == limit + 1 and statuses[-1] == 429 and all(s != 429 for s in within)
     headers = {k: last.headers.get(k) for k in ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining")}
-    msg = f"{len(statuses)} uploads with a throw-away key (limit {limit}): last -> {statuses[-1]}"
+    if ok:
+        msg = f"upload {limit + 1} with a throw-away key got 429 (limit {limit})"
+    elif 429 in statuses:
+        msg = f"429 after {statuses.index(429)} uploads, before the configured limit {limit}"
+    else:
+        msg = f"no 429 after {len(statuses)} uploads (limit {limit}): {sorted(set(statuses))}"
     if ok and not last.headers.get("Retry-After"):
         ok, msg = False, msg + " without Retry-After"
     return [Finding(ok, msg, Evidence(url, "statuses", {"statuses": statuses, "headers": headers}))]
