@@ -30,8 +30,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[tuple[str, str, str]]:
-    """api on a free port and one worker process; rate_uploads lowered so the probe is quick."""
+def stack(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str, str]]:
+    """api on a free port and one worker process on a queue Redis of their own (AOF on, noeviction, as
+    production runs it); rate_uploads lowered so the probe is quick."""
+    from schedgen_ops.runtime.dataservices import RedisServer
+
+    redis_server = RedisServer.start(tmp_path / "redis")
+    redis_url = redis_server.url
     port = _free_port()
     env = {
         **os.environ,
@@ -83,6 +88,7 @@ def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[tuple[s
                     proc.kill()
         logs.close()
         worker_log.close()
+        redis_server.stop()
 
 
 def _ctx(
@@ -126,10 +132,9 @@ def test_live_checks_against_the_real_service(stack: tuple[str, str, str], tmp_p
     assert limit.status == "pass", limit.message
     statuses = limit.findings[0].evidence.value["statuses"]
     assert len(statuses) == UPLOAD_LIMIT + 1 and statuses[-1] == 429
-    # schedgen health on the same stack: no backup exists yet, so it is not healthy and says why.
+    # schedgen health on the same stack (its own library, same endpoints): healthy, exit 0.
     health = run_check(get("live-health"), ctx)
-    print(health.message)
-    assert health.status == "fail" and "backup" in health.message
+    assert health.status == "pass", health.message
 
     # The same through the CLI: live checks selected with --only, JSON out, exit 0.
     from schedgen_ops.cli.main import main
@@ -146,6 +151,15 @@ def test_live_checks_against_the_real_service(stack: tuple[str, str, str], tmp_p
     # A service enforcing a different limit than the configuration claims fails the probe.
     mismatch = run_check(get("live-rate-limit"), _ctx(tmp_path, url, database_url, limit=UPLOAD_LIMIT + 2))
     assert mismatch.status == "fail" and "before the configured limit" in mismatch.message
+
+    # Fault: the queue Redis switched to an evicting policy -> health critical -> live-health fails.
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    client.close()
+    degraded = run_check(get("live-health"), ctx)
+    assert degraded.status == "fail" and "exit 2" in degraded.message and "redis" in degraded.message
     assert mismatch.findings[0].evidence.value["statuses"][-1] == 429
     assert len(mismatch.findings[0].evidence.value["statuses"]) == UPLOAD_LIMIT + 1
 
