@@ -50,9 +50,9 @@ def test_hung_dependencies_time_out_and_the_command_ends_within_5s(silent_port: 
     """api, Postgres and Redis all accept connections on a port that never answers.
 
     The bound is 5 s wall time, start-up included. When other jobs overload the shared CI host so
-    much that start-up alone takes over 3 s, the excess is added (the checks still get 1 s minimum).
+    much that start-up alone takes over 2.5 s, the excess is added (the checks still get 1 s minimum).
     """
-    allowance = 5.0 + max(0.0, _startup_s() - 3.0)
+    allowance = 5.0 + max(0.0, _startup_s() - 2.5)
     start = time.monotonic()
     proc = subprocess.run(
         [
@@ -82,7 +82,8 @@ def test_hung_dependencies_time_out_and_the_command_ends_within_5s(silent_port: 
     for check_id in ("api.liveness", "postgres.reachable", "redis.reachable", "queue.backlog"):
         assert checks[check_id]["status"] == "critical", checks[check_id]
         assert checks[check_id]["hint"]
-        assert checks[check_id]["duration_ms"] <= 2000 + 300  # its own 2 s budget (+ runner grace)
+        # Its own 2 s budget, plus the runner's 0.25 s grace and scheduling slack on a loaded host.
+        assert checks[check_id]["duration_ms"] <= 2000 + 600, checks[check_id]
     assert doc["verdict"] == "down"
 
 
