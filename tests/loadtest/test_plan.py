@@ -3,6 +3,7 @@ job completion, RSS parsing, target checks and the locust argv. Fast, no server.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,12 @@ def test_locust_argv() -> None:
 def test_locustfile_ships_with_the_package_data() -> None:
     assert runner.locustfile().name == "locustfile.py"
     assert runner.locustfile().parent.name == "loadtests"
+
+
+def test_completion_ends_at_the_services_finished_at() -> None:
+    from schedgen_ops.ops.loadtest.client import _finished_at
+
+    assert _finished_at({"finished_at": "2026-11-28T13:28:41.832544Z"}) == pytest.approx(1795872521.832544)
+    before = time.time()
+    assert _finished_at({"finished_at": None}) >= before  # not reported: the poll that saw it
+    assert _finished_at({"finished_at": "garbage"}) >= before
