@@ -193,7 +193,10 @@ def service(database_url: str, queue_redis: RedisServer, tmp_path: Path) -> Iter
         worker_log.close()
 
 
-def test_real_service_healthy_exits_0(service: dict[str, str], tmp_path: Path, write_backup) -> None:
+def test_real_service_healthy_then_redis_down(
+    service: dict[str, str], queue_redis: RedisServer, tmp_path: Path, write_backup
+) -> None:
+    """The real api + worker processes: healthy -> exit 0; Redis stopped -> exit 2 with the api's detail."""
     backups = tmp_path / "backups"
     write_backup(backups, datetime.now(UTC) - timedelta(minutes=5), verified=True)
     env = {k: v for k, v in service.items() if k.startswith("SCHEDGEN_")}
@@ -234,6 +237,23 @@ def test_real_service_healthy_exits_0(service: dict[str, str], tmp_path: Path, w
     assert text.returncode == 0, text.stdout
     assert "HEALTHY" in text.stdout and "readiness" in text.stdout and "workers" in text.stdout
 
+    # Then Redis stops under the running service: the api's /readyz 503 detail survives into the report.
+    queue_redis.stop()
+    proc = subprocess.run(
+        [*SCHEDGEN, "--project", str(tmp_path), "health", "--json", "--url", service["url"], *ONLY_API_REDIS],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_clean_env(**env),
+    )
+    assert proc.returncode == 2, proc.stderr
+    checks = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["api.liveness"]["status"] == "ok"  # the process is alive...
+    assert checks["api.readiness"]["status"] == "critical"  # ...but not ready, and says why
+    assert checks["api.readiness"]["measured"].startswith("HTTP 503: redis")
+    assert checks["redis.reachable"]["status"] == "critical"
+    assert "down or unreachable" in checks["redis.reachable"]["hint"]
+
 
 def test_watch_on_a_terminal_refreshes_in_place(tmp_path: Path) -> None:
     """On a terminal (a pty here) later refreshes move the cursor up and redraw instead of appending."""
@@ -269,25 +289,3 @@ def test_watch_on_a_terminal_refreshes_in_place(tmp_path: Path) -> None:
     assert "\x1b[2K" in text and "\x1b[1A" in text  # erase line + cursor up: redrawn in place
     assert text.count("schedgen health — target local") >= 2  # ...more than once
     assert proc.returncode == 0
-
-
-def test_real_service_redis_down_is_down_with_the_apis_detail(
-    service: dict[str, str], queue_redis: RedisServer, tmp_path: Path
-) -> None:
-    """Redis stopped under a running service: the api's /readyz 503 detail survives into the report."""
-    queue_redis.stop()
-    env = {k: v for k, v in service.items() if k.startswith("SCHEDGEN_")}
-    proc = subprocess.run(
-        [*SCHEDGEN, "--project", str(tmp_path), "health", "--json", "--url", service["url"], *ONLY_API_REDIS],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=_clean_env(**env),
-    )
-    assert proc.returncode == 2, proc.stderr
-    checks = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
-    assert checks["api.liveness"]["status"] == "ok"  # the process is alive...
-    assert checks["api.readiness"]["status"] == "critical"  # ...but not ready, and says why
-    assert checks["api.readiness"]["measured"].startswith("HTTP 503: redis")
-    assert checks["redis.reachable"]["status"] == "critical"
-    assert "down or unreachable" in checks["redis.reachable"]["hint"]
