@@ -23,8 +23,9 @@ import yaml
 from schedgen_ops.render.engine import MANIFEST, SECRETS_DIR
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.prod.yml", "docker-compose.dev.yml")
-# Images that cannot run as non-root with a fresh named volume; they still drop every capability.
-ROOT_ALLOWED = {"traefik", "minio"}
+# The one process allowed to start as root: a one-shot that chowns fresh volumes (CHOWN only, no network).
+ROOT_ALLOWED = {"volume-init"}
+ROOT_CAPS_ALLOWED = {"CHOWN"}
 REPLICATED = {"api", "pdf-worker"}
 # Services that run once and exit (no healthcheck; dependents wait for service_completed_successfully).
 ONE_SHOT_LABEL = "io.schedgen.one-shot"
@@ -160,8 +161,12 @@ def compose_policy_problems(model: dict[str, Any], rel: str, *, production: bool
         if "no-new-privileges:true" not in (svc.get("security_opt") or []):
             probs.append(Problem(rel, f"{where}: no-new-privileges missing"))
         user = str(svc.get("user", "0"))
-        if user.split(":")[0] in ("0", "root") and name not in ROOT_ALLOWED:
+        is_root = user.split(":")[0] in ("0", "root")
+        if is_root and (name not in ROOT_ALLOWED or not one_shot or svc.get("network_mode") != "none"):
             probs.append(Problem(rel, f"{where}: runs as root"))
+        extra_caps = set(svc.get("cap_add") or []) - (ROOT_CAPS_ALLOWED if is_root else set())
+        if extra_caps:
+            probs.append(Problem(rel, f"{where}: adds capabilities {sorted(extra_caps)}"))
         if not (svc.get("logging") or {}).get("options", {}).get("max-size"):
             probs.append(Problem(rel, f"{where}: no log rotation (logging.options.max-size)"))
         ports = svc.get("ports") or []

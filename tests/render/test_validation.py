@@ -57,6 +57,8 @@ def test_unhealthy_dependency_and_missing_references_are_caught(tree: Path) -> N
         d["services"]["api"]["healthcheck"]["test"] = ["CMD", "curl", "-f", "http://127.0.0.1:8000/healthz"]
         d["services"]["api"]["ports"] = ["8000:8000"]
         del d["services"]["redis"]["cap_drop"]
+        d["services"]["traefik"]["user"] = "0:0"
+        d["services"]["minio"]["cap_add"] = ["SYS_ADMIN"]
         d["services"]["grafana"]["image"] = "grafana/grafana"
 
     edit_yaml(tree / "compose/docker-compose.yml", change)
