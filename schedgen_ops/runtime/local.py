@@ -550,18 +550,39 @@ class LocalRuntime:
                 )
             running_count = sum(1 for p in processes if p.state == "running")
             want = desired.get(group, 0 if group in self.external_programs() else 1)
-            result.append(
-                ServiceStatus(
-                    name=group,
-                    desired=want,
-                    running=running_count,
-                    health="external"
-                    if group in self.external_programs()
-                    else ("ok" if running_count >= want else "degraded"),
-                    processes=processes,
-                )
-            )
+            health = "ok" if running_count >= want else "degraded"
+            if group == "api":
+                for process in processes:
+                    process.health = _probe_ready(self._port(tree, process.name))
+                if any(p.health != "ready" for p in processes):
+                    health = "degraded"
+            if group == "pdf-worker" and processes:
+                alive = self._live_workers(tree)
+                for process in processes:
+                    process.health = f"{alive} live" if alive is not None else "unknown"
+                if alive == 0:
+                    health = "degraded"
+            if group in self.external_programs():
+                health = "external"
+            result.append(ServiceStatus(group, want, running_count, health, processes))
         return result
+
+    def _live_workers(self, tree: Path) -> int | None:
+        """RQ workers with a fresh heartbeat, from the api's /api/queue (None when it does not answer)."""
+        urls = list(self.api_urls(tree).values())
+        token = self.secrets(tree).get("SCHEDGEN_OPS_TOKEN", "")
+        try:
+            import httpx
+
+            response = httpx.get(
+                f"{urls[0]}/api/queue", headers={"Authorization": f"Bearer {token}"}, timeout=3
+            )
+            workers = response.json().get("workers", []) if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, IndexError):
+            return None
+        if workers is None:
+            return None
+        return sum(1 for w in workers if w.get("heartbeat_age_s") is not None and w["heartbeat_age_s"] < 60)
 
     def external_programs(self) -> set[str]:
         ext = self.external_urls()
@@ -624,6 +645,17 @@ class LocalRuntime:
         env.update(dict_of_key_value_pairs(raw))
         self.runner.note("exec in " + service + ": " + " ".join(command))
         return subprocess.call(command, env=env)
+
+
+def _probe_ready(port: int) -> str:
+    """``ready`` when the api replica's /readyz answers 200, else what it said."""
+    import httpx
+
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=3)
+    except httpx.HTTPError as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return "ready" if response.status_code == 200 else f"not ready (HTTP {response.status_code})"
 
 
 def _usage_all(pids: list[int]) -> dict[int, tuple[float | None, int | None]]:

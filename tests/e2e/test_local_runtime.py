@@ -181,6 +181,9 @@ def test_up_from_an_empty_project_then_idempotent(stack: Stack) -> None:
     by_name = {s["name"]: s for s in status["services"]}
     assert by_name["postgres"]["running"] == 1 and by_name["redis"]["running"] == 1
     assert all(p["pid"] and p["memory_bytes"] > 0 for p in by_name["pdf-worker"]["processes"])
+    assert [p["health"] for p in by_name["api"]["processes"]] == ["ready"]
+    assert by_name["pdf-worker"]["health"] == "ok" and by_name["api"]["health"] == "ok"
+    assert by_name["pdf-worker"]["processes"][0]["health"] == "2 live"  # heartbeats seen through /api/queue
     print(f"up from empty project: {took:.1f}s")
 
 
