@@ -81,10 +81,15 @@ def get(
 
 @app.command("set")
 def set_(
-    key: str = typer.Argument(..., help="Dotted key."), value: str = typer.Argument(..., help="Value (YAML).")
+    key: str = typer.Argument(..., help="Dotted key."),
+    value: str = typer.Argument(..., help="Value (YAML)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write KEY=VALUE into schedgen.yaml; refused (file unchanged) if the result does not validate."""
     parsed = set_value(OPTIONS.project, key, value)
+    if as_json:
+        typer.echo(json.dumps({"key": key, "value": parsed, "file": str(OPTIONS.project / "schedgen.yaml")}))
+        return
     _out.print(f"set {key} = {parsed!r} in {OPTIONS.project / 'schedgen.yaml'}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 from rich.console import Console
 
@@ -13,15 +15,24 @@ _out = Console(highlight=False, soft_wrap=True)
 
 
 @app.command("rotate")
-def rotate(name: str = typer.Argument(..., help=f"One of: {', '.join(SECRET_NAMES)}.")) -> None:
+def rotate(
+    name: str = typer.Argument(..., help=f"One of: {', '.join(SECRET_NAMES)}."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (never the value)."),
+) -> None:
     """Regenerate one secret; re-render and redeploy afterwards so every service picks it up."""
     rotate_secret(OPTIONS.project, name)
+    if as_json:
+        typer.echo(json.dumps({"rotated": name, "file": str(secrets_path(OPTIONS.project))}))
+        return
     _out.print(f"rotated {name} in {secrets_path(OPTIONS.project)}; re-run `schedgen render` and redeploy")
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the secret names (never their values)."""
+    if as_json:
+        typer.echo(json.dumps(list(SECRET_NAMES)))
+        return
     for name in SECRET_NAMES:
         typer.echo(name)
 

@@ -48,6 +48,7 @@ def test_get_set_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     run(capsys, tmp_path, "init")
     assert run(capsys, tmp_path, "config", "get", "redis.maxmemory_policy")[1].strip() == "noeviction"
     assert run(capsys, tmp_path, "config", "set", "worker.replicas", "3")[0] == 0
+    assert json.loads(run(capsys, tmp_path, "config", "set", "api.replicas", "2", "--json")[1])["value"] == 2
     assert run(capsys, tmp_path, "config", "get", "worker.replicas")[1].strip() == "3"
     assert run(capsys, tmp_path, "config", "get", "derived.max_connections")[1].strip() == "65"
     code, _, err = run(capsys, tmp_path, "config", "set", "worker.replicass", "3")
@@ -67,6 +68,10 @@ def test_secrets_rotate_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 0 and "rotated REDIS_PASSWORD" in out and before["REDIS_PASSWORD"] not in out
     assert load_secrets(tmp_path)["REDIS_PASSWORD"] != before["REDIS_PASSWORD"]
     assert "POSTGRES_PASSWORD" in run(capsys, tmp_path, "secrets", "list")[1]
+    assert "OPS_TOKEN" in json.loads(run(capsys, tmp_path, "secrets", "list", "--json")[1])
+    code, out, _ = run(capsys, tmp_path, "secrets", "rotate", "OPS_TOKEN", "--json")
+    assert code == 0 and json.loads(out)["rotated"] == "OPS_TOKEN"
+    assert load_secrets(tmp_path)["OPS_TOKEN"] not in out
 
 
 def test_profiles_list_show_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
