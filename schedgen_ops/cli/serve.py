@@ -89,7 +89,6 @@ def reconciler(
     ctx = ServiceContext.create(settings, name="reconciler")
     try:
         if once:
-            ctx.pool.wait(timeout=settings.db_acquire_timeout_s) if settings.db_pool_min else None
             report = reconcile_once(ctx)
             if as_json:
                 typer.echo(json.dumps(report.as_dict()))

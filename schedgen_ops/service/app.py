@@ -128,10 +128,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         state["limits"] = RateLimits(cfg)
         state["keys"] = KeyCache()
         state["migrated"] = False
+        pool_gauges = asyncio.create_task(_pool_gauges_loop(ctx))
         try:
             await run_in_threadpool(_migrate, cfg, state)
             yield
         finally:
+            pool_gauges.cancel()
             ctx.close()
 
     app = FastAPI(
@@ -449,6 +451,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
 
 # --- helpers (blocking; called in the threadpool) --------------------------------------------------------
+
+
+async def _pool_gauges_loop(ctx: ServiceContext, interval_s: float = 5.0) -> None:
+    """Keep this process's DB pool gauges fresh (every api process, not only the one scraped)."""
+    while True:
+        metrics.update_pool_gauges(ctx.pool)
+        await asyncio.sleep(interval_s)
 
 
 def _migrate(settings: ServiceSettings, state: dict[str, Any]) -> None:
