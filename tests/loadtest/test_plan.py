@@ -305,3 +305,11 @@ def test_completion_ends_at_the_services_finished_at() -> None:
     before = time.time()
     assert _finished_at({"finished_at": None}) >= before  # not reported: the poll that saw it
     assert _finished_at({"finished_at": "garbage"}) >= before
+
+
+def test_keys_cover_every_session_the_plan_can_run() -> None:
+    from schedgen_ops.ops.loadtest.scenarios import expected_sessions
+
+    # the full-length baseline ran 492 upload sessions (docs/PERFORMANCE.md); one key per 9 uploads
+    assert expected_sessions(SCENARIOS["baseline"]) >= 10 * 0.6 * 300 / 1.5
+    assert expected_sessions(SCENARIOS["status"]) == 0  # status users only poll: one key each

@@ -286,15 +286,17 @@ def stage_at(scenario: Scenario, t: float) -> Stage | None:
     return None
 
 
-def expected_sessions(scenario: Scenario, *, min_session_s: float = 8.0) -> int:
-    """Upper estimate of upload sessions in a run: one API key is created per session.
+def expected_sessions(scenario: Scenario, *, overhead_s: float = 0.5) -> int:
+    """Upper estimate of upload sessions in a run (API keys are sized from it).
 
-    A session (upload, poll, fetch, think) lasts at least ``min_session_s``, so a user holding for
-    d seconds runs at most d / min_session_s + 1 sessions.
+    A session is at least the shortest think time plus ``overhead_s`` (upload, a poll, two fetches on
+    an idle service), and only the upload share of the users runs sessions.
     """
     if "upload" not in scenario.mix:
         return 0
-    total = 0
+    share = scenario.mix["upload"] / sum(scenario.mix.values())
+    shortest = scenario.think_s[0] + overhead_s
+    total = 0.0
     for stage in scenario.stages:
-        total += math.ceil(stage.users * (stage.duration_s / min_session_s + 1))
-    return total
+        total += stage.users * share * (stage.duration_s / shortest + 1)
+    return math.ceil(total)
