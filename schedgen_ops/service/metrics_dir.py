@@ -6,7 +6,9 @@ calls `prepare` first, and child processes (uvicorn workers, RQ workers) inherit
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,5 +22,6 @@ def prepare(configured: str, *, component: str) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     else:
         path = Path(tempfile.mkdtemp(prefix=f"schedgen-metrics-{component}-"))
+        atexit.register(shutil.rmtree, path, True)  # private to this process tree: remove on exit
     os.environ[ENV] = str(path)
     return path
