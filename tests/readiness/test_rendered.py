@@ -19,11 +19,9 @@ PROFILES = ("small", "medium", "large")
 
 #: (check id, evidence file, evidence path prefix) -> template that has to change.
 KNOWN_TEMPLATE_DEFECTS: dict[tuple[str, str, str], str] = {
-    ("run-as-non-root", "compose/docker-compose.yml", "services.traefik.user"): (
-        'templates/compose/docker-compose.yml.j2: traefik runs as hardening("0:0")'
-    ),
-    ("run-as-non-root", "compose/docker-compose.yml", "services.minio.user"): (
-        'templates/compose/docker-compose.yml.j2: minio runs as hardening("0:0")'
+    ("run-as-non-root", "compose/docker-compose.yml", "services.volume-init.user"): (
+        "templates/compose/docker-compose.yml.j2: the volume-init one-shot runs as 0:0 to chown the traefik "
+        "and minio volumes (network none, CHOWN only, but root)"
     ),
     (
         "alert-metrics-exposed",
