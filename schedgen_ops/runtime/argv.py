@@ -11,6 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# ------------------------------------------------------------------------------------------------ local
+
+
+def supervisord_start(conf: Path) -> list[str]:
+    """Start supervisord (it daemonizes once its control socket is up); the rest goes over XML-RPC."""
+    return ["supervisord", "--configuration", str(conf)]
+
+
 # --------------------------------------------------------------------------------------------- compose
 
 

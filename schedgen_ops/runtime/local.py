@@ -35,6 +35,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from schedgen_ops.config.secrets import parse_env_file
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.base import ProcessStatus, ServiceStatus
 from schedgen_ops.runtime.dataservices import (
     SERVICE_USER,
@@ -179,7 +180,7 @@ class LocalRuntime:
 
     def _start_supervisord(self) -> None:
         env = self.machine_env()
-        self.runner.run(["supervisord", "-c", str(self.conf)], env=env)
+        self.runner.run(A.supervisord_start(self.conf), env=env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.is_running():

@@ -34,6 +34,8 @@ from schedgen_ops.runtime.runner import Runner
 
 TARGETS = ("local", "compose", "kubernetes")
 MIN_FREE_BYTES = 200 * 1024 * 1024
+#: Each gate check's minimum patience when putting the previous (known-good) release back.
+ROLLBACK_GATE_S = 120.0
 
 
 @dataclass
@@ -171,7 +173,9 @@ def stage(ops: Ops, config: Config, target: str) -> Path:
     return staging
 
 
-def gate(ops: Ops, runtime: Runtime, tree: Path, *, canary: bool) -> GateReport | None:
+def gate(
+    ops: Ops, runtime: Runtime, tree: Path, *, canary: bool, timeout_s: float | None = None
+) -> GateReport | None:
     """The health gate for the runtime that was just changed (local: full HTTP gate)."""
     if ops.dry_run:
         if isinstance(runtime, LocalRuntime):
@@ -184,7 +188,9 @@ def gate(ops: Ops, runtime: Runtime, tree: Path, *, canary: bool) -> GateReport 
         desired = runtime.desired(tree)["api"]
         urls = list(runtime.api_urls(tree).values())[: max(1, desired)]
         token = runtime.secrets(tree)["SCHEDGEN_OPS_TOKEN"]
-        return run_gate(urls, token, timeout_s=ops.gate_timeout_s, with_canary=canary, echo=ops.echo)
+        return run_gate(
+            urls, token, timeout_s=timeout_s or ops.gate_timeout_s, with_canary=canary, echo=ops.echo
+        )
     ops.echo("gate: compose --wait / kubectl rollout status passed (HTTP canary runs on the local runtime)")
     return GateReport(checks={"rollout": "ok"})
 
@@ -240,29 +246,45 @@ def deploy(
             what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
             ops.releases.mark(release.id, "failed", note=what)
             outcome = DeployOutcome(release, previous.id if previous else None, None, failure=what)
+            rollback_error: str | None = None
             if rollback_on_failure and previous is not None and previous.target == target:
                 ops.echo(f"deploy failed ({what}); rolling back to {previous.id}")
-                prev_runtime = runtime_for(ops, target, config, ops.releases.tree(previous.id))
-                prev_runtime.rollback(ops.releases.tree(previous.id))
-                gate(ops, prev_runtime, ops.releases.tree(previous.id), canary=False)
-                ops.releases.set_current(previous.id)
-                outcome.rolled_back_to = previous.id
+                try:
+                    prev_runtime = runtime_for(ops, target, config, ops.releases.tree(previous.id))
+                    prev_runtime.rollback(ops.releases.tree(previous.id))
+                    # The known-good release gets longer than the new one did: it must come back.
+                    gate(
+                        ops,
+                        prev_runtime,
+                        ops.releases.tree(previous.id),
+                        canary=False,
+                        timeout_s=max(ops.gate_timeout_s, ROLLBACK_GATE_S),
+                    )
+                    ops.releases.set_current(previous.id)
+                    outcome.rolled_back_to = previous.id
+                except (GateFailure, SchedgenError) as again:
+                    rollback_error = str(again) if isinstance(again, GateFailure) else again.one_line()
+            result = "failed, rolled back" if outcome.rolled_back_to else "failed"
+            if rollback_error:
+                result = "failed, rollback failed"
             ops.audit.append(
                 action,
-                result="failed, rolled back" if outcome.rolled_back_to else "failed",
+                result=result,
                 release=release.id,
                 duration_s=time.monotonic() - started,
                 target=target,
                 error=what,
                 rolled_back_to=outcome.rolled_back_to,
+                rollback_error=rollback_error,
             )
-            suffix = (
-                f"; rolled back to {outcome.rolled_back_to}, which is live"
-                if outcome.rolled_back_to
-                else (
+            if rollback_error:
+                suffix = f"; the rollback to {previous.id if previous else '?'} failed too: {rollback_error}"
+            elif outcome.rolled_back_to:
+                suffix = f"; rolled back to {outcome.rolled_back_to}, which is live"
+            else:
+                suffix = (
                     "; nothing to roll back to" if previous is None else "; not rolled back (--no-rollback)"
                 )
-            )
             raise SchedgenError(
                 f"{action} of release {release.id} failed its health gate: {what}{suffix}",
                 code="deploy_failed",

@@ -204,7 +204,7 @@ def test_upload_through_the_stack(stack: Stack) -> None:
 def test_scale_workers_2_4_1_with_jobs_in_flight(stack: Stack) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    pdfs = [_sample(100 + i, pages=4) for i in range(48)]
+    pdfs = [_sample(100 + i, pages=6) for i in range(48)]
     with httpx.Client() as client:
         jobs = [_upload(client, stack, pdf, f"s{i}.pdf")["job_id"] for i, pdf in enumerate(pdfs[:8])]
         stack.ok("scale", "pdf-worker=4")

@@ -184,3 +184,8 @@ def test_kubectl_down_never_deletes_claims_unless_asked() -> None:
     assert workloads == [*KC, "delete", A.WORKLOAD_KINDS, "-l", sel, "--ignore-not-found", "--wait=true"]
     assert "pvc" not in A.WORKLOAD_KINDS.split(",") and "persistentvolumeclaims" not in A.WORKLOAD_KINDS
     assert A.kubectl_delete_pvcs(KT, sel) == [*KC, "delete", "pvc", "-l", sel, "--ignore-not-found"]
+
+
+def test_supervisord_start() -> None:
+    conf = Path("/p/.schedgen/run/active/local/supervisord.conf")
+    assert A.supervisord_start(conf) == ["supervisord", "--configuration", str(conf)]

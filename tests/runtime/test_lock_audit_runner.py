@@ -93,8 +93,8 @@ def test_lock_from_another_host_is_never_stale(tmp_path: Path) -> None:
         pass
 
 
-def test_only_one_of_many_threads_gets_the_lock(tmp_path: Path) -> None:
-    # Threads share a pid, so use processes through the guard: race 6 processes at once.
+def test_only_one_of_many_racing_processes_gets_the_lock(tmp_path: Path) -> None:
+    # Six processes race for the lock at once (threads would share a pid): exactly one wins.
     script = (
         "import sys\nfrom pathlib import Path\nfrom schedgen_ops.runtime.lock import DeployLock\n"
         "from schedgen_ops.errors import SchedgenError\nimport time\n"
