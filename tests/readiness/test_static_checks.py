@@ -430,3 +430,28 @@ def test_one_shot_init_services_need_no_healthcheck(tmp_path: Path) -> None:
     tree.svc("api")["depends_on"].pop("bucket-init")
     result = run_check(get("healthchecks"), _ctx(tree.write(tmp_path)))
     assert result.status == "fail" and "bucket-init" in result.message
+
+
+def test_a_resource_can_exempt_itself_with_a_reason(tmp_path: Path) -> None:
+    """Polaris-style: the label/annotation names the check and gives the reason, shown with the finding."""
+    tree = Tree()
+    tree.svc("traefik")["user"] = "0:0"
+    tree.svc("traefik")["labels"] = {
+        "io.schedgen.checklist.exempt.run-as-non-root": "binds :80 on old kernels"
+    }
+    tree.container("api")["securityContext"]["runAsUser"] = 0
+    tree.kind("Deployment", "api")["metadata"]["annotations"] = {
+        "checklist.schedgen.io/exempt-run-as-non-root": "legacy image, tracked in #12"
+    }
+    result = run_check(get("run-as-non-root"), _ctx(tree.write(tmp_path / "a")))
+    assert result.status == "pass" and "2 exempt" in result.message
+    assert {f.exempt for f in result.findings if f.exempt} == {
+        "binds :80 on old kernels",
+        "legacy image, tracked in #12",
+    }
+    # The exemption names one check: it does not exempt the same service from another check.
+    tree.svc("traefik")["privileged"] = True
+    assert run_check(get("no-privilege-escalation"), _ctx(tree.write(tmp_path / "b"))).status == "fail"
+    # A blank reason exempts nothing.
+    tree.svc("traefik")["labels"] = {"io.schedgen.checklist.exempt.run-as-non-root": " "}
+    assert run_check(get("run-as-non-root"), _ctx(tree.write(tmp_path / "c"))).status == "fail"

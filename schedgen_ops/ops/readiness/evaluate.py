@@ -12,6 +12,7 @@ from schedgen_ops import __version__
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.readiness import registry
 from schedgen_ops.ops.readiness.context import Context
+from schedgen_ops.ops.readiness.exemptions import apply_exemptions
 from schedgen_ops.ops.readiness.model import (
     FAILING,
     PASSING,
@@ -132,13 +133,18 @@ def run_check(item: Check, ctx: Context) -> Result:
         return Result(item, "error", f"{type(exc).__name__}: {exc}")
     if not findings:
         return Result(item, "skip", "nothing to check")
+    findings = apply_exemptions(ctx, item.id, findings)
     bad = [f for f in findings if not f.ok]
     if bad:
         more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
         return Result(item, "fail", bad[0].message + more, findings)
-    return Result(
-        item, "pass", findings[0].message if len(findings) == 1 else f"{len(findings)} ok", findings
-    )
+    exempt = [f for f in findings if f.exempt]
+    if exempt:
+        others = len(findings) - len(exempt)
+        message = f"{others} ok, {len(exempt)} exempt: " + "; ".join(f.message for f in exempt)
+    else:
+        message = findings[0].message if len(findings) == 1 else f"{len(findings)} ok"
+    return Result(item, "pass", message, findings)
 
 
 def evaluate(

@@ -49,9 +49,10 @@ class Finding:
     ok: bool
     message: str
     evidence: Evidence
+    exempt: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "message": self.message, **self.evidence.to_dict()}
+        return {"ok": self.ok, "message": self.message, "exempt": self.exempt, **self.evidence.to_dict()}
 
 
 @dataclass(frozen=True)
