@@ -186,7 +186,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 client_id_var.set(client)
                 if not path.startswith(EXEMPT_PATHS):
                     category = _category(request.method, path)
-                    decision = await run_in_threadpool(state["limits"].hit, category, client)
+                    decision = await state["limits"].hit(category, client)
                     if decision is not None:
                         extra_headers.update(decision.headers())
                         if not decision.allowed:

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import FixedWindowRateLimiter
 
 from schedgen_ops.service.settings import ServiceSettings
 
@@ -22,7 +22,7 @@ class Decision:
     allowed: bool
     limit: int
     remaining: int
-    reset_at: float  # epoch seconds when a slot frees up
+    reset_at: float  # epoch seconds when the window ends
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -39,12 +39,17 @@ class RateLimits:
     """Fixed-window limits (one INCR per request): uploads, job status polls, other requests, per client.
 
     A window starts at the client's first request, so the 11th upload within the hour after the first
-    is refused until that hour ends (Retry-After says when).
+    is refused until that hour ends (Retry-After says when). Async (redis.asyncio): no thread hop.
     """
 
     def __init__(self, settings: ServiceSettings, *, timeout_s: float = 1.0) -> None:
         url = settings.redis_url.get_secret_value()
-        self.storage = storage_from_string(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.storage = RedisStorage(
+            "async+" + url,
+            implementation="redispy",
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
         self.limiter = FixedWindowRateLimiter(self.storage)
         self.items: dict[str, RateLimitItem] = {
             "upload": parse(settings.rate_uploads),
@@ -52,12 +57,12 @@ class RateLimits:
             "requests": parse(settings.rate_requests),
         }
 
-    def hit(self, category: str, client_id: str) -> Decision | None:
+    async def hit(self, category: str, client_id: str) -> Decision | None:
         """Count one request; None when Redis is unreachable (fail open: availability beats strictness)."""
         item = self.items[category]
         try:
-            allowed = self.limiter.hit(item, category, client_id)
-            stats = self.limiter.get_window_stats(item, category, client_id)
+            allowed = await self.limiter.hit(item, category, client_id)
+            stats = await self.limiter.get_window_stats(item, category, client_id)
         except Exception as exc:
             log.warning("rate limit storage unavailable, allowing request", extra={"error": str(exc)})
             return None
