@@ -155,3 +155,21 @@ def test_postgres_outage_gives_503_with_detail_and_recovers(
     assert stack.client.get(job["status_url"]).json()["status"] == "queued"
     with psycopg.connect(own.pg.url) as conn:
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (2,)
+
+
+def test_redis_down_uploads_still_accepted_and_enqueued_by_the_reconciler(
+    own: OwnServers, synthetic_pdfs: dict[str, bytes]
+) -> None:
+    stack = own.stack(SCHEDGEN_READINESS_TIMEOUT_S="1")
+    stack.start_api()
+    own.redis.stop()
+    ready = stack.client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["redis"]["ok"] is False
+    accepted = stack.upload(synthetic_pdfs["exams"])  # limiter fails open; the row is the record
+    assert accepted.status_code == 202, accepted.text
+    job = accepted.json()
+    assert stack.client.get(job["status_url"]).json()["status"] == "queued"
+    own.redis.restart()
+    stack.start_worker(1)  # its reconciler finds the job the ledger holds and Redis does not
+    done = stack.wait_done(job["job_id"], timeout=60)
+    assert done["status"] == "completed" and done["attempts"] == 1
