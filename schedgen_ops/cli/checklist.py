@@ -63,15 +63,18 @@ def _live_target(
     database_url: str | None,
     backup_dir: Path | None,
     reports: list[Path],
+    worker_metrics: list[str] | None = None,
 ) -> LiveTarget:
     """Explicit flags first; otherwise the local runtime's active deployment (URLs, rendered runbook)."""
     runbook = (tree_dir or OPTIONS.project / "deploy") / "docs" / "RUNBOOK.md"
     redis_url = None
+    workers = list(worker_metrics or [])
     if url is None and target in ("local", "all"):
         found = local_deployment(OPTIONS.project)
         url = found.url
         database_url = database_url or found.database_url
         redis_url = found.redis_url
+        workers = workers or list(found.worker_metrics_urls)
         if found.tree is not None and tree_dir is None:
             runbook = found.tree / "docs" / "RUNBOOK.md"
     return LiveTarget(
@@ -82,6 +85,7 @@ def _live_target(
         health_target=target if target in TARGETS else "local",
         database_url=database_url,
         redis_url=redis_url,
+        worker_metrics_urls=workers,
     )
 
 
@@ -98,6 +102,7 @@ def run_checklist(
     reports: list[Path],
     backup_dir: Path | None,
     database_url: str | None = None,
+    worker_metrics: list[str] | None = None,
 ) -> Report:
     """Build the context (rendering when no --dir is given) and evaluate the checklist."""
     config = _config(profile, overrides)
@@ -126,7 +131,7 @@ def run_checklist(
             secret_values=secrets,
         )
         if live:
-            ctx.live = _live_target(target, url, tree_dir, database_url, backup_dir, reports)
+            ctx.live = _live_target(target, url, tree_dir, database_url, backup_dir, reports, worker_metrics)
         ignore = (getattr(config, "checklist", None) or {}).get("ignore") or {}
         return evaluate(
             ctx,
@@ -168,6 +173,11 @@ def checklist(
         "--database-url",
         help="Ledger URL for the --live rate-limit probe key (default SCHEDGEN_DATABASE_URL).",
     ),
+    worker_metrics: list[str] = typer.Option(
+        [],
+        "--worker-metrics",
+        help="A worker metrics URL for --live (repeatable; default: the api's /metrics).",
+    ),
 ) -> None:
     """Check production readiness; exit 0 pass, 3 a danger check failed, 4 score below --min-score."""
     if ctx.invoked_subcommand is not None:
@@ -187,6 +197,7 @@ def checklist(
         reports=reports,
         backup_dir=backup_dir,
         database_url=database_url,
+        worker_metrics=worker_metrics,
     )
     if fmt == "table":
         print_table(report, Console(highlight=False))

@@ -30,14 +30,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str, str]]:
+def stack(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str, str, str]]:
     """api on a free port and one worker process on a queue Redis of their own (AOF on, noeviction, as
     production runs it); rate_uploads lowered so the probe is quick."""
     from schedgen_ops.runtime.dataservices import RedisServer
 
     redis_server = RedisServer.start(tmp_path / "redis")
     redis_url = redis_server.url
-    port = _free_port()
+    port, worker_port = _free_port(), _free_port()
     env = {
         **os.environ,
         "SCHEDGEN_DATABASE_URL": database_url,
@@ -46,7 +46,7 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str, str]]:
         "SCHEDGEN_METRICS_DIR": str(tmp_path / "metrics"),
         "SCHEDGEN_RATE_UPLOADS": f"{UPLOAD_LIMIT}/hour",
         "SCHEDGEN_API_WORKERS": "1",
-        "SCHEDGEN_WORKER_METRICS_PORT": str(_free_port()),
+        "SCHEDGEN_WORKER_METRICS_PORT": str(worker_port),
     }
     (tmp_path / "metrics").mkdir()
     (tmp_path / "uploads").mkdir()
@@ -77,7 +77,7 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str, str]]:
             stdout=worker_log,
             stderr=subprocess.STDOUT,
         )
-        yield url, database_url, redis_url
+        yield url, database_url, redis_url, f"http://127.0.0.1:{worker_port}/metrics"
     finally:
         for proc in (worker, api):
             if proc is not None:
@@ -107,8 +107,8 @@ def _ctx(
 
 
 @pytest.mark.e2e
-def test_live_checks_against_the_real_service(stack: tuple[str, str, str], tmp_path: Path) -> None:
-    url, database_url, redis_url = stack
+def test_live_checks_against_the_real_service(stack: tuple[str, str, str, str], tmp_path: Path) -> None:
+    url, database_url, redis_url, worker_metrics = stack
     ctx = _ctx(tmp_path, url, database_url, redis_url=redis_url, backup_dir=tmp_path / "backups")
     ready = run_check(get("live-readiness"), ctx)
     assert ready.status == "pass", (ready.message, ready.findings[0].evidence.value)
@@ -127,6 +127,14 @@ def test_live_checks_against_the_real_service(stack: tuple[str, str, str], tmp_p
     assert state == "completed", (tmp_path / "worker.log").read_text()[-3000:]
     metrics = run_check(get("live-metrics"), ctx)
     assert metrics.status == "pass", [f.message for f in metrics.findings if not f.ok]
+    # Worker series scraped from the worker's own metrics port (per-replica endpoints in production).
+    own = run_check(get("live-metrics"), _ctx(tmp_path, url, worker_metrics_urls=[worker_metrics]))
+    assert own.status == "pass", [f.message for f in own.findings if not f.ok]
+    assert {f.evidence.file for f in own.findings if f.message.startswith("worker")} == {worker_metrics}
+    gone = run_check(
+        get("live-metrics"), _ctx(tmp_path, url, worker_metrics_urls=[f"http://127.0.0.1:{_free_port()}/m"])
+    )
+    assert gone.status == "fail" and "no worker metrics endpoint answered" in gone.message
 
     # limit + 1 uploads with a throw-away key: the last one is 429 with Retry-After; the key is revoked.
     limit = run_check(get("live-rate-limit"), ctx)
@@ -293,6 +301,9 @@ def test_live_defaults_come_from_the_active_local_deployment(tmp_path: Path) -> 
     assert found.url == "http://127.0.0.1:18123"
     assert found.tree == tmp_path / "releases" / "r1"
     assert found.database_url and found.database_url.startswith("postgresql://")
+    assert found.worker_metrics_urls and all(
+        u.startswith("http://127.0.0.1:") for u in found.worker_metrics_urls
+    )
     runbook = run_check(
         get("live-runbook"), _ctx(tmp_path, found.url, runbook=found.tree / "docs" / "RUNBOOK.md")
     )

@@ -28,8 +28,8 @@ REQUIRED_SERIES: tuple[tuple[str, str], ...] = (
     ("api", r"^schedgen_uploads_total$"),
     ("api", r"^schedgen_queue_depth$"),
     ("api", r"^schedgen_db_pool_connections$"),
+    ("api", r"^schedgen_workers_live$"),  # computed by the api from RQ worker heartbeats
     ("worker", r"^schedgen_worker_processes$"),
-    ("worker", r"^schedgen_workers_live$"),
     ("worker", r"^schedgen_jobs_total$"),
     ("worker", r"^schedgen_parse_duration_seconds"),
 )
@@ -88,6 +88,17 @@ def metric_families(text: str) -> set[str]:
     return names
 
 
+def _scrape(url: str, timeout_s: float) -> tuple[set[str] | None, str]:
+    """Metric families at ``url`` (None when unreachable) and a one-line outcome."""
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return None, f"GET {url} failed: {exc}"
+    if response.status_code != 200:
+        return None, f"GET {url} -> {response.status_code}"
+    return metric_families(response.text), f"GET {url} -> 200"
+
+
 @check(
     "live-metrics",
     title="/metrics exposes the required api and worker series",
@@ -98,26 +109,30 @@ def metric_families(text: str) -> set[str]:
     fix="Check the metrics multiprocess directory / worker metrics ports and the service's metrics module.",
 )
 def live_metrics(ctx: Context) -> list[Finding]:
+    """api series from the api's /metrics; worker series from the worker metrics endpoints when given
+    (per-replica ports: compose, Kubernetes, local slots), else from the api's (shared multiprocess dir)."""
     live = ctx.need_live()
-    url = live.url.rstrip("/") + "/metrics"
-    try:
-        response = _get(live, "/metrics")
-    except httpx.HTTPError as exc:
-        return [Finding(False, f"GET /metrics failed: {exc}", Evidence(url, "status", None))]
-    if response.status_code != 200:
-        return [
-            Finding(
-                False,
-                f"GET /metrics -> {response.status_code}",
-                Evidence(url, "status", response.status_code),
-            )
-        ]
-    families = metric_families(response.text)
+    api_url = live.url.rstrip("/") + "/metrics"
+    api, outcome = _scrape(api_url, live.timeout_s)
+    if api is None:
+        return [Finding(False, outcome, Evidence(api_url, "status", None))]
+    worker_urls = live.worker_metrics_urls or [api_url]
+    workers: set[str] = set()
+    reached = []
+    for url in worker_urls:
+        families = api if url == api_url else _scrape(url, live.timeout_s)[0]
+        if families is not None:
+            workers |= families
+            reached.append(url)
     out = []
+    if not reached:
+        msg = f"no worker metrics endpoint answered ({', '.join(worker_urls)})"
+        out.append(Finding(False, msg, Evidence(worker_urls[0], "status", None)))
     for who, pattern in REQUIRED_SERIES:
+        families, where = (api, api_url) if who == "api" else (workers, ", ".join(reached) or worker_urls[0])
         found = sorted(name for name in families if re.search(pattern, name))
         msg = f"{who} series /{pattern}/: {found[0] if found else 'missing'}"
-        out.append(Finding(bool(found), msg, Evidence(url, pattern, found[:3])))
+        out.append(Finding(bool(found), msg, Evidence(where, pattern, found[:3])))
     return out
 
 

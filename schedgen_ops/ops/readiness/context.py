@@ -22,6 +22,7 @@ class LiveTarget:
     runbook: Path | None = None
     health_target: str | None = None
     database_url: str | None = None
+    worker_metrics_urls: list[str] = field(default_factory=list)
     redis_url: str | None = None
     timeout_s: float = 5.0
 

@@ -21,6 +21,24 @@ class LocalDeployment:
     tree: Path | None = None
     database_url: str | None = None
     redis_url: str | None = None
+    worker_metrics_urls: tuple[str, ...] = ()
+
+
+def worker_metrics_urls(tree: Path) -> tuple[str, ...]:
+    """Every worker slot's metrics URL, from the scrape config the local runtime's Prometheus uses."""
+    import yaml
+
+    path = tree / "local" / "prometheus.yml"
+    if not path.is_file():
+        return ()
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    urls = []
+    for job in config.get("scrape_configs") or []:
+        if "worker" in str(job.get("job_name", "")):
+            metrics_path = str(job.get("metrics_path", "/metrics"))
+            for static in job.get("static_configs") or []:
+                urls += [f"http://{target}{metrics_path}" for target in static.get("targets") or []]
+    return tuple(urls)
 
 
 def local_deployment(project: Path) -> LocalDeployment:
@@ -38,4 +56,10 @@ def local_deployment(project: Path) -> LocalDeployment:
     with contextlib.suppress(SchedgenError, OSError, KeyError, ValueError):
         values = runtime.secrets(tree)
     url = next(iter(urls.values()), DEFAULT_URL)
-    return LocalDeployment(url, tree, values.get("SCHEDGEN_DATABASE_URL"), values.get("SCHEDGEN_REDIS_URL"))
+    return LocalDeployment(
+        url,
+        tree,
+        values.get("SCHEDGEN_DATABASE_URL"),
+        values.get("SCHEDGEN_REDIS_URL"),
+        worker_metrics_urls(tree),
+    )
