@@ -287,6 +287,20 @@ def test_second_deploy_is_refused_while_one_holds_the_lock(stack: Stack) -> None
     assert not lock.exists()
 
 
+def test_manual_rollback_puts_the_earlier_release_back(stack: Stack) -> None:
+    before = json.loads(stack.ok("releases", "--json"))
+    live = before["current"]
+    earlier = [r["id"] for r in before["releases"] if r["status"] == "superseded"][-1]
+    out = stack.ok("rollback", "--no-canary")
+    assert f"release {earlier} is live again" in out
+    after = json.loads(stack.ok("releases", "--json"))
+    assert after["current"] == earlier
+    assert {r["id"]: r["status"] for r in after["releases"]}[live] == "rolled-back"
+    assert httpx.get(f"{stack.api}/readyz", timeout=5).status_code == 200
+    bad = stack.cli("rollback", "20990101-000000-abcdef")
+    assert bad.returncode == 1 and "no release" in bad.stderr
+
+
 def test_down_leaves_no_process(stack: Stack) -> None:
     pids = stack.tree_pids()
     assert len(pids) >= 5  # supervisord, postgres (+ its children), redis, api, worker
