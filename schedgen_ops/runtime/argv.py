@@ -14,9 +14,9 @@ from pathlib import Path
 # ------------------------------------------------------------------------------------------------ local
 
 
-def supervisord_start(conf: Path) -> list[str]:
+def supervisord_start(conf: Path, binary: str = "supervisord") -> list[str]:
     """Start supervisord (it daemonizes once its control socket is up); the rest goes over XML-RPC."""
-    return ["supervisord", "--configuration", str(conf)]
+    return [binary, "--configuration", str(conf)]
 
 
 # --------------------------------------------------------------------------------------------- compose

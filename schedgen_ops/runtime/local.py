@@ -180,7 +180,10 @@ class LocalRuntime:
 
     def _start_supervisord(self) -> None:
         env = self.machine_env()
-        self.runner.run(A.supervisord_start(self.conf), env=env)
+        # The supervisord installed with this toolkit (an unactivated virtualenv has it beside python).
+        beside = Path(sys.executable).parent / "supervisord"
+        binary = str(beside) if beside.exists() else "supervisord"
+        self.runner.run(A.supervisord_start(self.conf, binary), env=env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.is_running():

@@ -189,3 +189,4 @@ def test_kubectl_down_never_deletes_claims_unless_asked() -> None:
 def test_supervisord_start() -> None:
     conf = Path("/p/.schedgen/run/active/local/supervisord.conf")
     assert A.supervisord_start(conf) == ["supervisord", "--configuration", str(conf)]
+    assert A.supervisord_start(conf, "/v/bin/supervisord")[0] == "/v/bin/supervisord"
