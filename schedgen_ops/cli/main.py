@@ -6,12 +6,15 @@ module and is registered below with a one-line description that `schedgen --help
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from typer import _click as click  # typer >= 0.29 vendors click; its types are typer's own
+from typer.core import TyperGroup
 
 from schedgen_ops import __version__
 from schedgen_ops.cli.state import OPTIONS
@@ -55,58 +58,65 @@ def _root(
     OPTIONS.debug = debug
 
 
-# Command groups (each module exposes register(app)).
-from schedgen_ops.cli import parse as parse_cmd  # noqa: E402
-from schedgen_ops.cli import samples as samples_cmd  # noqa: E402
+# Command groups: command name -> the module whose register(app) defines it. Modules are imported only
+# when their command runs (or for --help), so `schedgen parse` does not pay for the service, locust or
+# the PDF generator at start-up. tests/test_cli_main.py checks this table against the modules.
+COMMANDS: dict[str, str] = {
+    # timetables
+    "parse": "parse",
+    "samples": "samples",
+    # project configuration
+    "init": "init",
+    "config": "config",
+    "secrets": "secrets",
+    "profiles": "profiles",
+    "render": "render",
+    # the service
+    "serve": "serve",
+    "db": "db",
+    "apikeys": "apikeys",
+    # runtimes
+    "up": "up",
+    "down": "up",
+    "deploy": "deploy",
+    "rollback": "deploy",
+    "scale": "scale",
+    "status": "status",
+    "logs": "logs",
+    "exec": "logs",
+    "releases": "releases",
+    "audit": "releases",
+    # operations
+    "health": "health",
+    "backup": "backup",
+    "restore": "restore",
+    "loadtest": "loadtest",
+    "checklist": "checklist",
+}
 
-parse_cmd.register(app)
-samples_cmd.register(app)
-from schedgen_ops.cli import apikeys as apikeys_cmd  # noqa: E402
-from schedgen_ops.cli import db as db_cmd  # noqa: E402
-from schedgen_ops.cli import serve as serve_cmd  # noqa: E402
 
-serve_cmd.register(app)
-db_cmd.register(app)
-apikeys_cmd.register(app)
-from schedgen_ops.cli import health as health_cmd  # noqa: E402
+def load_command(name: str) -> click.Command | None:
+    """Import the module that defines command ``name`` and return its click command."""
+    module_name = COMMANDS.get(name)
+    if module_name is None:
+        return None
+    module = importlib.import_module(f"schedgen_ops.cli.{module_name}")
+    holder = typer.Typer()
+    module.register(holder)
+    return typer.main.get_group(holder).commands.get(name)
 
-health_cmd.register(app)
-from schedgen_ops.cli import backup as backup_cmd  # noqa: E402
-from schedgen_ops.cli import restore as restore_cmd  # noqa: E402
 
-backup_cmd.register(app)
-restore_cmd.register(app)
-from schedgen_ops.cli import loadtest as loadtest_cmd  # noqa: E402
+class _LazyGroup(TyperGroup):
+    """The root group: lists every command, imports a command's module only when it is used."""
 
-loadtest_cmd.register(app)
-from schedgen_ops.cli import checklist as checklist_cmd  # noqa: E402
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *COMMANDS]
 
-checklist_cmd.register(app)
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or load_command(cmd_name)
 
-from schedgen_ops.cli import config as config_cmd  # noqa: E402
-from schedgen_ops.cli import init as init_cmd  # noqa: E402
-from schedgen_ops.cli import profiles as profiles_cmd  # noqa: E402
-from schedgen_ops.cli import render as render_cmd  # noqa: E402
-from schedgen_ops.cli import secrets as secrets_cmd  # noqa: E402
 
-init_cmd.register(app)
-config_cmd.register(app)
-secrets_cmd.register(app)
-profiles_cmd.register(app)
-render_cmd.register(app)
-from schedgen_ops.cli import deploy as deploy_cmd  # noqa: E402
-from schedgen_ops.cli import logs as logs_cmd  # noqa: E402
-from schedgen_ops.cli import releases as releases_cmd  # noqa: E402
-from schedgen_ops.cli import scale as scale_cmd  # noqa: E402
-from schedgen_ops.cli import status as status_cmd  # noqa: E402
-from schedgen_ops.cli import up as up_cmd  # noqa: E402
-
-up_cmd.register(app)
-deploy_cmd.register(app)
-scale_cmd.register(app)
-status_cmd.register(app)
-logs_cmd.register(app)
-releases_cmd.register(app)
+app.info.cls = _LazyGroup
 
 
 def main(argv: list[str] | None = None) -> int:
