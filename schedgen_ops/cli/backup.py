@@ -15,6 +15,7 @@ from rich.table import Table
 
 from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.ops.backup import ledger
 from schedgen_ops.ops.backup.catalog import list_backups
 from schedgen_ops.ops.backup.context import BackupContext, resolve_context
 from schedgen_ops.ops.backup.create import BackupRequest, create_backup
@@ -123,6 +124,7 @@ def backup(
         )
         manifest = create_backup(request, Reporter(quiet=as_json))
     path = ctx_.directory / manifest.id
+    _warn(ledger.record(request.target, [manifest]))
 
     def human() -> None:
         size = sum(f.size for f in manifest.files)
@@ -172,6 +174,8 @@ def verify(
                 table.add_row(check.name, "yes" if check.ok else "NO", check.detail)
             _out.print(table)
 
+        if entry.manifest is not None:
+            _warn(_record_verified(ctx_, db_target, entry.manifest))
         emit(as_json, {"id": entry.id, "path": str(entry.path), "verification": result.model_dump()}, human)
         if result.status != "passed":
             failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
@@ -297,6 +301,19 @@ def pull(
             markup=False,
         ),
     )
+
+
+def _warn(problem: str | None) -> None:
+    if problem:
+        _err.print(f"warning: {problem}", markup=False)
+
+
+def _record_verified(ctx_: BackupContext, target: Any, manifest: Any) -> str | None:
+    """Record the verification in the ledger (a standard verify has no target yet: build one)."""
+    try:
+        return ledger.record(target or ctx_.target(), [manifest])
+    except SchedgenError as exc:
+        return f"verification not recorded in backup_ledger: {exc.one_line()}"
 
 
 def _with_endpoint(ctx_: BackupContext, endpoint_url: str | None) -> Any:

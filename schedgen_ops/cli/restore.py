@@ -14,6 +14,7 @@ from schedgen_ops.ops.backup.progress import Reporter
 from schedgen_ops.ops.backup.restore import RestoreRequest, health_after_restore, restore_backup
 
 _out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def restore(
@@ -89,6 +90,9 @@ def restore(
             backup_dir=ctx_.directory,
             config=ctx_.config,
         )
+
+    if report.ledger_warning:
+        _err.print(f"warning: {report.ledger_warning}", markup=False)
 
     def human() -> None:
         _out.print(f"restored backup {report.backup_id} into {report.database} ({report.mode})", markup=False)

@@ -222,15 +222,33 @@ def rule_tests(config: Config) -> dict[str, Any]:
         {"severity": "critical"},
     )
 
-    # Backup: evaluated past the maximum age, 5-minute steps; the healthy series tracks time().
+    # Backup: evaluated past the maximum age, 5-minute steps. The api exports the ledger's newest backup
+    # time from every replica; the healthy series (two replicas) tracks time(), the stale one stopped at 0.
     steps = (a.backup_max_age_h * 3600 + 1800) // 300
+    last = "schedgen_backup_last_success_timestamp_seconds"
     both(
         "BackupTooOld",
         steps * 5,
-        [{"series": "schedgen_backup_last_success_timestamp_seconds", "values": f"0x{steps + 2}"}],
-        [{"series": "schedgen_backup_last_success_timestamp_seconds", "values": f"0+300x{steps + 2}"}],
+        [{"series": f'{last}{{instance="api-1"}}', "values": f"0x{steps + 2}"}],
+        [
+            {"series": f'{last}{{instance="api-1"}}', "values": f"0+300x{steps + 2}"},
+            {"series": f'{last}{{instance="api-2"}}', "values": f"0+300x{steps + 2}"},
+        ],
         {"severity": "critical"},
         interval="5m",
+    )
+    # Never backed up: the ledger is readable but holds no backup, so the series is absent.
+    tests.append(
+        _case(
+            "BackupTooOld fires when no backup was ever recorded",
+            "BackupTooOld",
+            60,
+            [{"series": 'schedgen_backup_ledger_up{instance="api-1"}', "values": "1x20"}],
+            True,
+            {"severity": "critical"},
+            dict(notes["BackupTooOld"]),
+            interval="5m",
+        )
     )
 
     return {"rule_files": ["../rules/schedgen.yml"], "evaluation_interval": "1m", "tests": tests}

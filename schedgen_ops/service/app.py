@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schedgen_ops import __version__
 from schedgen_ops.errors import SchedgenError
-from schedgen_ops.service import db, ledger, metrics, queue
+from schedgen_ops.service import backup_ledger, db, ledger, metrics, queue
 from schedgen_ops.service.clients import KeyCache, client_ip, lookup_key
 from schedgen_ops.service.context import ServiceContext
 from schedgen_ops.service.logs import client_id_var, request_id_var
@@ -444,7 +444,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     def metrics_endpoint() -> Response:
         metrics.update_pool_gauges(ctx().pool)
-        body, content_type = metrics.render(metrics.ScrapeCollector(lambda: _scrape(ctx())))
+        body, content_type = metrics.render(
+            metrics.ScrapeCollector(lambda: _scrape(ctx())),
+            metrics.BackupCollector(lambda: _backup_times(ctx())),
+        )
         return Response(body, media_type=content_type)
 
     return app
@@ -610,6 +613,12 @@ def _scrape(ctx: ServiceContext) -> dict[str, Any]:
     except (psycopg.Error, PoolTimeout):
         pass
     return data
+
+
+def _backup_times(ctx: ServiceContext) -> backup_ledger.BackupTimes:
+    """Read at scrape time with a short pool wait; a failure exports schedgen_backup_ledger_up 0."""
+    with ctx.pool.connection(timeout=1.0) as conn:
+        return backup_ledger.latest(conn)
 
 
 def app_factory() -> FastAPI:

@@ -113,7 +113,43 @@ class ScrapeCollector:
             yield age
 
 
-def render(extra: ScrapeCollector | None = None) -> tuple[bytes, str]:
+class BackupCollector:
+    """Backup age from the Postgres backup ledger, read at scrape time (the api's /metrics).
+
+    A series is exported only once a backup (or a passed verification) has been recorded, so the
+    BackupTooOld alert's absent() fires on a deployment that has never been backed up.
+    """
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        up = GaugeMetricFamily("schedgen_backup_ledger_up", "1 when the backup ledger could be read.")
+        try:
+            times = self.read()
+        except Exception:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        if times.last_success is not None:
+            last = GaugeMetricFamily(
+                "schedgen_backup_last_success_timestamp_seconds",
+                "Unix time the newest complete backup set finished (backup ledger).",
+            )
+            last.add_metric([], times.last_success)
+            yield last
+        if times.last_verified is not None:
+            verified = GaugeMetricFamily(
+                "schedgen_backup_last_verified_timestamp_seconds",
+                "Unix time of the newest passed backup verification (backup ledger).",
+            )
+            verified.add_metric([], times.last_verified)
+            yield verified
+
+
+def render(*extra: ScrapeCollector | BackupCollector) -> tuple[bytes, str]:
     """The exposition text of every process sharing the multiprocess dir (plus ``extra`` gauges)."""
     registry = CollectorRegistry()
     if os.environ.get(ENV):
@@ -122,18 +158,21 @@ def render(extra: ScrapeCollector | None = None) -> tuple[bytes, str]:
         from prometheus_client import REGISTRY
 
         registry = REGISTRY
-    if extra is not None:
+    if extra:
         registry = _with_extra(registry, extra)
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def _with_extra(registry: CollectorRegistry, extra: ScrapeCollector) -> CollectorRegistry:
+def _with_extra(
+    registry: CollectorRegistry, extra: tuple[ScrapeCollector | BackupCollector, ...]
+) -> CollectorRegistry:
     combined = CollectorRegistry()
 
     class _Both:
         def collect(self) -> Iterable[Any]:
             yield from registry.collect()
-            yield from extra.collect()
+            for collector in extra:
+                yield from collector.collect()
 
     combined.register(_Both())
     return combined

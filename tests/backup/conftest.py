@@ -17,6 +17,7 @@ from schedgen_ops.runtime.dataservices import RedisServer, service_tempdir
 from schedgen_ops.service import db, ledger
 from schedgen_ops.service.storage import FileStorage
 
+#: The job data a restore must give back row for row (backup_ledger is re-recorded after a restore).
 LEDGER_TABLES = ("public.api_keys", "public.jobs", "public.results", "public.schema_migrations")
 
 

@@ -51,6 +51,7 @@ def test_backup_damage_restore_gives_the_original_back(
     assert manifest.postgres is not None
     assert manifest.postgres.tables == {
         "public.api_keys": 0,
+        "public.backup_ledger": 0,
         "public.jobs": 40,
         "public.results": 15,
         "public.schema_migrations": len(original["public.schema_migrations"]),
@@ -109,6 +110,12 @@ def test_backup_damage_restore_gives_the_original_back(
     assert safety.postgres is not None and safety.postgres.tables["public.jobs"] == 28
     assert safety.postgres.tables["public.api_keys"] == 1
     assert read_manifest(backups / manifest.id).verified
+    # The restored backup_ledger (empty when the set was taken) is re-recorded from the directory: the
+    # restored set (with the verification the restore ran) and the safety backup.
+    assert report.ledger_warning is None
+    with psycopg.connect(ledger_url, autocommit=True) as conn:
+        recorded = dict(conn.execute("SELECT backup_id, verify_status FROM backup_ledger").fetchall())
+    assert recorded == {manifest.id: "passed", str(report.safety_backup_id): None}
 
 
 def test_swap_mode_restores_into_a_new_database_and_keeps_the_old(

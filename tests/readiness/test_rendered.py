@@ -23,22 +23,6 @@ KNOWN_TEMPLATE_DEFECTS: dict[tuple[str, str, str], str] = {
         "templates/compose/docker-compose.yml.j2: the volume-init one-shot runs as 0:0 to chown the traefik "
         "and minio volumes (network none, CHOWN only, but root)"
     ),
-    (
-        "alert-metrics-exposed",
-        "compose/prometheus/rules/schedgen.yml",
-        "groups[0].rules[?alert=BackupTooOld]",
-    ): (
-        "schedgen_ops/render/alerts.py: BackupTooOld uses schedgen_backup_last_success_timestamp_seconds, "
-        "which nothing exports (absent() makes it fire forever)"
-    ),
-    (
-        "alert-metrics-exposed",
-        "kubernetes/prometheus/rules/schedgen.yml",
-        "groups[0].rules[?alert=BackupTooOld]",
-    ): (
-        "schedgen_ops/render/alerts.py: BackupTooOld uses schedgen_backup_last_success_timestamp_seconds, "
-        "which nothing exports (absent() makes it fire forever)"
-    ),
 }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from schedgen_ops.errors import SchedgenError
-from schedgen_ops.ops.backup import dbops
+from schedgen_ops.ops.backup import dbops, ledger
 from schedgen_ops.ops.backup.catalog import find_backup
 from schedgen_ops.ops.backup.create import BackupRequest, _create_locked
 from schedgen_ops.ops.backup.lock import backup_lock
@@ -65,6 +65,7 @@ class RestoreReport:
     duration_s: float = 0.0
     postgres_restore_s: float = 0.0
     health: dict[str, Any] | None = None
+    ledger_warning: str | None = None
 
     def mark(self, event: str) -> None:
         self.timeline.append({"event": event, "at": iso(utcnow())})
@@ -136,6 +137,9 @@ def _restore_locked(request: RestoreRequest, reporter: Reporter) -> RestoreRepor
     finally:
         report.mark("start writers")
         report.restarted = request.writers.start(report.stopped)
+    # The restored backup_ledger predates this set and the safety backup: record the directory again
+    # (after the row-count checks, which compare the table with the manifest).
+    report.ledger_warning = ledger.resync(request.target, request.directory)
     report.duration_s = round(time.monotonic() - started, 3)
     bad_checks = [c for c in report.checks if not c["ok"]]
     if bad_checks:
