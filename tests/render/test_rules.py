@@ -340,3 +340,37 @@ def test_webhook_receiver_is_configurable(tmp_path: Path) -> None:
     backup_env = compose(tmp_path)["services"]["backup"]["environment"]
     assert backup_env["SCHEDGEN_BACKUP_WEBHOOK_URL"] == "https://hooks.example.org/schedgen"
     assert validate_tree(tmp_path) == []
+
+
+def test_monitoring_probes_are_distinct_liveness_tolerant_readiness_strict(rendered) -> None:
+    """Exporters and grafana: liveness checks only the process (tolerant), readiness the work (strict)."""
+    docs = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((rendered("large") / "kubernetes/monitoring.yaml").read_text())
+        if d and d["kind"] == "Deployment"
+    }
+    expected = {
+        "postgres-exporter": (
+            {"tcpSocket": {"port": "http"}},
+            {"httpGet": {"path": "/metrics", "port": "http"}},
+        ),
+        "redis-exporter": (
+            {"httpGet": {"path": "/health", "port": "http"}},
+            {"httpGet": {"path": "/metrics", "port": "http"}},
+        ),
+        "grafana": (
+            {"httpGet": {"path": "/healthz", "port": "http"}},
+            {"httpGet": {"path": "/api/health", "port": "http"}},
+        ),
+    }
+    for name, (live_target, ready_target) in expected.items():
+        container = docs[name]["spec"]["template"]["spec"]["containers"][0]
+        live, ready = container["livenessProbe"], container["readinessProbe"]
+        assert {k: v for k, v in live.items() if k in ("tcpSocket", "httpGet")} == live_target, name
+        assert {k: v for k, v in ready.items() if k in ("tcpSocket", "httpGet")} == ready_target, name
+        # Readiness reacts sooner; liveness waits longer and tolerates more failures before a restart.
+        assert ready["initialDelaySeconds"] < live["initialDelaySeconds"]
+        assert (
+            ready["periodSeconds"] * ready["failureThreshold"]
+            < live["periodSeconds"] * live["failureThreshold"]
+        )
