@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from ipaddress import ip_network
 from pathlib import Path
@@ -143,8 +144,10 @@ def moto_s3() -> Iterator[str]:
 
 
 def test_s3_storage_against_an_s3_protocol_server(moto_s3: str) -> None:
+    # moto keeps its buckets per process, not per server: a name of our own keeps other tests' out.
+    bucket = f"uploads-{uuid.uuid4().hex[:12]}"
     settings = ServiceSettings(  # type: ignore[call-arg]
-        storage_url="s3://uploads/incoming",
+        storage_url=f"s3://{bucket}/incoming",
         s3_endpoint_url=moto_s3,
         s3_access_key="test",
         s3_secret_key="test",
@@ -153,10 +156,10 @@ def test_s3_storage_against_an_s3_protocol_server(moto_s3: str) -> None:
     assert isinstance(store, S3Storage)
     with pytest.raises(StorageError, match="not reachable"):
         store.check()  # bucket not created yet
-    store.client.create_bucket(Bucket="uploads")
+    store.client.create_bucket(Bucket=bucket)
     store.check()
     store.put("job1", b"%PDF-1.7 data")
-    listed = store.client.list_objects_v2(Bucket="uploads")["Contents"]
+    listed = store.client.list_objects_v2(Bucket=bucket)["Contents"]
     assert [obj["Key"] for obj in listed] == ["incoming/job1.pdf"]
     assert store.get("job1") == b"%PDF-1.7 data"
     store.delete("job1")
