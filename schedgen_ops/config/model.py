@@ -9,10 +9,11 @@ connection budget, memory tuning, schedules) are computed here, once, for every 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from schedgen_ops.ops.health.thresholds import HealthThresholds, from_alerts
 from schedgen_ops.parsing.semesters import SemesterDates
 from schedgen_ops.service.settings import ServiceSettings
 
@@ -253,6 +254,26 @@ class KubernetesConfig(Strict):
         return value
 
 
+def _health_overrides() -> type[BaseModel]:
+    """Every `HealthThresholds` field, optional, with the same bounds: the one source stays thresholds.py."""
+    fields: dict[str, Any] = {
+        name: (
+            Optional[Annotated[info.annotation, *info.metadata]],  # noqa: UP045 (built at run time)
+            Field(None, description=info.description),
+        )
+        for name, info in HealthThresholds.model_fields.items()
+    }
+    return create_model(
+        "HealthOverrides",
+        __base__=Strict,
+        __doc__="`schedgen health` thresholds overridden for this deployment (docs/HEALTH.md).",
+        **fields,
+    )
+
+
+HealthOverrides: Any = _health_overrides()
+
+
 class Config(Strict):
     """The merged, validated configuration of one deployment."""
 
@@ -279,6 +300,10 @@ class Config(Strict):
         None, description="Overrides of schedgen_ops.parsing.semesters defaults (resolve_semester)."
     )
     checklist: dict[str, Any] = Field(default_factory=dict, description="checklist.ignore {ID: reason}.")
+    health: HealthOverrides = Field(
+        default_factory=HealthOverrides,
+        description="`schedgen health` threshold overrides (any HealthThresholds field).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -297,6 +322,16 @@ class Config(Strict):
         if not isinstance(ignore, dict) or not all(isinstance(v, str) and v for v in ignore.values()):
             raise ValueError("checklist.ignore must map check IDs to a non-empty reason")
         return {"ignore": {str(k): v for k, v in ignore.items()}}
+
+    def health_thresholds(self) -> HealthThresholds:
+        """`schedgen health`'s thresholds: defaults < implied by ``alerts`` < the ``health`` section."""
+        return HealthThresholds(**{**from_alerts(self.alerts), **self.health.model_dump(exclude_none=True)})
+
+    @model_validator(mode="after")
+    def _health_ordered(self) -> Config:
+        """An override that puts a warn level past its critical level (after the alerts) is an error now."""
+        self.health_thresholds()
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

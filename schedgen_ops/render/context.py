@@ -120,8 +120,10 @@ def build_context(config: Config, secrets: dict[str, str], target: str, project_
     """Everything a template may use, for one target ("compose", "kubernetes", "local")."""
     paths = project_paths(project_dir)
     envs = {role: role_env(config, target, role, paths) for role in ("api", "worker")}
+    # `health:` is read only by `schedgen health` on the operator's side: changing it must not roll pods.
+    rendered = config.model_dump(mode="json", exclude={"health"})
     digest = hashlib.sha256(
-        json.dumps([config.model_dump(mode="json"), sorted(secrets.items())], sort_keys=True).encode()
+        json.dumps([rendered, sorted(secrets.items())], sort_keys=True).encode()
     ).hexdigest()[:16]
     return {
         "config": config,

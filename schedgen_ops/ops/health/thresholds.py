@@ -1,8 +1,9 @@
 """Health thresholds: one model, one set of defaults, overridable per project.
 
 These are the numbers the rendered Prometheus alert rules must use too (one source): `load_thresholds`
-reads the project's configuration when the config package provides thresholds, and ``schedgen.yaml``
-may override any field under ``health:``. Field names say the unit (``_s`` seconds, ``_ratio`` 0..1).
+reads the project's configuration (its ``alerts:``), and the configuration's typed ``health:`` section
+(``schedgen.yaml`` or ``--set health.KEY=VALUE``) may override any field. Field names say the unit
+(``_s`` seconds, ``_ratio`` 0..1).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schedgen_ops.errors import SchedgenError
@@ -205,34 +205,12 @@ def try_load_config(project_dir: Path, warnings: list[str] | None = None) -> Any
 
 
 def config_thresholds(cfg: Any) -> dict[str, Any]:
-    """Thresholds from a validated configuration: its alerts, then its ``health`` section if it has one."""
+    """Thresholds from a validated configuration: implied by its alerts, then its typed ``health`` section."""
     values = from_alerts(cfg.alerts)
     health = getattr(cfg, "health", None)
-    if health:
-        values.update(health.model_dump() if hasattr(health, "model_dump") else dict(health))
+    if health is not None:
+        values.update(health.model_dump(exclude_none=True))
     return values
-
-
-def _yaml_overrides(project_dir: Path) -> dict[str, Any]:
-    """The ``health:`` section of ``schedgen.yaml`` (on-call overrides), empty when absent."""
-    path = project_dir / "schedgen.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SchedgenError(
-            f"{path} is not valid YAML: {exc}", code="bad_config", hint="fix the file"
-        ) from exc
-    section = data.get("health") if isinstance(data, dict) else None
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise SchedgenError(
-            f"{path}: 'health' must be a mapping", code="bad_config", hint="see docs/HEALTH.md"
-        )
-    thresholds = section.get("thresholds", section)
-    return dict(thresholds) if isinstance(thresholds, dict) else {}
 
 
 def load_thresholds(
@@ -242,7 +220,7 @@ def load_thresholds(
     config: Any | None = None,
     warnings: list[str] | None = None,
 ) -> HealthThresholds:
-    """Defaults < the profile's alerts (project config) < ``health:`` in schedgen.yaml < ``overrides``.
+    """Defaults < the profile's alerts < the config's ``health:`` (schedgen.yaml, --set) < ``overrides``.
 
     ``config`` is the already loaded `Config` (else it is loaded from ``project_dir``; a configuration
     that does not load leaves the defaults and a line in ``warnings``). Bad values name the key.
@@ -252,8 +230,6 @@ def load_thresholds(
         config = try_load_config(project_dir, warnings)
     if config is not None:
         values.update(config_thresholds(config))
-    if project_dir is not None:
-        values.update(_yaml_overrides(project_dir))
     values.update(overrides or {})
     try:
         return HealthThresholds(**values)
