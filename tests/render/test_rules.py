@@ -142,6 +142,18 @@ def test_worker_stop_grace_exceeds_job_timeout(rendered, profile: str) -> None:
     assert k8s["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > timeout
 
 
+def test_worker_container_healthcheck_probes_its_metrics_port(rendered, profile: str) -> None:
+    """The image's HEALTHCHECK defaults to the api port: compose points workers at their metrics port."""
+    services = compose(rendered(profile))["services"]
+    worker = services["pdf-worker"]
+    port = config_for(profile).worker.metrics_port
+    assert worker["environment"]["SCHEDGEN_HEALTHCHECK_URL"] == f"http://127.0.0.1:{port}/metrics"
+    assert worker["expose"] == [str(port)]
+    # The compose check is the image's own command (no URL argument), so it reads that same variable.
+    assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "schedgen_ops.service.healthcheck"]
+    assert "SCHEDGEN_HEALTHCHECK_URL" not in services["api"]["environment"]
+
+
 def test_redis_is_a_queue_redis(rendered, profile: str) -> None:
     conf = (rendered(profile) / "compose/redis/redis.conf").read_text()
     config = config_for(profile)
