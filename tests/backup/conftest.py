@@ -23,10 +23,10 @@ LEDGER_TABLES = ("public.api_keys", "public.jobs", "public.results", "public.sch
 
 @pytest.fixture(scope="module")
 def snapshot_redis() -> Iterator[RedisServer]:
-    """A redis-server with repl-diskless-sync-delay 0 (the default 5 s wait for more replicas would
-    make every `redis-cli --rdb` in the suite sleep)."""
+    """A redis-server with the rendered redis.conf's repl-diskless-sync-max-replicas 1: the snapshot of
+    `redis-cli --rdb` starts at once instead of after repl-diskless-sync-delay (Redis default 5 s)."""
     base = service_tempdir("schedgen-test-bk-redis-")
-    server = RedisServer.start(base / "data", appendonly="no", repl_diskless_sync_delay="0")
+    server = RedisServer.start(base / "data", appendonly="no", repl_diskless_sync_max_replicas="1")
     try:
         yield server
     finally:

@@ -32,6 +32,7 @@ def test_a_second_concurrent_backup_is_refused_naming_the_holder(ledger_url, sna
     assert second.stdout is not None and second.stdout.readline().strip() == "ready"
     client = redis.Redis.from_url(snapshot_redis.url)
     # The first backup's Redis snapshot waits 3 s for more replicas, so the runs really overlap.
+    client.config_set("repl-diskless-sync-max-replicas", 0)
     client.config_set("repl-diskless-sync-delay", 3)
     try:
         first = subprocess.Popen(
@@ -47,7 +48,8 @@ def test_a_second_concurrent_backup_is_refused_naming_the_holder(ledger_url, sna
         _, second_err = second.communicate("go\n", timeout=60)
         _, err = first.communicate(timeout=60)
     finally:
-        client.config_set("repl-diskless-sync-delay", 0)
+        client.config_set("repl-diskless-sync-max-replicas", 1)
+        client.config_set("repl-diskless-sync-delay", 5)
         client.close()
 
     assert second.returncode == 1

@@ -160,6 +160,10 @@ def test_redis_is_a_queue_redis(rendered, profile: str) -> None:
     assert re.search(r"^maxmemory-policy noeviction$", conf, re.M)
     assert re.search(r"^appendonly yes$", conf, re.M) and re.search(r"^appendfsync everysec$", conf, re.M)
     assert re.search(rf"^maxmemory {config.redis.maxmemory_mb}mb$", conf, re.M)
+    # Backups' `redis-cli --rdb` starts at once (no 5 s repl-diskless-sync-delay); needs Redis 7.0+.
+    assert re.search(r"^repl-diskless-sync-max-replicas 1$", conf, re.M)
+    tag = re.search(r":(\d+)\.(\d+)", config.redis.image)
+    assert tag is not None and (int(tag.group(1)), int(tag.group(2))) >= (7, 0), config.redis.image
     assert not re.search(r"^requirepass", conf, re.M)  # passed from the secrets env file
     redis = compose(rendered(profile))["services"]["redis"]
     assert "--requirepass" in redis["command"][-1] and "$$REDIS_PASSWORD" in redis["command"][-1]
