@@ -284,10 +284,20 @@ def test_backup_age_and_verification(empty_endpoints: Endpoints, write_backup) -
     report = run_health(empty_endpoints, th, only=["backup"])
     assert _status(report, "backup.verified") is Status.CRITICAL
     assert "backup.last_run" not in {c.id for c in report.checks}  # a running set is not a failure
-    write_backup(backups, now - timedelta(minutes=10), verified=None, state_suffix=".failed", status="failed")
+    failed = write_backup(
+        backups, now - timedelta(minutes=10), verified=None, state_suffix=".failed", status="failed"
+    )
     report = run_health(empty_endpoints, th, only=["backup"])
     last = next(c for c in report.checks if c.id == "backup.last_run")
     assert last.status is Status.WARN and "connection refused" in last.measured
+    assert "schedgen backup list" in (last.hint or "")
+    # The newer failed set is never read as the latest backup: age and verification stay on the newest
+    # complete set (the catalog's notion), 1 h old and failed verification.
+    age = next(c for c in report.checks if c.id == "backup.age")
+    complete_id = (now - timedelta(hours=1)).strftime("%Y%m%dT%H%M%SZ")
+    assert complete_id in age.measured and failed.name.removesuffix(".failed") not in age.measured
+    assert age.status is Status.OK and 3500 <= float(age.value) <= 3700  # type: ignore[arg-type]
+    assert _status(report, "backup.verified") is Status.CRITICAL
 
 
 def test_storage_and_disk(tmp_path: Path, empty_endpoints: Endpoints) -> None:
