@@ -12,6 +12,20 @@ from typing import Any
 
 from schedgen_ops.config.model import Config
 
+#: Alert -> the `schedgen health` check that measures the same thing (its anchor in docs/HEALTH.md), so the
+#: runbook sends on-call from a firing alert to the check that confirms it and its hint.
+HEALTH_CHECKS: dict[str, str] = {
+    "ApiDown": "api-liveness",
+    "ApiHighLatencyP95": "api-latency",
+    "QueueBacklog": "queue-backlog",
+    "OldestQueuedJobTooOld": "queue-oldest-waiting",
+    "JobFailureRatioHigh": "queue-failed-ratio",
+    "NoWorkers": "queue-workers",
+    "PostgresConnectionsHigh": "postgres-connections",
+    "RedisMemoryHigh": "redis-memory",
+    "BackupTooOld": "backup-age",
+}
+
 
 def _pct(ratio: float) -> str:
     return f"{ratio * 100:g}%"

@@ -21,7 +21,7 @@ from schedgen_ops import __version__
 from schedgen_ops.config.model import Config
 from schedgen_ops.config.secrets import FILE_MODE
 from schedgen_ops.errors import SchedgenError
-from schedgen_ops.render.alerts import alert_rules, rules_file
+from schedgen_ops.render.alerts import HEALTH_CHECKS, alert_rules, rules_file
 from schedgen_ops.render.context import build_context, secret_env_files
 from schedgen_ops.render.dashboards import overview
 from schedgen_ops.render.promtests import rule_tests
@@ -95,6 +95,7 @@ def environment(templates: Path | None = None) -> jinja2.Environment:
     env.globals["grafana_overview"] = overview
     env.globals["rules_file"] = rules_file
     env.globals["alert_rules"] = alert_rules
+    env.globals["alert_health_checks"] = HEALTH_CHECKS
     env.filters["to_yaml"] = lambda v: yaml.safe_dump(v, sort_keys=False, width=10_000)
     env.filters["tojson_sorted"] = lambda v, indent=2: json.dumps(v, indent=indent, sort_keys=True)
     return env

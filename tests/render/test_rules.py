@@ -390,3 +390,30 @@ def test_monitoring_probes_are_distinct_liveness_tolerant_readiness_strict(rende
             ready["periodSeconds"] * ready["failureThreshold"]
             < live["periodSeconds"] * live["failureThreshold"]
         )
+
+
+def test_runbook_points_each_alert_at_its_health_check(rendered) -> None:
+    """Every anchor the runbook links exists in docs/HEALTH.md and names the check it says it names."""
+    from schedgen_ops.render.alerts import HEALTH_CHECKS
+
+    runbook = (rendered("small") / "docs/RUNBOOK.md").read_text()
+    health_doc = (Path(__file__).resolve().parents[2] / "docs/HEALTH.md").read_text()
+    assert "[docs/HEALTH.md](docs/HEALTH.md)" in runbook
+    assert set(HEALTH_CHECKS) == {
+        "ApiDown",
+        "ApiHighLatencyP95",
+        "QueueBacklog",
+        "OldestQueuedJobTooOld",
+        "JobFailureRatioHigh",
+        "NoWorkers",
+        "PostgresConnectionsHigh",
+        "RedisMemoryHigh",
+        "BackupTooOld",
+    }
+    for alert, anchor in HEALTH_CHECKS.items():
+        line = next(line for line in runbook.splitlines() if line.startswith(f"- **{alert}**"))
+        link = re.search(r"\[`([a-z_.]+)`\]\(docs/HEALTH\.md#([a-z-]+)\)", line)
+        assert link is not None and link.group(2) == anchor, line
+        # The anchor exists, on the row of the check the link text names.
+        assert f'<a id="{anchor}"></a>`{link.group(1)}`' in health_doc, (alert, anchor)
+        assert f"`health --only {link.group(1).split('.')[0]}`" in line
