@@ -213,6 +213,31 @@ class BackupConfig(Strict):
     keep_weekly: int = Field(ge=0)
     keep_monthly: int = Field(ge=0)
     dir: str = Field(description="Backup directory (relative to the project).")
+    webhook_url: str = Field(
+        "",
+        description="POST a JSON notice here when a scheduled backup, verify or prune fails "
+        "(SCHEDGEN_BACKUP_WEBHOOK_URL in the rendered units); empty = monitoring.webhook_url.",
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: str) -> str:
+        """schedgen.yaml is committed and the URL is written into units: no credentials, nothing unsafe."""
+        if not value:
+            return value
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.username or parts.password:
+            raise ValueError(
+                "must not carry credentials; put a secret-bearing URL in .schedgen/secrets.env as "
+                "SCHEDGEN_BACKUP_WEBHOOK_URL instead"
+            )
+        if re.search(r"[\s'\"\\`$]", value):
+            raise ValueError("must not contain whitespace, quotes, backslashes, backticks or '$'")
+        return value
 
     @property
     def cron(self) -> str:
@@ -322,6 +347,10 @@ class Config(Strict):
         if not isinstance(ignore, dict) or not all(isinstance(v, str) and v for v in ignore.values()):
             raise ValueError("checklist.ignore must map check IDs to a non-empty reason")
         return {"ignore": {str(k): v for k, v in ignore.items()}}
+
+    def backup_webhook_url(self) -> str:
+        """Where scheduled backups report failures: ``backup.webhook_url``, else the alert webhook."""
+        return self.backup.webhook_url or self.monitoring.webhook_url
 
     def health_thresholds(self) -> HealthThresholds:
         """`schedgen health`'s thresholds: defaults < implied by ``alerts`` < the ``health`` section."""

@@ -417,3 +417,48 @@ def test_runbook_points_each_alert_at_its_health_check(rendered) -> None:
         # The anchor exists, on the row of the check the link text names.
         assert f'<a id="{anchor}"></a>`{link.group(1)}`' in health_doc, (alert, anchor)
         assert f"`health --only {link.group(1).split('.')[0]}`" in line
+
+
+def test_backup_webhook_reaches_every_scheduled_backup(tmp_path: Path) -> None:
+    """backup.webhook_url reaches the systemd unit, the cron entry, the compose service and the CronJob."""
+    from renderkit import PROJECT
+
+    from schedgen_ops.render.engine import render_tree
+
+    url = "https://hooks.example.org/schedgen%2Fbackups?channel=ops"
+    config = config_for(
+        "large", f"backup.webhook_url={url}", "monitoring.webhook_url=https://am.example.org/x"
+    )
+    render_tree(config, SECRETS, "all", tmp_path, project_dir=PROJECT)
+    service = (tmp_path / "systemd/schedgen-backup.service").read_text()
+    # systemd expands % specifiers: the URL's own % is doubled so the unit passes it unchanged.
+    assert (
+        'Environment="SCHEDGEN_BACKUP_WEBHOOK_URL=https://hooks.example.org/schedgen%%2Fbackups?channel=ops"'
+        in (service)
+    )
+    cron = (tmp_path / "systemd/schedgen-backup.cron").read_text()
+    assert f"\nSCHEDGEN_BACKUP_WEBHOOK_URL={url}\n" in cron
+    assert cron.index("SCHEDGEN_BACKUP_WEBHOOK_URL") < cron.index(" root ")  # set before the job line
+    assert compose(tmp_path)["services"]["backup"]["environment"]["SCHEDGEN_BACKUP_WEBHOOK_URL"] == url
+    cronjob = next(
+        d
+        for d in yaml.safe_load_all((tmp_path / "kubernetes/backup.yaml").read_text())
+        if d["kind"] == "CronJob"
+    )
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "SCHEDGEN_BACKUP_WEBHOOK_URL", "value": url} in container["env"]
+
+
+def test_backup_webhook_defaults_to_the_alert_webhook_and_refuses_credentials() -> None:
+    from schedgen_ops.errors import SchedgenError
+
+    assert config_for("small").backup_webhook_url() == ""
+    fallback = config_for("small", "monitoring.webhook_url=https://am.example.org/hook")
+    assert fallback.backup_webhook_url() == "https://am.example.org/hook"
+    for bad in (
+        "https://user:pw@hooks.example.org/x",
+        "ftp://hooks.example.org/x",
+        "https://h.example.org/$X",
+    ):
+        with pytest.raises(SchedgenError, match=r"backup\.webhook_url"):
+            config_for("small", f"backup.webhook_url={bad}")
