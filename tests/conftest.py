@@ -102,3 +102,31 @@ def redis_url(redis_server: RedisServer) -> str:
     finally:
         client.close()
     return url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """URL of a real S3-protocol server (moto's server mode) on 127.0.0.1 for the whole session.
+
+    moto keeps buckets per process, not per server: tests create buckets with names of their own
+    (see `s3_bucket_name`) so they never see each other's.
+    """
+    from moto.server import ThreadedMotoServer
+
+    from schedgen_ops.runtime.dataservices import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket_name() -> str:
+    """A bucket name no other test uses."""
+    import uuid
+
+    return f"test-{uuid.uuid4().hex[:16]}"

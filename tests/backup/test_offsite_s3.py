@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from schedgen_ops.cli.main import main
 from schedgen_ops.errors import SchedgenError
@@ -15,18 +13,6 @@ from schedgen_ops.ops.backup.remote import pull_backup, push_backup
 from schedgen_ops.ops.backup.sources import S3Settings, restore_uploads
 from schedgen_ops.ops.backup.targets import LocalTarget
 from schedgen_ops.ops.backup.verify import verify_backup
-from schedgen_ops.runtime.dataservices import free_port
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from schedgen_ops.config import load_config
 from schedgen_ops.ops.health import Endpoints, HealthThresholds, Status, resolve_endpoints, run_health
@@ -45,22 +43,11 @@ def test_passwords_never_reach_the_report() -> None:
     assert "s3cret" not in str(report.to_dict())
 
 
-@pytest.fixture
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def test_s3_storage(s3_endpoint: str) -> None:
+def test_s3_storage(s3_endpoint: str, s3_bucket_name: str) -> None:
     creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
-    boto3.client("s3", endpoint_url=s3_endpoint, **creds).create_bucket(Bucket="uploads")
+    boto3.client("s3", endpoint_url=s3_endpoint, **creds).create_bucket(Bucket=s3_bucket_name)
     ep = Endpoints(
-        storage_url="s3://uploads/prefix",
+        storage_url=f"s3://{s3_bucket_name}/prefix",
         s3_endpoint_url=s3_endpoint,
         s3_access_key="test",
         s3_secret_key="test",

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from ipaddress import ip_network
 from pathlib import Path
 
 import psycopg
 import pytest
-from moto.server import ThreadedMotoServer
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime.dataservices import free_port
@@ -132,23 +129,11 @@ def test_file_storage_round_trip(tmp_path: Path) -> None:
         FileStorage(tmp_path / "missing").check()
 
 
-@pytest.fixture
-def moto_s3() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def test_s3_storage_against_an_s3_protocol_server(moto_s3: str) -> None:
-    # moto keeps its buckets per process, not per server: a name of our own keeps other tests' out.
-    bucket = f"uploads-{uuid.uuid4().hex[:12]}"
+def test_s3_storage_against_an_s3_protocol_server(s3_endpoint: str, s3_bucket_name: str) -> None:
+    bucket = s3_bucket_name
     settings = ServiceSettings(  # type: ignore[call-arg]
         storage_url=f"s3://{bucket}/incoming",
-        s3_endpoint_url=moto_s3,
+        s3_endpoint_url=s3_endpoint,
         s3_access_key="test",
         s3_secret_key="test",
     )
