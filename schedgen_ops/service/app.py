@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import os
 import re
 import time
 import uuid
@@ -135,6 +136,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         finally:
             pool_gauges.cancel()
             ctx.close()
+            metrics.process_exited(os.getpid())  # drop this process's live gauges (pool, memory)
 
     app = FastAPI(
         title="schedgen parsing service",
@@ -444,6 +446,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     def metrics_endpoint() -> Response:
         metrics.update_pool_gauges(ctx().pool)
+        metrics.update_process_memory("api")
         body, content_type = metrics.render(
             metrics.ScrapeCollector(lambda: _scrape(ctx())),
             metrics.BackupCollector(lambda: _backup_times(ctx())),
@@ -456,10 +459,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 # --- helpers (blocking; called in the threadpool) --------------------------------------------------------
 
 
-async def _pool_gauges_loop(ctx: ServiceContext, interval_s: float = 5.0) -> None:
-    """Keep this process's DB pool gauges fresh (every api process, not only the one scraped)."""
+async def _pool_gauges_loop(ctx: ServiceContext, interval_s: float = metrics.MEMORY_INTERVAL_S) -> None:
+    """Keep this process's DB pool and memory gauges fresh (every api process, not only the one scraped)."""
     while True:
         metrics.update_pool_gauges(ctx.pool)
+        metrics.update_process_memory("api")
         await asyncio.sleep(interval_s)
 
 

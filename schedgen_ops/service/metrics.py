@@ -8,9 +8,11 @@ Every api and worker process writes its samples to ``PROMETHEUS_MULTIPROC_DIR`` 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import psutil
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -56,6 +58,42 @@ DB_POOL = Gauge(
 WORKER_PROCESSES = Gauge(
     "schedgen_worker_processes", "Worker processes alive (this replica).", multiprocess_mode="livesum"
 )
+
+# prometheus_client's ProcessCollector does nothing in multiprocess mode, so each process publishes its
+# own RSS. 'liveall' keeps one series per live pid (label ``pid``) and drops a process's file when it is
+# marked dead (`process_exited`), so restarted workers never leave stale series behind.
+PROCESS_MEMORY = Gauge(
+    "schedgen_process_resident_memory_bytes",
+    "Resident memory (RSS) of each live api and worker process, by role and pid.",
+    ["role"],
+    multiprocess_mode="liveall",
+)
+MEMORY_INTERVAL_S = 5.0
+_SELF: psutil.Process | None = None
+
+
+def update_process_memory(role: str) -> None:
+    """Set this process's RSS gauge (cheap: one read of /proc)."""
+    global _SELF
+    if _SELF is None or _SELF.pid != os.getpid():  # a forked child must not report its parent
+        _SELF = psutil.Process()
+    PROCESS_MEMORY.labels(role).set(_SELF.memory_info().rss)
+
+
+def start_memory_updates(role: str, interval_s: float = MEMORY_INTERVAL_S) -> threading.Event:
+    """Refresh this process's RSS gauge now, then every ``interval_s`` until the returned event is set.
+
+    A thread, not a job hook: a worker busy with one long parse still reports, and so does an idle one.
+    """
+    stop = threading.Event()
+    update_process_memory(role)
+
+    def _run() -> None:
+        while not stop.wait(interval_s):
+            update_process_memory(role)
+
+    threading.Thread(target=_run, name=f"{role}-memory-gauge", daemon=True).start()
+    return stop
 
 
 def update_pool_gauges(pool: Any) -> None:

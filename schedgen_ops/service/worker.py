@@ -34,7 +34,7 @@ def run_worker_process(*, burst: bool) -> int:
     from schedgen_ops.service.config import load_settings
     from schedgen_ops.service.context import ServiceContext
     from schedgen_ops.service.logs import setup_logging
-    from schedgen_ops.service.metrics import WORKER_PROCESSES, process_exited
+    from schedgen_ops.service.metrics import WORKER_PROCESSES, process_exited, start_memory_updates
     from schedgen_ops.service.queue import queues
 
     settings = load_settings()
@@ -43,6 +43,7 @@ def run_worker_process(*, burst: bool) -> int:
     ctx = ServiceContext.create(settings, name="worker")
     tasks.set_context(ctx)
     WORKER_PROCESSES.inc()
+    memory_updates = start_memory_updates("worker")
     name = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
     worker = SimpleWorker(queues(ctx.redis), connection=ctx.redis, name=name)
     try:
@@ -54,6 +55,7 @@ def run_worker_process(*, burst: bool) -> int:
         )
     finally:
         WORKER_PROCESSES.dec()
+        memory_updates.set()
         ctx.close()
         process_exited(os.getpid())
     return 0

@@ -75,7 +75,7 @@ def live_service(postgres_server: PostgresServer, redis_server: RedisServer) -> 
             "SCHEDGEN_REDIS_URL": redis_url,
             "SCHEDGEN_STORAGE_URL": f"file://{workdir / 'uploads'}",
             "SCHEDGEN_METRICS_DIR": str(workdir / "metrics"),
-            "SCHEDGEN_WORKER_METRICS_PORT": "0",
+            "SCHEDGEN_WORKER_METRICS_PORT": str(free_port()),  # RSS is sampled from api and worker /metrics
             "SCHEDGEN_LOG_LEVEL": "WARNING",
         }
     )

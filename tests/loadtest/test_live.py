@@ -36,7 +36,11 @@ TINY = {
 
 
 def loadtest(service: LiveService, *args: str, timeout: float = 120) -> tuple[int, str, str]:
-    env = {**os.environ, "SCHEDGEN_DATABASE_URL": service.database_url}
+    env = {
+        **os.environ,
+        "SCHEDGEN_DATABASE_URL": service.database_url,
+        "SCHEDGEN_WORKER_METRICS_PORT": service.env["SCHEDGEN_WORKER_METRICS_PORT"],
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "schedgen_ops.cli.main", "loadtest", *args],
         env=env,
@@ -123,7 +127,10 @@ def test_scenario_tiny(live_service: LiveService, tmp_path: Path, scenario: str)
     if scenario == "soak":
         rss = summary["rss"]
         assert rss is not None and len(rss["samples"]) >= 2
-        assert {"process[api]", "process[worker]"} <= set(rss["growth"]), rss["growth"]
+        # from schedgen_process_resident_memory_bytes on the api's and the worker's /metrics
+        assert rss["source"] == "metrics"
+        assert {"api[role=api]", "worker[role=worker]"} <= set(rss["growth"]), rss["growth"]
+        assert all(value > 10 * 2**20 for value in rss["last"].values()), rss["last"]
         assert {t["name"] for t in summary["thresholds"]} == {"rss_growth", "error_rate", "p95_ms"}
 
 

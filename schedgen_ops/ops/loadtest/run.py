@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.loadtest import analysis, client, pool, report, rss, runner, target, thresholds
@@ -127,9 +126,7 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
             mix=scenario.mix,
         )
         metrics_urls = options.metrics_urls or {"api": f"{url}/metrics"}
-        sampler = rss.RssSampler(
-            metrics_urls, interval_s=max(1.0, scenario.duration_s / 60), api_port=urlsplit(url).port or 80
-        )
+        sampler = rss.RssSampler(metrics_urls, interval_s=max(1.0, scenario.duration_s / 60))
         started_at = _now()
         options.progress(
             f"running {scenario.name}: {len(scenario.stages)} stages, {scenario.duration_s:.0f}s, "
