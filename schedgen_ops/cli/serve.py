@@ -49,6 +49,7 @@ def api(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=max(1, round(settings.http_keep_alive_s)),
     )
 
 

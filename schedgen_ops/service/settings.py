@@ -62,6 +62,15 @@ class ServiceSettings(BaseSettings):
         30.0, gt=0, description="How often the reconciler compares the ledger with the queue."
     )
     readiness_timeout_s: float = Field(2.0, gt=0, description="Per-dependency timeout of /readyz checks.")
+    http_keep_alive_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "uvicorn timeout_keep_alive of the api: close an idle keep-alive connection after this long. "
+            "Above Traefik's 90 s backend idle timeout, so the proxy (not the api) closes first and never "
+            "reuses a connection the api is closing."
+        ),
+    )
 
     # Rate limits (limits library notation)
     rate_uploads: str = Field("10/hour", description="Uploads per client.")

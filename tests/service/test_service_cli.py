@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from schedgen_ops.cli.main import main
+from schedgen_ops.service.db import MIGRATIONS_DIR as MIGRATIONS
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -27,11 +28,14 @@ def test_db_migrate_and_apikeys(
     monkeypatch.setenv("SCHEDGEN_DATABASE_URL", database_url)
     assert main(["db", "migrate", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
-    assert first["applied"] == [1] and first["version"] == 1
+    # every shipped migration (0001_jobs, 0002_backup_ledger, ...) applies once, in order
+    shipped = sorted(int(p.name[:4]) for p in MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    assert shipped[:2] == [1, 2]
+    assert first["applied"] == shipped and first["version"] == shipped[-1]
     assert main(["db", "migrate", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"applied": [], "version": 1}
+    assert json.loads(capsys.readouterr().out) == {"applied": [], "version": shipped[-1]}
     assert main(["db", "status", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"version": 1, "pending": []}
+    assert json.loads(capsys.readouterr().out) == {"version": shipped[-1], "pending": []}
 
     assert main(["apikeys", "create", "partner", "--json"]) == 0
     created = json.loads(capsys.readouterr().out)
