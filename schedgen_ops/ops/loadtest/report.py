@@ -137,7 +137,8 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
     rss = summary.get("rss")
     if rss is not None and rss["growth"]:
-        source = "/metrics" if rss.get("source") == "metrics" else "the stack's local processes"
+        # "process" only in summaries written before the service exported RSS on /metrics
+        source = "/metrics" if rss.get("source", "metrics") == "metrics" else "the stack's local processes"
         lines += [
             "",
             f"## Memory (RSS from {source}; growth measured after {rss['warmup_s']:.0f} s of warm-up)",
