@@ -18,6 +18,7 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.service.settings import ServiceSettings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+POOL_RECONNECT_TIMEOUT_S = 10.0
 MIGRATION_LOCK_KEY = 0x5C4ED6E1  # any constant: "schedgen migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -118,7 +119,10 @@ def make_pool(settings: ServiceSettings, *, name: str = "schedgen") -> Connectio
             "connect_timeout": max(1, int(settings.db_acquire_timeout_s)),
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
         },
-        reconnect_timeout=3600,
+        # psycopg_pool retries a failed connection with unbounded exponential backoff until this timeout,
+        # so 3600 s meant waits of 17+ minutes after a long Postgres outage. Giving up after 10 s keeps
+        # every retry delay under ~8 s; afterwards the next request starts a fresh attempt at once.
+        reconnect_timeout=POOL_RECONNECT_TIMEOUT_S,
         check=ConnectionPool.check_connection,
     )
     pool.open(wait=False)
