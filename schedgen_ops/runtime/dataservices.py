@@ -43,6 +43,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(count: int, host: str = "127.0.0.1", attempts: int = 50) -> int:
+    """A port p such that p .. p+count-1 are all free on ``host`` right now.
+
+    Replicas of the local runtime take consecutive ports (api, worker metrics); a single free port
+    from the OS says nothing about its neighbours, which are often the next ephemeral ports handed out.
+    """
+    for _ in range(attempts):
+        base = free_port(host)
+        if base + count < 65536 and all(_port_is_free(base + i, host) for i in range(count)):
+            return base
+    raise SchedgenError(f"no block of {count} free ports found on {host}", code="no_free_ports")
+
+
+def _port_is_free(port: int, host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def running_as_root() -> bool:
     """True when this process is root (Postgres must then run as `SERVICE_USER`)."""
     return os.geteuid() == 0

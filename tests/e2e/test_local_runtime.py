@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from schedgen_ops.runtime.dataservices import free_port, service_tempdir
+from schedgen_ops.runtime.dataservices import free_port, free_port_block, service_tempdir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -67,32 +67,12 @@ class Stack:
         return next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("OPS_TOKEN="))
 
 
-def _free_block(n: int) -> int:
-    """A port p with p..p+n-1 free (worker metrics ports are consecutive)."""
-    for _ in range(50):
-        base = free_port()
-        if base + n < 65000 and all(_is_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no block of free ports")
-
-
-def _is_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     root = service_tempdir("schedgen-e2e-local-")
     project = root / "project"  # empty: `schedgen up` must make it a project
     project.mkdir()
-    api_port = _free_block(2)
+    api_port = free_port_block(2)
     # The machine is shared: ports and limits come from SCHEDGEN_<SECTION>__<KEY> environment overrides
     # (config precedence: profile < schedgen.yaml < env < --set), so the project directory starts empty.
     config_env = {
@@ -101,7 +81,7 @@ def stack() -> Iterator[Stack]:
         "SCHEDGEN_PORTS__REDIS": str(free_port()),
         "SCHEDGEN_PORTS__PROMETHEUS": str(free_port()),
         "SCHEDGEN_WORKER__MAX_REPLICAS": "4",
-        "SCHEDGEN_WORKER__METRICS_PORT": str(_free_block(4)),
+        "SCHEDGEN_WORKER__METRICS_PORT": str(free_port_block(4)),
         "SCHEDGEN_SERVICE__WORKER_PROCESSES": "1",
         "SCHEDGEN_SERVICE__RATE_UPLOADS": "100000/hour",
         "SCHEDGEN_SERVICE__RATE_STATUS": "100000/minute",

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import redis
 
-from schedgen_ops.runtime.dataservices import free_port, service_tempdir
+from schedgen_ops.runtime.dataservices import free_port, free_port_block, service_tempdir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -52,11 +52,12 @@ def stack() -> Iterator[Stack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
     env.update(  # the machine is shared: free ports through config environment overrides
         {
-            "SCHEDGEN_PORTS__API": str(free_port()),
+            "SCHEDGEN_PORTS__API": str(free_port_block(2)),
             "SCHEDGEN_PORTS__POSTGRES": str(free_port()),
             "SCHEDGEN_PORTS__REDIS": str(free_port()),
             "SCHEDGEN_PORTS__PROMETHEUS": str(free_port()),
-            "SCHEDGEN_WORKER__METRICS_PORT": str(free_port()),
+            # one metrics port per worker replica, consecutive: the whole block must be free
+            "SCHEDGEN_WORKER__METRICS_PORT": str(free_port_block(4)),
             "SCHEDGEN_SERVICE__WORKER_PROCESSES": "1",
         }
     )
