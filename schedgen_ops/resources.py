@@ -17,3 +17,11 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"schedgen data directory {name!r} is missing from this installation")
+
+
+def data_file(name: str) -> Path:
+    """Return a shipped file such as "container/Dockerfile" or "constraints.txt" (wheel or checkout)."""
+    for candidate in (_PACKAGE_DIR / "_data" / name, _PACKAGE_DIR.parent / name):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"schedgen data file {name!r} is missing from this installation")

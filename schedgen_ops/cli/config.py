@@ -30,6 +30,7 @@ def config_data(config: Config) -> dict[str, Any]:
         "postgres_tuning": config.postgres_tuning(),
         "backup_cron": config.backup.cron,
         "backup_on_calendar": config.backup.on_calendar,
+        "images": config.image_set(),
     }
     return data
 

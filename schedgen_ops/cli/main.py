@@ -76,6 +76,7 @@ COMMANDS: dict[str, str] = {
     "db": "db",
     "apikeys": "apikeys",
     # runtimes
+    "build": "build",
     "up": "up",
     "down": "up",
     "deploy": "deploy",

@@ -136,6 +136,8 @@ class MinioConfig(Size):
 
 
 class ImageConfig(Strict):
+    """Every image the stack runs besides postgres.image, redis.image and minio.image (one visible set)."""
+
     service: str = Field(description="Our image repository; the tag is always the toolkit version.")
     traefik: str
     prometheus: str
@@ -143,9 +145,40 @@ class ImageConfig(Strict):
     grafana: str
     postgres_exporter: str
     redis_exporter: str
+    cloudnative_pg: str = Field(description="Kubernetes HA Postgres (CloudNativePG Cluster imageName).")
+    redis_operator: str = Field(description="Kubernetes Redis replication (OT redis-operator).")
+    redis_sentinel: str = Field(description="Kubernetes Redis Sentinel (OT redis-operator).")
+
+
+class EdgeConfig(Strict):
+    """The Traefik front door; off for installs behind an existing proxy or ingress."""
+
+    enabled: bool = Field(True, description="False = no Traefik; the api is published on api_bind.")
+    api_bind: str = Field(
+        "127.0.0.1:8000", description="HOST:PORT the api is published on when the edge is off."
+    )
+
+    @field_validator("api_bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8000)")
+        return value
+
+    @property
+    def api_host(self) -> str:
+        return self.api_bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def api_port(self) -> int:
+        return int(self.api_bind.rpartition(":")[2])
 
 
 class MonitoringConfig(Strict):
+    enabled: bool = Field(
+        True, description="False leaves out Prometheus, Alertmanager, Grafana and the exporters."
+    )
     prometheus: Size
     alertmanager: Size
     grafana: Size
@@ -314,6 +347,7 @@ class Config(Strict):
     redis: RedisConfig
     minio: MinioConfig
     traefik: TraefikConfig
+    edge: EdgeConfig
     monitoring: MonitoringConfig
     images: ImageConfig
     alerts: AlertThresholds
@@ -347,6 +381,19 @@ class Config(Strict):
         if not isinstance(ignore, dict) or not all(isinstance(v, str) and v for v in ignore.values()):
             raise ValueError("checklist.ignore must map check IDs to a non-empty reason")
         return {"ignore": {str(k): v for k, v in ignore.items()}}
+
+    def service_image(self) -> str:
+        """Our image reference: ``images.service`` tagged with the toolkit version."""
+        from schedgen_ops import __version__
+
+        return f"{self.images.service}:{__version__}"
+
+    def image_set(self) -> dict[str, str]:
+        """Every image a rendered stack may run, by role (what a private registry must mirror)."""
+        images = {"service": self.service_image(), "postgres": self.postgres.image, "redis": self.redis.image}
+        images["minio"] = self.minio.image
+        images.update(self.images.model_dump(exclude={"service"}))
+        return images
 
     def backup_webhook_url(self) -> str:
         """Where scheduled backups report failures: ``backup.webhook_url``, else the alert webhook."""

@@ -70,6 +70,8 @@ def role_env(config: Config, target: str, role: str, paths: dict[str, str]) -> d
         values["s3_endpoint_url"] = f"http://{_hosts(config, target)['minio']}:{config.ports.minio}"
     if target != "local":
         values["metrics_dir"] = "/tmp/metrics"
+        # One worker per container: every replica serves its metrics on worker.metrics_port.
+        values["worker_metrics_port"] = config.worker.metrics_port
         # Traffic reaches the api only through Traefik on the private networks.
         values["trusted_proxies"] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
     elif not values.get("metrics_dir"):
@@ -142,8 +144,16 @@ def build_context(config: Config, secrets: dict[str, str], target: str, project_
         "worker_settings": config.role_settings("worker"),
         "config_hash": digest,
         "stop_grace_s": config.role_settings("worker").job_timeout_s + 30,
+        "api_publish_range": api_publish_range(config),
         "backup_command": backup_command(config, "/backups"),
     }
+
+
+def api_publish_range(config: Config) -> str:
+    """Host ports of the api when the edge is off: one per possible replica, from edge.api_bind's port."""
+    first = config.edge.api_port
+    last = first + max(1, config.api.max_replicas) - 1
+    return str(first) if last == first else f"{first}-{last}"
 
 
 def backup_command(config: Config, directory: str) -> str:

@@ -95,6 +95,19 @@ def _published(port: Any) -> str | None:
     return ":".join(parts[:-1]) if len(parts) > 1 else None
 
 
+def _port_span(published: str) -> int:
+    """How many host ports a ``published`` value names (``8000`` -> 1, ``8000-8003`` -> 4)."""
+    low, _, high = published.partition("-")
+    try:
+        return int(high or low) - int(low) + 1
+    except ValueError:
+        return 1
+
+
+def _replicas(svc: dict[str, Any]) -> int:
+    return int((svc.get("deploy") or {}).get("replicas") or 1)
+
+
 def compose_reference_problems(model: dict[str, Any], rel: str, base_dir: Path) -> list[Problem]:
     """Every network, volume, secret, env_file, bind source and depends_on target must exist."""
     probs: list[Problem] = []
@@ -131,6 +144,8 @@ def compose_policy_problems(model: dict[str, Any], rel: str, *, production: bool
     """The rules no rendered stack may break (checked on the merged base + overlay)."""
     probs: list[Problem] = []
     services = model.get("services", {})
+    # The front door: traefik, or the api itself when the edge is off (edge.enabled false).
+    front = "traefik" if "traefik" in services else "api"
     for name, svc in services.items():
         where = f"service {name}"
         image = str(svc.get("image", ""))
@@ -170,13 +185,19 @@ def compose_policy_problems(model: dict[str, Any], rel: str, *, production: bool
         if not (svc.get("logging") or {}).get("options", {}).get("max-size"):
             probs.append(Problem(rel, f"{where}: no log rotation (logging.options.max-size)"))
         ports = svc.get("ports") or []
-        if name in REPLICATED and (ports or svc.get("container_name")):
-            probs.append(Problem(rel, f"{where}: replicated service with fixed host ports or container_name"))
+        if name in REPLICATED:
+            # A replicated service may publish only a host port range with a port for every replica.
+            fixed = [p for p in ports if _port_span(_published(p) or "0") < max(2, _replicas(svc))]
+            if svc.get("container_name") or (fixed and not (name == front and _replicas(svc) == 1)):
+                probs.append(
+                    Problem(rel, f"{where}: replicated service with fixed host ports or container_name")
+                )
         for port in ports:
             published = _published(port)
-            if production and name != "traefik" and published:
-                probs.append(Problem(rel, f"{where}: publishes {published} (only traefik may in production)"))
-            if not production and published and not str(port).startswith("127.0.0.1:"):
+            if production and name != front and published:
+                probs.append(Problem(rel, f"{where}: publishes {published} (only {front} may in production)"))
+            bind = port.get("host_ip", "") + ":" if isinstance(port, dict) else str(port)
+            if not production and published and not bind.startswith("127.0.0.1:"):
                 probs.append(Problem(rel, f"{where}: dev port {port} must bind 127.0.0.1"))
         if production and name == "traefik":
             published_ports = sorted(str(_published(p)) for p in ports)

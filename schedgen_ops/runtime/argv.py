@@ -44,14 +44,36 @@ def compose_config_check(project: ComposeProject) -> list[str]:
     return [*project.prefix(), "config", "--quiet"]
 
 
+def compose_images(project: ComposeProject) -> list[str]:
+    """Every image the merged files name, one per line."""
+    return [*project.prefix(), "config", "--images"]
+
+
+def docker_pull(image: str) -> list[str]:
+    """Pull one image (only ever for an image the engine does not have)."""
+    return ["docker", "pull", "--quiet", image]
+
+
 def compose_pull(project: ComposeProject) -> list[str]:
     """Pull every image before anything is replaced, so a missing tag fails the deploy early."""
     return [*project.prefix(), "pull", "--quiet"]
 
 
-def compose_up(project: ComposeProject, *, wait: bool = True, timeout_s: int = 300) -> list[str]:
-    """Create or update the stack in the background; ``--wait`` blocks on healthchecks."""
-    argv = [*project.prefix(), "up", "-d", "--remove-orphans"]
+def compose_up(
+    project: ComposeProject,
+    *,
+    wait: bool = True,
+    timeout_s: int = 300,
+    scale: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Create or update the stack in the background; ``--wait`` blocks on healthchecks.
+
+    ``--pull never``: images are made present before (built or pulled on purpose), never implicitly.
+    ``scale`` keeps counts set with `schedgen scale` across a deploy.
+    """
+    argv = [*project.prefix(), "up", "-d", "--remove-orphans", "--pull", "never"]
+    for service in sorted(scale or {}):
+        argv += ["--scale", f"{service}={(scale or {})[service]}"]
     if wait:
         argv += ["--wait", "--wait-timeout", str(timeout_s)]
     return argv

@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from schedgen_ops.runtime.gate import GateReport
 
 #: Services a user may scale, and the names each runtime gives them.
 SCALABLE_SERVICES = ("api", "pdf-worker")
@@ -118,3 +123,9 @@ class Runtime(Protocol):
 
     def rollback(self, tree: Path) -> None:
         """Put a previous release's ``tree`` back (configuration and processes; never data)."""
+
+    def gate(self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None]) -> GateReport:
+        """Prove the stack from ``tree`` does real work; raise `GateFailure` naming what did not."""
+
+    def urls(self) -> dict[str, str]:
+        """Where the running stack's api answers, by replica (empty when not reachable from here)."""

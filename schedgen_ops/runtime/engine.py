@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import docker
 from docker.errors import DockerException
 
+import docker
 from schedgen_ops.errors import SchedgenError
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 COMPOSE_NUMBER_LABEL = "com.docker.compose.container-number"
-API_VERSION = "1.43"
+#: Negotiated with the engine: Debian's docker.io 20.10 speaks 1.41, newer engines more.
+API_VERSION = "auto"
+ONE_SHOT_LABEL = "io.schedgen.one-shot"
 
 
 @dataclass
@@ -36,6 +38,7 @@ class ContainerState:
     health: str | None
     started_at: datetime | None
     restarts: int
+    one_shot: bool = False
 
     def uptime_s(self, now: datetime | None = None) -> float | None:
         if self.state != "running" or self.started_at is None:
@@ -132,6 +135,7 @@ class DockerEngine:
                     health=health,
                     started_at=parse_docker_time(state.get("StartedAt")),
                     restarts=int(detail.get("RestartCount", 0) or 0),
+                    one_shot=labels.get(ONE_SHOT_LABEL) == "true",
                 )
             )
         return sorted(states, key=lambda c: (c.service, c.number))

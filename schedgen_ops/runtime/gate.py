@@ -154,3 +154,43 @@ def run_gate(
             say(f"gate: canary job {job_id} parsed ({events} events)")
     report.duration_s = time.monotonic() - started
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run gate checks from inside a container (``python -m schedgen_ops.runtime.gate``).
+
+    Runtimes whose api is not reachable from the operator's machine (compose behind Traefik, or no
+    published port) run the same checks through ``exec``: the token comes from the container's own
+    SCHEDGEN_OPS_TOKEN. Prints one JSON object; exit 0 when every check passed, 1 with the failure.
+    """
+    import argparse
+    import json
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m schedgen_ops.runtime.gate")
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--timeout", type=float, default=90.0)
+    parser.add_argument("--checks", default="ready", help="comma-separated: ready, workers, canary")
+    args = parser.parse_args(argv)
+    checks = set(args.checks.split(","))
+    token = os.environ.get("SCHEDGEN_OPS_TOKEN", "")
+    report: dict[str, Any] = {"ok": True, "checks": {}}
+    try:
+        with httpx.Client() as client:
+            if "ready" in checks:
+                wait_ready(client, args.url, args.timeout)
+                report["checks"]["ready"] = "ok"
+            if "workers" in checks:
+                report["checks"]["workers"] = f"{wait_workers(client, args.url, token, args.timeout)} alive"
+            if "canary" in checks:
+                job_id, events = canary(client, args.url, token, args.timeout)
+                report.update(canary_job=job_id, canary_events=events)
+                report["checks"]["canary"] = f"job {job_id}: {events} events"
+    except GateFailure as exc:
+        report.update(ok=False, check=exc.check, detail=exc.detail)
+    print(json.dumps(report, sort_keys=True))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised inside the image by the compose gate
+    raise SystemExit(main())

@@ -8,7 +8,7 @@ would undo. Rollback re-applies the previous release's kustomization and waits f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.base import ProcessStatus, ServiceStatus
 from schedgen_ops.runtime.engine import parse_docker_time
+from schedgen_ops.runtime.gate import GateReport
 from schedgen_ops.runtime.runner import Runner
 
 #: service -> (deployment, label selector, autoscaler kind, autoscaler name)
@@ -83,6 +84,19 @@ class KubernetesRuntime:
                 )
             return
         self.deploy(tree)
+
+    def gate(self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None]) -> GateReport:
+        """`kubectl rollout status` in deploy waited on every readiness probe; no cluster runs here to
+        exec a canary into, so the HTTP canary is not run on this target (said, not implied)."""
+        del tree, canary, timeout_s
+        if self.runner.dry_run:
+            self.runner.note("health gate: the kubectl rollout status above")
+            return GateReport()
+        echo("gate: kubectl rollout status passed (no canary upload on kubernetes)")
+        return GateReport(checks={"rollout": "ok"})
+
+    def urls(self) -> dict[str, str]:
+        return {}
 
     def down(self, *, volumes: bool = False) -> None:
         self.runner.run(A.kubectl_delete_workloads(self.target, STACK_SELECTOR))

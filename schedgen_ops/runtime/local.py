@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from configparser import RawConfigParser
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from schedgen_ops.runtime.dataservices import (
     find_redis_server,
     running_as_root,
 )
+from schedgen_ops.runtime.gate import GateReport, run_gate
 from schedgen_ops.runtime.runner import Runner
 
 SERVICES = ("api", "pdf-worker")
@@ -222,6 +223,22 @@ class LocalRuntime:
     def api_urls(self, tree: Path | None = None) -> dict[str, str]:
         tree = tree or self.active
         return {slot: f"http://127.0.0.1:{self._port(tree, slot)}" for slot in self.slots("api", tree)}
+
+    def gate(self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None]) -> GateReport:
+        """The full HTTP gate against every desired api slot's port on this machine."""
+        if self.runner.dry_run:
+            extra = ", a canary upload parsed end to end" if canary else ""
+            self.runner.note(f"health gate: /readyz on every api replica, a worker heartbeat{extra}")
+            return GateReport()
+        desired = self.desired(tree)["api"]
+        urls = list(self.api_urls(tree).values())[: max(1, desired)]
+        token = self.secrets(tree)["SCHEDGEN_OPS_TOKEN"]
+        return run_gate(urls, token, timeout_s=timeout_s, with_canary=canary, echo=echo)
+
+    def urls(self) -> dict[str, str]:
+        if not self.active.exists():
+            return {}
+        return dict(list(self.api_urls().items())[: self.desired().get("api", 1)])
 
     def secrets(self, tree: Path | None = None) -> dict[str, str]:
         path = (tree or self.active) / "local" / "secrets" / "app.env"

@@ -25,7 +25,7 @@ from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.audit import AuditLog
 from schedgen_ops.runtime.base import SCALABLE_SERVICES, Runtime, StackStatus
 from schedgen_ops.runtime.compose import ComposeRuntime
-from schedgen_ops.runtime.gate import GateFailure, GateReport, run_gate
+from schedgen_ops.runtime.gate import GateFailure, GateReport
 from schedgen_ops.runtime.kubernetes import KubernetesRuntime
 from schedgen_ops.runtime.local import LocalRuntime
 from schedgen_ops.runtime.lock import DeployLock, read_holder
@@ -117,7 +117,21 @@ def runtime_for(ops: Ops, target: str, config: Config | None = None, tree: Path 
     if target == "compose":
         desired = {"api": config.api.replicas, "pdf-worker": config.worker.replicas}
         desired.update(saved_scale(ops))
-        return ComposeRuntime(config.name, ops.runner, tree=tree, desired=desired)
+
+        def build_missing(tag: str) -> None:
+            from schedgen_ops.runtime.imagebuild import build_image
+
+            build_image(ops.runner, tag=tag, progress=ops.echo)
+
+        return ComposeRuntime(
+            config.name,
+            ops.runner,
+            tree=tree,
+            desired=desired,
+            service_image=config.service_image(),
+            api_port=config.ports.api,
+            build_missing=build_missing,
+        )
     return KubernetesRuntime(
         A.KubeTarget(config.kubernetes.namespace),
         ops.runner,
@@ -176,23 +190,9 @@ def stage(ops: Ops, config: Config, target: str) -> Path:
 def gate(
     ops: Ops, runtime: Runtime, tree: Path, *, canary: bool, timeout_s: float | None = None
 ) -> GateReport | None:
-    """The health gate for the runtime that was just changed (local: full HTTP gate)."""
-    if ops.dry_run:
-        if isinstance(runtime, LocalRuntime):
-            extra = ", a canary upload parsed end to end" if canary else ""
-            ops.runner.note(f"health gate: /readyz on every api replica, a worker heartbeat{extra}")
-        else:
-            ops.runner.note("health gate: the compose --wait / kubectl rollout status above")
-        return None
-    if isinstance(runtime, LocalRuntime):
-        desired = runtime.desired(tree)["api"]
-        urls = list(runtime.api_urls(tree).values())[: max(1, desired)]
-        token = runtime.secrets(tree)["SCHEDGEN_OPS_TOKEN"]
-        return run_gate(
-            urls, token, timeout_s=timeout_s or ops.gate_timeout_s, with_canary=canary, echo=ops.echo
-        )
-    ops.echo("gate: compose --wait / kubectl rollout status passed (HTTP canary runs on the local runtime)")
-    return GateReport(checks={"rollout": "ok"})
+    """The health gate of the runtime that was just changed (each runtime knows how to reach its api)."""
+    report = runtime.gate(tree, canary=canary, timeout_s=timeout_s or ops.gate_timeout_s, echo=ops.echo)
+    return None if ops.dry_run else report
 
 
 @dataclass
@@ -462,8 +462,5 @@ def status(ops: Ops, *, target: str | None = None) -> StackStatus:
     tree = ops.releases.tree(current.id) if current else None
     runtime = runtime_for(ops, target, tree=tree)
     services = runtime.status()
-    urls: dict[str, str] = {}
-    if isinstance(runtime, LocalRuntime) and runtime.active.exists():
-        desired = runtime.desired()
-        urls = dict(list(runtime.api_urls().items())[: desired.get("api", 1)])
+    urls = runtime.urls()
     return StackStatus(target=target, release=current.id if current else None, services=services, urls=urls)

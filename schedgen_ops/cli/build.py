@@ -1,0 +1,69 @@
+"""`schedgen build`: the service image, from a host-made wheelhouse (no network inside the build)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from schedgen_ops.cli._ops import err, human_bytes, make_ops, out
+from schedgen_ops.cli.state import OPTIONS
+from schedgen_ops.runtime.imagebuild import DEFAULT_BASE, build_image
+
+
+def _default_tag() -> str:
+    """The project's `images.service` at the toolkit version, else the built-in repository."""
+    from schedgen_ops import __version__
+    from schedgen_ops.config import load_config
+    from schedgen_ops.config.project import is_project
+
+    if is_project(OPTIONS.project):
+        return load_config(OPTIONS.project).service_image()
+    return f"schedgen/service:{__version__}"
+
+
+def build(
+    base_image: str = typer.Option(
+        DEFAULT_BASE,
+        "--base-image",
+        help="Base image with python3 + python3-venv (python:3.11-slim, or a plain Debian bookworm).",
+    ),
+    tag: str = typer.Option(
+        None, "--tag", help="Image tag (default: images.service of the project at the toolkit version)."
+    ),
+    wheelhouse: Path = typer.Option(
+        None,
+        "--wheelhouse",
+        help="Use these wheels (schedgen-ops and its dependencies) instead of building them here.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print every command; build nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (progress on stderr)."),
+) -> None:
+    """Build the service image that `deploy --target compose` runs.
+
+    The wheels are made on this machine at the constraints.txt versions and copied into the build, so
+    the build itself needs no network (air-gapped builds work). The image is labelled with the toolkit
+    version and git commit. Needs a running Docker engine.
+    """
+    ops = make_ops(dry_run=dry_run)
+    result = build_image(
+        ops.runner,
+        tag=tag or _default_tag(),
+        base_image=base_image,
+        wheelhouse=wheelhouse,
+        progress=lambda line: err.print(line, markup=False, highlight=False),
+    )
+    if result is None:
+        return
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        out.print(
+            f"built {result.tag} ({result.image_id[:19]}, {human_bytes(result.size_bytes)}) "
+            f"on {result.base_image} in {result.duration_s:.0f}s, commit {result.commit[:12]}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build", help="Build the service image (compose runs it).")(build)
