@@ -14,6 +14,10 @@ fi
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v curl >/dev/null 2>&1 || need+=(curl)  # scripts/demo.sh talks to the api with curl
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# The tests build their images (debootstrap base) and run them on a local Docker Engine, which they start
+# themselves when needed; both commands live in sbin, which a non-root PATH may lack.
+command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "error: missing Debian packages: ${need[*]} (run this script as root, or apt-get install them)" >&2
@@ -28,6 +32,13 @@ if [ ${#need[@]} -gt 0 ]; then
     if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
     service "$svc" stop >/dev/null 2>&1 || true
   done
+  # Likewise the engine that docker.io just installed and started: the tests start dockerd when they need it.
+  if [[ " ${need[*]} " == *" docker.io "* ]]; then
+    if command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now docker.socket docker.service containerd.service >/dev/null 2>&1 || true
+    fi
+    service docker stop >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

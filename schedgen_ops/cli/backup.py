@@ -36,7 +36,10 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DirOpt = typer.Option(None, "--dir", "-d", help="Backup directory (default: backup.dir of the config).")
 TargetOpt = typer.Option(
-    "local", "--target", "-t", help="Runtime holding the data: local, compose, kubernetes."
+    None,
+    "--target",
+    "-t",
+    help="Runtime holding the data: local, compose, kubernetes (default: the live release's target).",
 )
 DbOpt = typer.Option(None, "--database-url", help="Postgres URL (default: SCHEDGEN_DATABASE_URL / config).")
 RedisOpt = typer.Option(None, "--redis-url", help="Redis URL (default: SCHEDGEN_REDIS_URL / config).")
@@ -51,15 +54,17 @@ WebhookOpt = typer.Option(
 
 def context(
     directory: Path | None,
-    target: str = "local",
+    target: str | None = None,
     database_url: str | None = None,
     redis_url: str | None = None,
     storage_url: str | None = None,
     supervisor_sock: Path | None = None,
 ) -> BackupContext:
+    from schedgen_ops.runtime.locate import default_target
+
     return resolve_context(
         OPTIONS.project,
-        target=target,
+        target=default_target(OPTIONS.project, target),
         directory=directory,
         database_url=database_url,
         redis_url=redis_url,
@@ -95,7 +100,7 @@ def emit(as_json: bool, document: Any, human: Callable[[], None]) -> None:
 def backup(
     ctx: typer.Context,
     directory: Path | None = DirOpt,
-    target: str = TargetOpt,
+    target: str | None = TargetOpt,
     database_url: str | None = DbOpt,
     redis_url: str | None = RedisOpt,
     storage_url: str | None = StorageOpt,
@@ -146,7 +151,7 @@ def verify(
         False, "--deep", help="Also restore into a scratch database and compare row counts."
     ),
     directory: Path | None = DirOpt,
-    target: str = TargetOpt,
+    target: str | None = TargetOpt,
     database_url: str | None = DbOpt,
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel pg_restore jobs for --deep."),
     as_json: bool = JsonOpt,

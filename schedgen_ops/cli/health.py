@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -67,7 +68,13 @@ def _check_choice(value: str, allowed: tuple[str, ...], flag: str) -> str:
 
 
 def health(
-    target: str = typer.Option("local", "--target", "-t", help="Runtime: local, compose or kubernetes."),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        "-t",
+        help="Runtime: local, compose or kubernetes (default: the live release's). On compose, Postgres, "
+        "Redis and the api are reached through `docker exec` relays that exist only while the command runs.",
+    ),
     only: list[str] = typer.Option(
         [], "--only", help=f"Check only this component (repeatable): {', '.join(COMPONENTS)}."
     ),
@@ -106,8 +113,9 @@ def health(
     """Check api, Postgres, Redis, queue, storage, disk, backups, TLS. Exit 0 healthy, 1 degraded, 2 down."""
     # The probes' libraries (psycopg, redis, rq, httpx) load now, before any check's clock starts.
     import schedgen_ops.ops.health.checks  # noqa: F401
+    from schedgen_ops.runtime.locate import default_target
 
-    _check_choice(target, TARGETS, "--target")
+    target = _check_choice(default_target(OPTIONS.project, target), TARGETS, "--target")
     for component in only:
         _check_choice(component, COMPONENTS, "--only")
     if watch is not None and watch <= 0:
@@ -145,9 +153,16 @@ def health(
         return run_health(endpoints, thresholds, only=only or None, hard_deadline=hard)
 
     console = Console(highlight=False)
-    if watch is not None:
-        raise typer.Exit(_watch(console, once, watch))
-    report = once()
+    with contextlib.ExitStack() as stack:
+        if target == "compose" and config is not None:
+            from schedgen_ops.ops.health.compose_access import reach_compose
+
+            stack.enter_context(reach_compose(project, config, endpoints, explicit={
+                "api_url": url, "database_url": database_url, "redis_url": redis_url,
+            }))  # fmt: skip
+        if watch is not None:
+            raise typer.Exit(_watch(console, once, watch))
+        report = once()
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -21,7 +21,7 @@ def restore(
     backup_id: str = typer.Argument(..., help="Backup id from `schedgen backup list`."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (scripts, CI)."),
     directory: Path | None = DirOpt,
-    target: str = TargetOpt,
+    target: str | None = TargetOpt,
     database_url: str | None = DbOpt,
     redis_url: str | None = RedisOpt,
     storage_url: str | None = StorageOpt,

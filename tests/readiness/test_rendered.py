@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from schedgen_ops.cli.main import main
 
@@ -143,3 +144,28 @@ def test_min_score_exit_4_and_formats_from_the_cli(
     capsys.readouterr()
     assert main([*args, "--format", "table"]) == 0
     assert "score" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("bind", "passes"), [("127.0.0.1:8000", True), ("0.0.0.0:8000", False)])
+def test_edge_off_is_safe_only_with_the_api_bound_to_loopback(
+    tmp_path: Path, bind: str, passes: bool
+) -> None:
+    """edge.enabled false publishes the api itself: on 127.0.0.1 for a local proxy, never everywhere."""
+    from schedgen_ops.config.loader import load_config
+    from schedgen_ops.config.secrets import ensure_secrets
+    from schedgen_ops.ops.readiness import Context, RenderedTree
+    from schedgen_ops.ops.readiness.evaluate import run_check
+    from schedgen_ops.ops.readiness.registry import get
+    from schedgen_ops.render.engine import render_tree
+
+    secrets, _ = ensure_secrets(tmp_path)
+    overrides = ["edge.enabled=false", f"edge.api_bind={bind}", "monitoring.enabled=false"]
+    config = load_config(tmp_path, profile="small", overrides=overrides)
+    render_tree(config, secrets, "compose", tmp_path / "deploy", project_dir=tmp_path)
+    model = yaml.safe_load((tmp_path / "deploy/compose/docker-compose.yml").read_text())
+    assert "traefik" not in model["services"] and "prometheus" not in model["services"]
+    ctx = Context(project=tmp_path, tree=RenderedTree(tmp_path / "deploy"), profile="small")
+    result = run_check(get("only-proxy-publishes"), ctx)
+    assert (result.status == "pass") is passes, result
+    if not passes:
+        assert any("all interfaces with the edge off" in f.message for f in result.findings if not f.ok)

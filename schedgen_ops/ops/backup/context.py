@@ -71,8 +71,10 @@ class BackupContext:
         )
 
     def compose_project(self, name: str) -> ComposeProject:
-        files = tuple(sorted((self.project / "deploy" / "compose").glob("*.y*ml")))
-        return ComposeProject(name, files)
+        """The live compose release's files (see `schedgen_ops.runtime.locate`)."""
+        from schedgen_ops.runtime.locate import locate
+
+        return locate(self.project).compose_project(name)
 
     def writers(self) -> Writers:
         if self.target_name == "compose":

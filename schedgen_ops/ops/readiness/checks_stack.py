@@ -56,6 +56,16 @@ def _mev(manifest: Manifest, path: str, value: Any = None) -> Evidence:
     return Evidence(manifest.file, f"{manifest.ref}: {path}", value)
 
 
+def _loopback_bind(port: Any) -> bool:
+    """A published port bound to a loopback address (compose long or short syntax)."""
+    if isinstance(port, dict):
+        host = str(port.get("host_ip") or "")
+    else:
+        parts = str(port).rsplit(":", 2)
+        host = parts[0] if len(parts) == 3 else ""
+    return host.strip("[]") in ("127.0.0.1", "::1", "localhost")
+
+
 # --- exposure --------------------------------------------------------------------------------------
 
 
@@ -66,19 +76,28 @@ def _mev(manifest: Manifest, path: str, value: Any = None) -> Evidence:
     severity="danger",
     kind="static",
     why="A published database or Redis port is reachable from the internet; every request must pass Traefik.",
-    fix="Remove `ports:` from every service but traefik in the production model (use !reset in the overlay).",
+    fix="Remove `ports:` from every service but traefik in the production model (use !reset in the overlay); "
+    "with edge.enabled false, bind edge.api_bind to 127.0.0.1 (or the proxy's private address).",
 )
 def check_only_proxy_publishes(ctx: Context) -> list[Finding]:
     _need_any(ctx)
     out = []
     if ctx.has_compose():
         tree = ctx.compose()
-        for name, svc in tree.services().items():
+        services = tree.services()
+        has_proxy = any(service_role(n, s or {}) == "proxy" for n, s in services.items())
+        for name, svc in services.items():
             ports = (svc or {}).get("ports") or []
             if not ports:
                 continue
-            ok = service_role(name, svc) == "proxy"
-            out.append(Finding(ok, f"{name} publishes {ports}", _sev(tree, name, "ports", value=ports)))
+            role_ = service_role(name, svc)
+            # Edge off: the api is the front door, for a proxy on this host, so only on loopback.
+            behind_proxy = not has_proxy and role_ == "api" and all(_loopback_bind(p) for p in ports)
+            ok = role_ == "proxy" or behind_proxy
+            what = f"{name} publishes {ports}"
+            if not ok and not has_proxy and role_ == "api":
+                what += " on all interfaces with the edge off (nothing filters or rate-limits it)"
+            out.append(Finding(ok, what, _sev(tree, name, "ports", value=ports)))
         if not out:
             out.append(
                 Finding(

@@ -1,0 +1,219 @@
+"""The compose runtime on a real Docker Engine: build the image, deploy from an empty project, parse the
+three real PDFs through the published api, scale to three workers and back, roll back a deploy whose gate
+fails, back up / deep-verify / damage / restore, keep data across `down` and deploy, and `down --volumes`
+leaving nothing of the project behind.
+
+Images: the service image is built by `schedgen build` on a debootstrap Debian base; Postgres and Redis
+are stand-ins from Debian packages with the official images' interfaces (tests/dockerkit). The rendered
+files run unchanged apart from those image names. Traefik and the monitoring stack cannot run here, so the
+stack runs with edge.enabled and monitoring.enabled false (the api published on 127.0.0.1).
+
+The tests run in file order against one stack (module fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import shared_path
+from dockerkit import base_image, ensure_compose_plugin, require_docker, standin_image
+
+from schedgen_ops.runtime.dataservices import free_port_block, service_tempdir
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(900)]
+
+REAL = {"UP_MOD_XLS.pdf": 46, "UP_TST_PDF.pdf": 12, "UP_EXAM_SS.pdf": 5}
+
+
+class ComposeStack:
+    def __init__(self, project: Path, api_port: int, name: str):
+        self.project = project
+        self.name = name
+        self.api = f"http://127.0.0.1:{api_port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "schedgen_ops.cli.main", "-P", str(self.project), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            check=False,
+        )
+
+    def ok(self, *args: str, timeout: float = 600) -> str:
+        result = self.cli(*args, timeout=timeout)
+        assert result.returncode == 0, f"schedgen {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def docker(self, *args: str) -> str:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+    def containers(self, service: str | None = None) -> list[str]:
+        label = f"label=com.docker.compose.project={self.name}"
+        argv = ["ps", "--filter", label, "--format", "{{.Names}}"]
+        if service:
+            argv[1:1] = ["--filter", f"label=com.docker.compose.service={service}"]
+        return [line for line in self.docker(*argv).splitlines() if line]
+
+    def psql(self, sql: str) -> str:
+        return self.ok("exec", "postgres", "--", "psql", "-U", "schedgen", "-d", "schedgen", "-tAc", sql)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[ComposeStack]:
+    for name in REAL:
+        shared_path("fixtures", "up-pdfs", name)
+    require_docker()
+    ensure_compose_plugin()
+    base = base_image()
+    postgres, redis = standin_image("postgres"), standin_image("redis")
+    root = service_tempdir("schedgen-e2e-compose-")
+    project = root / "project"
+    project.mkdir()
+    api_port = free_port_block(2)
+    name = f"sgtest{os.getpid()}"
+    s = ComposeStack(project, api_port, name)
+    s.ok("init", "--profile", "small")
+    for key, value in {
+        "name": name,
+        "edge.enabled": "false",
+        "edge.api_bind": f"127.0.0.1:{api_port}",
+        "monitoring.enabled": "false",
+        "postgres.image": postgres,
+        "redis.image": redis,
+        "images.service": f"schedgen-test/service-{name}",
+        "service.rate_uploads": "100000/hour",
+        "service.rate_status": "100000/minute",
+        "service.rate_requests": "100000/minute",
+    }.items():
+        s.ok("config", "set", key, value)
+    started = time.monotonic()
+    s.ok("build", "--base-image", base, timeout=900)
+    s.build_s = time.monotonic() - started  # type: ignore[attr-defined]
+    try:
+        yield s
+    finally:
+        s.cli("down", "--volumes", timeout=300)
+        subprocess.run(["docker", "image", "rm", "-f", f"schedgen-test/service-{name}:0.1.0"], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _upload_and_wait(stack: ComposeStack, path: Path) -> tuple[str, dict]:
+    with httpx.Client(timeout=30) as client:
+        accepted = client.post(
+            f"{stack.api}/api/uploads", files={"file": (path.name, path.read_bytes(), "application/pdf")}
+        )
+        assert accepted.status_code == 202, accepted.text
+        body = accepted.json()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = client.get(f"{stack.api}{body['status_url']}").json()
+            if status["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.3)
+        assert status["status"] == "completed", status
+        events = client.get(f"{stack.api}{body['events_url']}").json()
+        return body["job_id"], events
+
+
+def test_deploy_parses_the_real_pdfs_through_the_published_api(stack: ComposeStack) -> None:
+    deployed = json.loads(stack.ok("deploy", "--target", "compose", "--json", timeout=900))
+    assert deployed["target"] == "compose" and deployed["canary_job"]
+    assert "canary" in deployed["gate"] and "ready api-1" in deployed["gate"]
+    for name, expected in REAL.items():
+        job_id, events = _upload_and_wait(stack, shared_path("fixtures", "up-pdfs", name))
+        assert [len(t["events"]) for t in events["timetables"]] == [expected], name
+        stack.first_job = getattr(stack, "first_job", job_id)  # type: ignore[attr-defined]
+    # The image carries the version and commit labels `schedgen build` put on it.
+    labels = json.loads(
+        stack.docker(
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            "schedgen-test/service-" + stack.name + ":0.1.0",
+        )
+    )
+    assert labels["io.schedgen.version"] == "0.1.0" and labels["io.schedgen.commit"]
+    status = json.loads(stack.ok("status", "--json"))
+    assert {s["name"]: s["running"] for s in status["services"]}["api"] == 1
+    assert all(s["health"] == "ok" for s in status["services"]), status
+
+
+def test_scale_workers_to_three_and_back(stack: ComposeStack) -> None:
+    stack.ok("scale", "pdf-worker=3")
+    assert len(stack.containers("pdf-worker")) == 3
+    stack.ok("scale", "pdf-worker=1")
+    assert len(stack.containers("pdf-worker")) == 1
+    refused = stack.cli("scale", "pdf-worker=9")
+    assert refused.returncode == 1 and "outside the profile's bounds" in refused.stderr
+
+
+def test_a_deploy_whose_gate_fails_rolls_back(stack: ComposeStack) -> None:
+    live = json.loads(stack.ok("releases", "--json"))["current"]
+    result = stack.cli(
+        "deploy", "--target", "compose", "--set", "service.readiness_timeout_s=0.0001",
+        "--gate-timeout", "15", "--no-canary", timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"rolled back to {live}" in result.stderr, result.stderr
+    assert json.loads(stack.ok("releases", "--json"))["current"] == live
+    assert httpx.get(f"{stack.api}/readyz", timeout=10).status_code == 200
+    _, events = _upload_and_wait(stack, shared_path("fixtures", "up-pdfs", "UP_EXAM_SS.pdf"))
+    assert [len(t["events"]) for t in events["timetables"]] == [5]
+
+
+def test_backup_deep_verify_damage_restore(stack: ComposeStack) -> None:
+    before = int(stack.psql("SELECT count(*) FROM jobs").strip())
+    assert before >= 4
+    backup = json.loads(stack.ok("backup", "--json"))
+    backup_id = backup["id"]
+    verified = json.loads(stack.ok("backup", "verify", backup_id, "--deep", "--json", timeout=600))
+    assert verified["verification"]["status"] == "passed", verified
+    assert verified["verification"]["level"] == "deep"
+    stack.psql("DELETE FROM jobs")
+    assert int(stack.psql("SELECT count(*) FROM jobs").strip()) == 0
+    restored = json.loads(stack.ok("restore", backup_id, "--yes", "--no-health", "--json", timeout=600))
+    assert sorted(restored["stopped"]) == ["api", "pdf-worker"] == sorted(restored["restarted"]), restored
+    assert int(stack.psql("SELECT count(*) FROM jobs").strip()) == before
+    assert _ready(stack), "the api did not come back after the restore"
+
+
+def _ready(stack: ComposeStack, timeout_s: float = 90) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{stack.api}/readyz", timeout=5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    return False
+
+
+def test_down_keeps_data_and_a_new_deploy_serves_it(stack: ComposeStack) -> None:
+    stack.ok("down")
+    assert stack.containers() == []
+    assert any(stack.name in v for v in stack.docker("volume", "ls", "--format", "{{.Name}}").split())
+    stack.ok("deploy", "--target", "compose", "--no-canary", timeout=900)
+    body = httpx.get(f"{stack.api}/api/jobs/{stack.first_job}", timeout=10).json()  # type: ignore[attr-defined]
+    assert body["status"] == "completed", body
+
+
+def test_down_volumes_leaves_nothing(stack: ComposeStack) -> None:
+    stack.ok("down", "--volumes")
+    label = f"label=com.docker.compose.project={stack.name}"
+    assert stack.docker("ps", "-a", "--filter", label, "--format", "{{.Names}}").strip() == ""
+    assert stack.docker("network", "ls", "--filter", label, "--format", "{{.Name}}").strip() == ""
+    assert stack.docker("volume", "ls", "--filter", label, "--format", "{{.Name}}").strip() == ""
