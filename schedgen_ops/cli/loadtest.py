@@ -6,8 +6,11 @@ JSON summary with --json) and exit 0 when every threshold passed, 1 otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +31,12 @@ _HELP = (
     + "\n\n".join(f"[bold]{name}[/bold]: {scenario.description}" for name, scenario in SCENARIOS.items())
     + "\n\nThresholds (--threshold NAME=VALUE): "
     + ", ".join(f"{name} ({spec.op} {spec.unit})" for name, spec in THRESHOLDS.items())
-    + ".\n\nExit code: 0 every threshold passed, 1 one failed (or the run failed), 2 usage error."
+    + ".\n\nAPI keys: every simulated client gets its own short-lived key. With an ops token "
+    "(--ops-token / SCHEDGEN_OPS_TOKEN; with --target local read from the project's stack) they are minted "
+    "over HTTP by the api (POST /api/ops/loadtest-keys), so nothing but the api needs to be reachable; "
+    "with only --database-url they are created in the service database. Either way they are revoked when "
+    "the run ends, also on failure or Ctrl-C, and expire shortly after the planned run regardless."
+    + "\n\nExit code: 0 every threshold passed, 1 one failed (or the run failed), 2 usage error."
 )
 
 
@@ -72,11 +80,20 @@ def loadtest(
         help="Report directory [default: loadtest-reports/SCENARIO-TIMESTAMP].",
         show_default=False,
     ),
+    ops_token: str = typer.Option(
+        "",
+        "--ops-token",
+        envvar="SCHEDGEN_OPS_TOKEN",
+        help="The api's ops token: mint the run's API keys over HTTP (preferred; needs no database access). "
+        "With --target local it is read from the project's stack.",
+        show_default=False,
+    ),
     database_url: str = typer.Option(
         "",
         "--database-url",
         envvar="SCHEDGEN_DATABASE_URL",
-        help="Service database, where the run's API keys are created.",
+        help="Service database: create the run's API keys there when no ops token is available "
+        "(fallback; also used if the api predates the key endpoint).",
         show_default=False,
     ),
     metrics_url: list[str] = typer.Option(
@@ -90,7 +107,7 @@ def loadtest(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON summary (see docs/LOAD_TESTING.md)."),
 ) -> None:
-    from schedgen_ops.ops.loadtest.keys import RunKeys
+    from schedgen_ops.ops.loadtest.keys import key_provider, project_ops_token
     from schedgen_ops.ops.loadtest.run import RunOptions, run_scenario
     from schedgen_ops.ops.loadtest.target import resolve_target
 
@@ -107,34 +124,56 @@ def loadtest(
     report_dir = (
         report or Path("loadtest-reports") / f"{scenario}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     )
-    keys = RunKeys(resolved.database_url)
 
     def progress(message: str) -> None:
         _err.print(f"loadtest: {message}", markup=False)
 
-    summary = run_scenario(
-        RunOptions(
-            scenario=scenario,
-            url=resolved.url,
-            report_dir=report_dir.resolve(),
-            create_keys=keys.create,
-            release_keys=keys.revoke,
-            time_scale=time_scale,
-            users_scale=users_scale,
-            threshold_overrides=list(threshold),
-            auth_header=resolved.auth_header,
-            auth_prefix=resolved.auth_prefix,
-            uploads_per_key=resolved.uploads_per_key,
-            metrics_urls=_parse_metrics_urls(metrics_url) or resolved.metrics_urls,
-            abort_after_s=abort_after,
-            progress=progress,
-        )
+    keys = key_provider(
+        resolved.url,
+        ops_token=ops_token or project_ops_token(target, OPTIONS.project),
+        database_url=resolved.database_url,
+        progress=progress,
     )
+    options = RunOptions(
+        scenario=scenario,
+        url=resolved.url,
+        report_dir=report_dir.resolve(),
+        keys=keys,
+        time_scale=time_scale,
+        users_scale=users_scale,
+        threshold_overrides=list(threshold),
+        auth_header=resolved.auth_header,
+        auth_prefix=resolved.auth_prefix,
+        uploads_per_key=resolved.uploads_per_key,
+        metrics_urls=_parse_metrics_urls(metrics_url) or resolved.metrics_urls,
+        abort_after_s=abort_after,
+        progress=progress,
+    )
+    with _interrupts_raise():
+        summary = run_scenario(options)
     if json_out:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
         _print_human(summary)
     raise typer.Exit(summary["exit_code"])
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job) and Ctrl-C unwind the run like an error, so its keys are revoked."""
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SchedgenError(
+            "the load test was interrupted", code="interrupted", hint="no report was written"
+        ) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_human(summary: dict) -> None:

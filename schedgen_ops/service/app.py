@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
@@ -33,8 +33,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schedgen_ops import __version__
 from schedgen_ops.errors import SchedgenError
-from schedgen_ops.service import backup_ledger, db, ledger, metrics, queue
-from schedgen_ops.service.clients import KeyCache, client_ip, lookup_key
+from schedgen_ops.service import backup_ledger, clients, db, ledger, metrics, queue
+from schedgen_ops.service.clients import KeyCache, client_ip
 from schedgen_ops.service.context import ServiceContext
 from schedgen_ops.service.logs import client_id_var, request_id_var
 from schedgen_ops.service.ratelimit import RateLimits
@@ -154,6 +154,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         given = request.headers.get("authorization", "")
         return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
+    def require_ops(request: Request) -> None:
+        """Dependency of ops-only routes: runs before body validation, so strangers learn nothing."""
+        if not is_ops(request):
+            raise ApiError(
+                401, "unauthorized", "this endpoint needs the ops token (Authorization: Bearer ...)"
+            )
+
     # --- middleware: request id, client id, rate limits, metrics, access log -------------------------
 
     async def envelope(inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -237,14 +244,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             hit, key_id = state["keys"].get(key)
             if not hit:
                 try:
-                    key_id = await run_in_threadpool(_lookup, ctx(), key)
+                    valid = await run_in_threadpool(_lookup, ctx(), key)
                 except (psycopg.Error, PoolTimeout) as exc:
                     raise ApiError(
                         503, "database_unavailable", "cannot verify the API key right now"
                     ) from exc
-                state["keys"].put(key, key_id)
+                key_id = valid.id if valid else None
+                state["keys"].put(key, key_id, valid.expires_in_s if valid else None)
             if key_id is None:
-                raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
+                raise ApiError(401, "invalid_api_key", "the API key is unknown, revoked or expired")
             return f"key:{key_id}"
         peer = request.client.host if request.client else None
         return "ip:" + client_ip(peer, request.headers.get("x-forwarded-for"), cfg.trusted_networks())
@@ -418,6 +426,40 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             stats["ledger"] = ledger.status_counts(conn)
         return stats
 
+    # Load-test keys: CI mints per-client keys over HTTP (it cannot reach the stack's database).
+    ops_errors = {**_ERRORS, 400: {"model": ErrorResponse, "description": "The body is not JSON."}}
+
+    @app.post(
+        "/api/ops/loadtest-keys",
+        status_code=201,
+        response_model=clients.MintedKeys,
+        responses=ops_errors,
+        dependencies=[Depends(require_ops)],
+        summary="Mint short-lived load-test API keys (ops token)",
+    )
+    def mint_loadtest_keys(body: clients.MintKeysRequest) -> clients.MintedKeys:
+        label = body.label or clients.new_loadtest_label()
+        with ctx().pool.connection() as conn:
+            keys, expires_at = clients.mint_loadtest_keys(conn, label, body.count, body.ttl_s)
+        log.info("minted load-test keys", extra={"label": label, "count": len(keys), "ttl_s": body.ttl_s})
+        return clients.MintedKeys(label=label, keys=keys, expires_at=expires_at, ttl_s=body.ttl_s)
+
+    @app.delete(
+        "/api/ops/loadtest-keys/{label}",
+        response_model=clients.RevokedKeys,
+        responses=ops_errors,
+        dependencies=[Depends(require_ops)],
+        summary="Revoke a label's load-test API keys (ops token)",
+    )
+    def revoke_loadtest_keys(
+        label: str = Path(..., pattern=clients.LOADTEST_LABEL_PATTERN, description="The label minted with."),
+    ) -> clients.RevokedKeys:
+        with ctx().pool.connection() as conn:
+            hashes = clients.revoke_loadtest_keys(conn, label)
+        state["keys"].forget(hashes)  # this process at once; the others within their 30 s cache
+        log.info("revoked load-test keys", extra={"label": label, "count": len(hashes)})
+        return clients.RevokedKeys(label=label, revoked=len(hashes))
+
     @app.get("/healthz", response_model=Liveness, summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -500,9 +542,9 @@ def _route_template(app: FastAPI, request: Request) -> str:
     return "unmatched"
 
 
-def _lookup(ctx: ServiceContext, key: str) -> str | None:
+def _lookup(ctx: ServiceContext, key: str) -> clients.ValidKey | None:
     with ctx.pool.connection() as conn:
-        return lookup_key(conn, key)
+        return clients.check_key(conn, key)
 
 
 def _category(method: str, path: str) -> str:

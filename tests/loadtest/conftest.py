@@ -22,6 +22,7 @@ import redis
 from schedgen_ops.runtime.dataservices import PostgresServer, RedisServer, free_port, service_tempdir
 
 REDIS_DB = 0  # the shared fixtures rotate 1..15 per test; this module owns 0 and flushes it
+OPS_TOKEN = "loadtest-ops-token"  # the api's SCHEDGEN_OPS_TOKEN: runs given it mint keys over HTTP
 
 
 @dataclass
@@ -31,6 +32,7 @@ class LiveService:
     env: dict[str, str]
     procs: list[subprocess.Popen[bytes]]
     workdir: Path
+    ops_token: str = OPS_TOKEN
 
     def logs(self) -> str:
         return "\n".join(
@@ -59,7 +61,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def live_service(postgres_server: PostgresServer, redis_server: RedisServer) -> Iterator[LiveService]:
-    """api (1 uvicorn process) and 2 worker processes, default rate limits, fresh database."""
+    """api (1 uvicorn process) and 2 worker processes, default rate limits, fresh database, an ops token."""
     name = f"lt_{uuid.uuid4().hex[:12]}"
     database_url = postgres_server.create_database(name)
     redis_url = redis_server.url_for(REDIS_DB)
@@ -77,6 +79,7 @@ def live_service(postgres_server: PostgresServer, redis_server: RedisServer) -> 
             "SCHEDGEN_METRICS_DIR": str(workdir / "metrics"),
             "SCHEDGEN_WORKER_METRICS_PORT": str(free_port()),  # RSS is sampled from api and worker /metrics
             "SCHEDGEN_LOG_LEVEL": "WARNING",
+            "SCHEDGEN_OPS_TOKEN": OPS_TOKEN,
         }
     )
     cli = [sys.executable, "-m", "schedgen_ops.cli.main", "serve"]

@@ -36,8 +36,10 @@ TINY = {
 
 
 def loadtest(service: LiveService, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """The CLI with the database URL and no ops token: these runs create their keys in the database
+    (the fallback path; test_keys_live.py runs the ops-endpoint path)."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "SCHEDGEN_OPS_TOKEN"},
         "SCHEDGEN_DATABASE_URL": service.database_url,
         "SCHEDGEN_WORKER_METRICS_PORT": service.env["SCHEDGEN_WORKER_METRICS_PORT"],
     }
@@ -75,6 +77,7 @@ def test_scenario_tiny(live_service: LiveService, tmp_path: Path, scenario: str)
         "--json",
     )
     assert code in (0, 1), err + live_service.logs()
+    assert "API keys (one per simulated client) in its database" in err
     summary: dict[str, Any] = json.loads(out)
     assert code == summary["exit_code"] == (0 if summary["passed"] else 1)
     assert summary["aborted"] is None, summary["aborted"]

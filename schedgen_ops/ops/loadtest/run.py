@@ -1,6 +1,9 @@
 """One load-test run from start to verdict: check the target, prepare PDFs and API keys, run locust,
 drain unfinished jobs, analyse, judge thresholds and write the report.
 
+The run's API keys are revoked whatever happens once they exist (success, failure, Ctrl-C); they also
+carry an expiry a little past the planned run, for the case nothing can revoke them (SIGKILL).
+
 The CLI calls `run_scenario`; it returns the summary (also written to ``report_dir``) whose
 ``exit_code`` is 0 when every gating threshold passed and 1 otherwise.
 """
@@ -18,6 +21,7 @@ from typing import Any
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.loadtest import analysis, client, pool, report, rss, runner, target, thresholds
+from schedgen_ops.ops.loadtest.keys import KeyProvider, key_ttl_s
 from schedgen_ops.ops.loadtest.scenarios import SCENARIOS, expected_sessions, scale_scenario
 
 #: Never create more keys than this for one run; beyond it keys are handed out again (and reported).
@@ -32,7 +36,7 @@ class RunOptions:
     scenario: str
     url: str
     report_dir: Path
-    create_keys: Callable[[int, str], list[str]]
+    keys: KeyProvider
     time_scale: float = 1.0
     users_scale: float = 1.0
     threshold_overrides: list[str] = field(default_factory=list)
@@ -43,7 +47,6 @@ class RunOptions:
     pool_size: int = 12
     request_timeout_s: float = 30.0
     abort_after_s: float = 15.0
-    release_keys: Callable[[], object] | None = None
     progress: Callable[[str], None] = lambda message: None
 
 
@@ -87,13 +90,20 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
     sessions = expected_sessions(scenario)
     n_keys = key_count(scenario.name, scenario.peak_users, sessions, options.uploads_per_key)
     seeding = "status" in scenario.mix
-    options.progress(f"creating {n_keys + (SEED_JOBS if seeding else 0)} API keys (one per simulated client)")
-    keys = options.create_keys(n_keys + (SEED_JOBS if seeding else 0), f"loadtest-{scenario.name}")
-    seed_keys, keys = (keys[:SEED_JOBS], keys[SEED_JOBS:]) if seeding else ([], keys)
-    (work / "keys.json").write_text(json.dumps(keys))
+    # locust's hard timeout (see below) bounds the run; the keys' margin covers seeding and the drain
+    ttl_s = key_ttl_s(scenario.duration_s + runner.STOP_TIMEOUT_S + 90)
 
     api = client.ApiClient(url, auth_header=options.auth_header, auth_prefix=options.auth_prefix)
     try:
+        total_keys = n_keys + (SEED_JOBS if seeding else 0)
+        where = "through the api's ops endpoint" if options.keys.source == "api" else "in its database"
+        options.progress(
+            f"creating {total_keys} API keys (one per simulated client) {where}, valid for {ttl_s}s"
+        )
+        keys = options.keys.create(total_keys, f"loadtest-{scenario.name}", ttl_s)
+        seed_keys, keys = (keys[:SEED_JOBS], keys[SEED_JOBS:]) if seeding else ([], keys)
+        (work / "keys.json").write_text(json.dumps(keys))
+
         seeds: list[dict[str, str]] = []
         if seeding:
             options.progress(f"seeding {SEED_JOBS} completed jobs for status users")
@@ -169,8 +179,7 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
             client.drain(api, jobs, timeout_s=drain_s)
     finally:
         api.close()
-        if options.release_keys is not None:
-            options.release_keys()
+        _release_keys(options)
 
     summary_core = analysis.summarize(
         scenario,
@@ -215,6 +224,17 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
     summary["exit_code"] = 0 if summary["passed"] else 1
     report.write_reports(summary, report_dir)
     return summary
+
+
+def _release_keys(options: RunOptions) -> None:
+    """Revoke the run's keys; a failure is reported, not raised, so it never hides the run's own outcome."""
+    try:
+        revoked = options.keys.revoke()
+    except SchedgenError as exc:
+        options.progress(f"warning: {exc.one_line()}")
+        return
+    if revoked:
+        options.progress(f"revoked {revoked} API keys ({options.keys.label})")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
