@@ -127,6 +127,27 @@ def _upload_and_wait(stack: ComposeStack, path: Path) -> tuple[str, dict]:
         return body["job_id"], events
 
 
+def test_a_missing_image_is_reported_as_a_pull_error(stack: ComposeStack) -> None:
+    """No registry is reachable here: the deploy must say it failed at pull, not at the health gate."""
+    missing = f"schedgen-test/no-such-image-{stack.name}:1"
+    result = stack.cli("deploy", "--target", "compose", "--set", f"redis.image={missing}", timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"pulling {missing} failed" in result.stderr, result.stderr
+    assert stack.containers() == []
+
+
+def test_build_without_an_engine_says_how_to_start_one(stack: ComposeStack) -> None:
+    env = {**stack.env, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    result = subprocess.run(
+        [sys.executable, "-m", "schedgen_ops.cli.main", "-P", str(stack.project), "build"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no Docker engine answers at unix:///nonexistent")
+    assert "start it" in lines[0] and "Traceback" not in result.stderr
+
+
 def test_deploy_parses_the_real_pdfs_through_the_published_api(stack: ComposeStack) -> None:
     deployed = json.loads(stack.ok("deploy", "--target", "compose", "--json", timeout=900))
     assert deployed["target"] == "compose" and deployed["canary_job"]
@@ -149,6 +170,39 @@ def test_deploy_parses_the_real_pdfs_through_the_published_api(stack: ComposeSta
     status = json.loads(stack.ok("status", "--json"))
     assert {s["name"]: s["running"] for s in status["services"]}["api"] == 1
     assert all(s["health"] == "ok" for s in status["services"]), status
+
+
+def test_health_reaches_the_stack_without_a_tunnel_and_ends_within_5s_when_postgres_hangs(
+    stack: ComposeStack,
+) -> None:
+    result = stack.cli("health", "--json", timeout=60)
+    report = json.loads(result.stdout)
+    assert report["target"] == "compose"
+    for name in ("api", "postgres", "redis", "queue"):
+        assert report["components"][name] == "ok", (name, report["checks"])
+    postgres = stack.containers("postgres")[0]
+    stack.docker("pause", postgres)
+    try:
+        started = time.monotonic()
+        hung = stack.cli("health", "--json", timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        stack.docker("unpause", postgres)
+    assert elapsed < 6.0, f"health took {elapsed:.1f}s with postgres paused"
+    assert hung.returncode == 2, hung.stdout
+    components = json.loads(hung.stdout)["components"]
+    assert components["postgres"] == "critical" and components["redis"] == "ok", components
+
+
+def test_loadtest_reaches_compose_over_http_only(stack: ComposeStack, tmp_path: Path) -> None:
+    """Keys come from the api with the ops token: no --database-url, no access to Postgres."""
+    result = stack.cli(
+        "loadtest", "baseline", "--target", "compose", "--time-scale", "0.06", "--users-scale", "0.3",
+        "--report", str(tmp_path), "--json", timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["passed"] is True and summary["endpoints"], summary
 
 
 def test_scale_workers_to_three_and_back(stack: ComposeStack) -> None:

@@ -132,6 +132,11 @@ def resolve_endpoints(
         if config is not None and config.domain:
             ep.domain = config.domain
             ep.api_url = f"https://{config.domain}"
+        if target == "compose" and config is not None and not config.edge.enabled:
+            # No Traefik: the api itself is published on edge.api_bind (first replica's port).
+            host = config.edge.api_host
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            ep.api_url = f"http://{host}:{config.edge.api_port}"
         # compose and kubernetes keep Postgres/Redis on internal networks: on-call passes URLs (a
         # port-forward or exec tunnel) rather than this command guessing one.
         ep.notes["database_url"] = f"--database-url (the {target} stack does not publish Postgres)"

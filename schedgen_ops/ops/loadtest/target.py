@@ -139,6 +139,8 @@ def resolve_target(
         service = getattr(config, "service", None)
         rate_uploads = str(getattr(service, "rate_uploads", rate_uploads))
         worker_port = int(getattr(getattr(config, "worker", None), "metrics_port", worker_port) or 0)
+        if target != "local":  # containers do not publish the workers' metrics ports
+            worker_port = 0
     base = check_url(url or DEFAULT_URL)
     host = urlsplit(base).hostname or "127.0.0.1"
     metrics = {"api": f"{base}/metrics"}
