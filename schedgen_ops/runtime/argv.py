@@ -54,11 +54,6 @@ def docker_pull(image: str) -> list[str]:
     return ["docker", "pull", "--quiet", image]
 
 
-def compose_pull(project: ComposeProject) -> list[str]:
-    """Pull every image before anything is replaced, so a missing tag fails the deploy early."""
-    return [*project.prefix(), "pull", "--quiet"]
-
-
 def compose_up(
     project: ComposeProject,
     *,

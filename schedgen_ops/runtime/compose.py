@@ -78,10 +78,10 @@ class ComposeRuntime:
         """Build our image when it is missing, pull other missing images; never pull what is present."""
         from schedgen_ops.runtime.imagebuild import image_present
 
+        if self.runner.dry_run:
+            self.runner.note("images: build ours, pull others, only where the engine lacks them")
+            return
         for image in self.images(tree):
-            if self.runner.dry_run:
-                self.runner.note(f"image {image}: build or pull only if the engine lacks it")
-                continue
             if image_present(self.runner, image) is not None:
                 continue
             if image == self.service_image:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -242,6 +243,21 @@ def test_backup_deep_verify_damage_restore(stack: ComposeStack) -> None:
     assert sorted(restored["stopped"]) == ["api", "pdf-worker"] == sorted(restored["restarted"]), restored
     assert int(stack.psql("SELECT count(*) FROM jobs").strip()) == before
     assert _ready(stack), "the api did not come back after the restore"
+
+
+def test_the_scheduled_backup_unit_backs_up_and_verifies_the_compose_stack(stack: ComposeStack) -> None:
+    """What the rendered systemd timer runs (ExecStart of schedgen-backup.service), run here by hand."""
+    release = json.loads(stack.ok("releases", "--json"))["current"]
+    unit = stack.project / ".schedgen" / "releases" / release / "tree" / "systemd" / "schedgen-backup.service"
+    command = next(line for line in unit.read_text().splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(command.removeprefix("ExecStart="))
+    before = {b["id"] for b in json.loads(stack.ok("backup", "list", "--json"))["backups"]}
+    env = {**stack.env, "PATH": f"{Path(sys.executable).parent}:{stack.env.get('PATH', '')}"}
+    result = subprocess.run(argv, cwd=stack.project, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    after = json.loads(stack.ok("backup", "list", "--json"))["backups"]
+    new = [b for b in after if b["id"] not in before]
+    assert len(new) == 1 and new[0]["verification"]["status"] == "passed", new
 
 
 def _ready(stack: ComposeStack, timeout_s: float = 90) -> bool:

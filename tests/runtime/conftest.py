@@ -47,6 +47,8 @@ class _EngineHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         _EngineHandler.requests.append((method, url.path, parse_qs(url.query), body))
         path = url.path.split("/", 2)[2] if url.path.startswith("/v1.") else url.path.lstrip("/")
+        if method == "GET" and path == "version":  # the SDK negotiates the API version first
+            return self._reply(200, b'{"ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10.24"}')
         if method == "GET" and path == "containers/json":
             return self._reply(200, _load("containers_json.json"))
         if method == "GET" and path.startswith("containers/") and path.endswith("/json"):

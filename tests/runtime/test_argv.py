@@ -36,13 +36,18 @@ def test_compose_prefix_with_env_file_and_context() -> None:
 
 
 def test_compose_up() -> None:
-    assert A.compose_up(PROJECT) == [*DC, "up", "-d", "--remove-orphans", "--wait", "--wait-timeout", "300"]
-    assert A.compose_up(PROJECT, wait=False) == [*DC, "up", "-d", "--remove-orphans"]
+    up = [*DC, "up", "-d", "--remove-orphans", "--pull", "never"]
+    assert A.compose_up(PROJECT) == [*up, "--wait", "--wait-timeout", "300"]
+    assert A.compose_up(PROJECT, wait=False) == up
+    assert A.compose_up(PROJECT, wait=False, scale={"pdf-worker": 3, "api": 2}) == [
+        *up, "--scale", "api=2", "--scale", "pdf-worker=3",
+    ]  # fmt: skip
+    assert A.compose_images(PROJECT) == [*DC, "config", "--images"]
+    assert A.docker_pull("redis:7") == ["docker", "pull", "--quiet", "redis:7"]
 
 
 def test_compose_config_and_pull() -> None:
     assert A.compose_config_check(PROJECT) == [*DC, "config", "--quiet"]
-    assert A.compose_pull(PROJECT) == [*DC, "pull", "--quiet"]
 
 
 def test_compose_scale_sorted_without_recreate() -> None:

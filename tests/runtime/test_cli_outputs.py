@@ -207,8 +207,7 @@ def test_deploy_dry_run_prints_every_compose_command(project: Path) -> None:
     )
     assert json.loads(result.stdout)["commands"] == [
         A.compose_config_check(compose),
-        A.compose_pull(compose),
-        A.compose_up(compose),
+        A.compose_up(compose, scale={"api": 1, "pdf-worker": 2}),
     ]
     assert "(dry run) $ docker compose -p schedgen" in result.stderr
     assert ReleaseStore(project / ".schedgen").history() == []  # a dry run records no release
