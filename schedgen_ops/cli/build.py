@@ -37,6 +37,9 @@ def build(
         "--wheelhouse",
         help="Use these wheels (schedgen-ops and its dependencies) instead of building them here.",
     ),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Rebuild every image layer (the host's wheel cache is still used)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print every command; build nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (progress on stderr)."),
 ) -> None:
@@ -52,6 +55,7 @@ def build(
         tag=tag or _default_tag(),
         base_image=base_image,
         wheelhouse=wheelhouse,
+        no_cache=no_cache,
         progress=lambda line: err.print(line, markup=False, highlight=False),
     )
     if result is None:

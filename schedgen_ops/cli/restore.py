@@ -54,7 +54,7 @@ def restore(
         raise SchedgenError("restore cancelled", code="cancelled", hint="pass --yes to skip the question")
     if with_redis and not ctx_.redis_url:
         raise SchedgenError("--redis needs a Redis URL", code="usage", hint="pass --redis-url", exit_code=2)
-    if with_uploads and not ctx_.storage_url:
+    if with_uploads and not ctx_.storage_url and db_target.uploads_extract() is None:
         raise SchedgenError(
             "--uploads needs a storage URL", code="usage", hint="pass --storage-url", exit_code=2
         )
@@ -67,6 +67,7 @@ def restore(
         jobs=jobs,
         redis_url=ctx_.redis_url if with_redis else None,
         storage_url=ctx_.storage_url if with_uploads else None,
+        with_uploads=with_uploads,
         s3=ctx_.s3,
         safety_backup=not no_safety_backup,
         safety_request=BackupRequest(

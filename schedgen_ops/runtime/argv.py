@@ -113,6 +113,11 @@ def compose_exec(
     return [*project.prefix(), "exec", "-T", "--index", str(index), service, *command]
 
 
+def compose_run(project: ComposeProject, service: str, command: Sequence[str]) -> list[str]:
+    """A one-off container of ``service`` (its image, volumes and networks), removed afterwards."""
+    return [*project.prefix(), "run", "--rm", "--no-deps", "-T", service, *command]
+
+
 def compose_restart(project: ComposeProject, services: Sequence[str]) -> list[str]:
     """Restart services in place (SIGTERM, grace period, start)."""
     return [*project.prefix(), "restart", *services]

@@ -59,11 +59,14 @@ def docker_image_id(ref: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Id}} {{.Size}}", ref]
 
 
-def docker_build(context: Path, tag: str, *, base_image: str, version: str, commit: str) -> list[str]:
+def docker_build(
+    context: Path, tag: str, *, base_image: str, version: str, commit: str, no_cache: bool = False
+) -> list[str]:
     return [
         "docker",
         "build",
         "--pull=false",
+        *(["--no-cache"] if no_cache else []),
         "--build-arg",
         f"BASE_IMAGE={base_image}",
         "--build-arg",
@@ -168,6 +171,7 @@ def build_image(
     tag: str,
     base_image: str = DEFAULT_BASE,
     wheelhouse: Path | None = None,
+    no_cache: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> BuildResult | None:
     """Wheelhouse on the host, then ``docker build``; returns None under ``--dry-run``."""
@@ -225,7 +229,9 @@ def build_image(
         if not runner.dry_run and image_present(runner, base_image) is None:
             progress(f"build: base image {base_image} is not on this engine; docker will try to pull it")
         progress(f"build: docker build {tag} on {base_image} ({count} wheels, no network inside)")
-        argv = docker_build(context, tag, base_image=base_image, version=__version__, commit=commit)
+        argv = docker_build(
+            context, tag, base_image=base_image, version=__version__, commit=commit, no_cache=no_cache
+        )
         _run_build_step(runner, argv, "docker build", stream=progress)
     if runner.dry_run:
         return None

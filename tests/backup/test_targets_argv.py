@@ -133,3 +133,17 @@ def test_writer_stop_start_argv():
         "--overwrite",
     ]
     assert kube_pause_keda_argv(kube, "pdf-worker", False)[-2] == "autoscaling.keda.sh/paused-replicas-"
+
+
+def test_compose_uploads_are_tarred_in_a_one_off_container_of_the_service_that_mounts_them() -> None:
+    assert ComposeTarget(project=PROJECT).uploads_archive() is None  # MinIO: archived through S3
+    target = ComposeTarget(project=PROJECT, uploads_service="api")
+    archive, extract = target.uploads_archive(), target.uploads_extract()
+    assert archive is not None and extract is not None
+    run = [*PREFIX, "run", "--rm", "--no-deps", "-T", "api"]
+    assert archive.argv == [*run, "tar", "-C", "/data/uploads", "-cf", "-", "."]
+    assert extract.argv == [
+        *run, "tar", "-C", "/data/uploads", "--no-same-owner", "--no-overwrite-dir", "-xf", "-",
+    ]  # fmt: skip
+    assert LocalTarget("postgresql://u@h/db").uploads_archive() is None
+    assert KubernetesTarget().uploads_extract() is None

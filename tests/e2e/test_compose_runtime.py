@@ -110,6 +110,28 @@ def stack() -> Iterator[ComposeStack]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _upload(stack: ComposeStack, path: Path) -> dict[str, str]:
+    response = httpx.post(
+        f"{stack.api}/api/uploads",
+        files={"file": (path.name, path.read_bytes(), "application/pdf")},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    body: dict[str, str] = response.json()
+    return body
+
+
+def _wait(stack: ComposeStack, status_url: str, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{stack.api}{status_url}", timeout=10).json()
+        if status["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.3)
+    return status
+
+
 def _upload_and_wait(stack: ComposeStack, path: Path) -> tuple[str, dict]:
     with httpx.Client(timeout=30) as client:
         accepted = client.post(
@@ -230,19 +252,35 @@ def test_a_deploy_whose_gate_fails_rolls_back(stack: ComposeStack) -> None:
 
 
 def test_backup_deep_verify_damage_restore(stack: ComposeStack) -> None:
+    """With the workers stopped an upload stays pending, its bytes in the uploads volume: the backup must
+    carry them, and after the database and the volume are damaged, restore --uploads brings both back and
+    the job completes once the workers run again."""
+    for worker in stack.containers("pdf-worker"):
+        stack.docker("stop", worker)
+    pending = _upload(stack, shared_path("fixtures", "up-pdfs", "UP_TST_PDF.pdf"))
+    count_files = ["exec", "api", "--", "sh", "-c", "find /data/uploads -type f | wc -l"]
+    assert stack.ok(*count_files).strip() == "1"
     before = int(stack.psql("SELECT count(*) FROM jobs").strip())
-    assert before >= 4
+    assert before >= 5
     backup = json.loads(stack.ok("backup", "--json"))
+    assert backup["target"] == "compose" and backup["uploads"]["objects"] == 1, backup["uploads"]
     backup_id = backup["id"]
     verified = json.loads(stack.ok("backup", "verify", backup_id, "--deep", "--json", timeout=600))
     assert verified["verification"]["status"] == "passed", verified
     assert verified["verification"]["level"] == "deep"
     stack.psql("DELETE FROM jobs")
+    stack.ok("exec", "api", "--", "sh", "-c", "find /data/uploads -type f -delete")
     assert int(stack.psql("SELECT count(*) FROM jobs").strip()) == 0
-    restored = json.loads(stack.ok("restore", backup_id, "--yes", "--no-health", "--json", timeout=600))
+    assert stack.ok(*count_files).strip() == "0"
+    restored = json.loads(
+        stack.ok("restore", backup_id, "--yes", "--uploads", "--no-health", "--json", timeout=600)
+    )
     assert sorted(restored["stopped"]) == ["api", "pdf-worker"] == sorted(restored["restarted"]), restored
+    assert restored["upload_objects"] == 1 and restored["safety_backup_id"], restored
     assert int(stack.psql("SELECT count(*) FROM jobs").strip()) == before
     assert _ready(stack), "the api did not come back after the restore"
+    # `restore` started every worker container again: the restored pending upload is parsed.
+    assert _wait(stack, pending["status_url"])["status"] == "completed"
 
 
 def test_the_scheduled_backup_unit_backs_up_and_verifies_the_compose_stack(stack: ComposeStack) -> None:

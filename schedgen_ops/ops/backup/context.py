@@ -62,8 +62,14 @@ class BackupContext:
         database = getattr(pg, "database", None) or "schedgen"
         with_redis = bool(self.redis_url) or self.config is not None
         if self.target_name == "compose":
+            minio = bool(getattr(getattr(self.config, "minio", None), "enabled", False))
             return ComposeTarget(
-                pg_user=user, pg_database=database, with_redis=with_redis, project=self.compose_project(name)
+                pg_user=user,
+                pg_database=database,
+                with_redis=with_redis,
+                project=self.compose_project(name),
+                # File storage lives in the `uploads` volume, which the api service mounts.
+                uploads_service="" if minio else "api",
             )
         namespace = getattr(getattr(self.config, "kubernetes", None), "namespace", None) or "schedgen"
         return KubernetesTarget(

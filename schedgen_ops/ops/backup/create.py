@@ -36,7 +36,7 @@ from schedgen_ops.ops.backup.manifest import (
 )
 from schedgen_ops.ops.backup.progress import Reporter
 from schedgen_ops.ops.backup.redis_snapshot import check_rdb
-from schedgen_ops.ops.backup.sources import S3Settings, archive_config, archive_uploads
+from schedgen_ops.ops.backup.sources import S3Settings, archive_config, archive_uploads, tar_contents
 from schedgen_ops.ops.backup.streaming import file_digest, stream_to_file
 from schedgen_ops.ops.backup.targets import Target
 from schedgen_ops.ops.backup.tools import archive_tools, major_of
@@ -179,7 +179,18 @@ def _fill(request: BackupRequest, manifest: Manifest, work: Path, reporter: Repo
         if target.name == "local":  # elsewhere redis-cli runs inside the container
             manifest.tools["redis-cli"] = _redis_cli_version()
 
-    if request.storage_url:
+    uploads_command = target.uploads_archive()
+    if uploads_command is not None:
+        with reporter.step("uploads: pending objects (tar inside the stack)") as advance:
+            digest = stream_to_file(
+                uploads_command.argv, work / UPLOADS_TAR, what="tar of the uploads", progress=advance
+            )
+        objects, size = tar_contents(work / UPLOADS_TAR)
+        manifest.files.append(
+            FileEntry(path=UPLOADS_TAR, kind="uploads", size=digest.size, sha256=digest.sha256)
+        )
+        manifest.uploads = UploadsInfo(source=f"{target.name}: uploads volume", objects=objects, bytes=size)
+    elif request.storage_url:
         with reporter.step("uploads: pending objects") as advance:
             objects, size = archive_uploads(request.storage_url, work / UPLOADS_TAR, request.s3, advance)
         digest = file_digest(work / UPLOADS_TAR)

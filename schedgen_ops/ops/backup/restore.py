@@ -23,7 +23,7 @@ from schedgen_ops.ops.backup.lock import backup_lock
 from schedgen_ops.ops.backup.manifest import POSTGRES_DUMP, REDIS_RDB, UPLOADS_TAR, Check, iso, utcnow
 from schedgen_ops.ops.backup.progress import Reporter
 from schedgen_ops.ops.backup.redis_snapshot import restore_rdb
-from schedgen_ops.ops.backup.sources import S3Settings, restore_uploads
+from schedgen_ops.ops.backup.sources import S3Settings, restore_uploads, tar_contents
 from schedgen_ops.ops.backup.streaming import run_checked, stream_from_file
 from schedgen_ops.ops.backup.targets import Target
 from schedgen_ops.ops.backup.verify import verify_entry
@@ -40,6 +40,7 @@ class RestoreRequest:
     jobs: int = 2
     redis_url: str | None = None  # restore Redis into this URL when set
     storage_url: str | None = None  # put upload objects back when set
+    with_uploads: bool = False  # put upload objects back into the stack itself (compose volume)
     s3: S3Settings = field(default_factory=S3Settings)
     safety_backup: bool = True
     safety_request: BackupRequest | None = None
@@ -124,7 +125,12 @@ def _restore_locked(request: RestoreRequest, reporter: Reporter) -> RestoreRepor
         if request.redis_url and manifest.file("redis"):
             with reporter.step("restore: redis"):
                 report.redis_keys = restore_rdb(entry.path / REDIS_RDB, request.redis_url)
-        if request.storage_url and manifest.file("uploads"):
+        extract = request.target.uploads_extract() if request.with_uploads else None
+        if extract is not None and manifest.file("uploads"):
+            with reporter.step("restore: upload objects (into the stack's volume)"):
+                stream_from_file(extract.argv, entry.path / UPLOADS_TAR, what="tar into the uploads volume")
+                report.upload_objects = tar_contents(entry.path / UPLOADS_TAR)[0]
+        elif request.storage_url and manifest.file("uploads"):
             with reporter.step("restore: upload objects"):
                 report.upload_objects = restore_uploads(
                     entry.path / UPLOADS_TAR, request.storage_url, request.s3

@@ -172,6 +172,16 @@ def archive_config(project_dir: Path, dest: Path, *, include_secrets: bool) -> l
     return names
 
 
+def tar_contents(path: Path) -> tuple[int, int]:
+    """(files, bytes) in a tar written by ``tar -cf -`` inside a container."""
+    try:
+        with tarfile.open(path, "r") as tar:
+            files = [m for m in tar.getmembers() if m.isfile()]
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise SchedgenError(f"{path.name} is unreadable: {exc}", code="backup_corrupt") from exc
+    return len(files), sum(m.size for m in files)
+
+
 def tar_member_count(path: Path) -> int:
     """Number of files in a tar (a full read: a truncated tar raises)."""
     try:

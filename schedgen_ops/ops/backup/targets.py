@@ -14,7 +14,7 @@ from typing import Protocol
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.tools import PgTools, tools_for_server
-from schedgen_ops.runtime.argv import ComposeProject, KubeTarget, compose_exec
+from schedgen_ops.runtime.argv import ComposeProject, KubeTarget, compose_exec, compose_run
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,12 @@ class Target(Protocol):
 
     def psql(self, sql: str, *, dbname: str | None = None) -> Command:
         """Run one SQL statement, unaligned tuples-only output."""
+
+    def uploads_archive(self) -> Command | None:
+        """A tar of the pending upload files to stdout, when they live inside the stack (else None)."""
+
+    def uploads_extract(self) -> Command | None:
+        """Unpack a tar of upload files from stdin into the stack's upload volume (else None)."""
 
 
 # ----------------------------------------------------------------------------------------------- local
@@ -235,6 +241,12 @@ class LocalTarget:
             conn.env(),
         )
 
+    def uploads_archive(self) -> Command | None:
+        return None  # uploads reachable from here are archived through storage_url
+
+    def uploads_extract(self) -> Command | None:
+        return None
+
 
 # --------------------------------------------------------------------------------------------- compose
 
@@ -338,6 +350,23 @@ class ComposeTarget(_ExecTarget):
     postgres_service: str = "postgres"
     redis_service: str = "redis"
     name: str = "compose"
+    #: The service that mounts the ``uploads`` volume (file storage; empty with MinIO).
+    uploads_service: str = ""
+    uploads_dir: str = "/data/uploads"
+
+    def uploads_archive(self) -> Command | None:
+        if not self.uploads_service:
+            return None
+        # `run --rm --no-deps`: a fresh container of the service with its volumes, so it works whether
+        # or not the writers are running (a restore stops them).
+        tar = ["tar", "-C", self.uploads_dir, "-cf", "-", "."]
+        return Command(compose_run(self.project, self.uploads_service, tar))
+
+    def uploads_extract(self) -> Command | None:
+        if not self.uploads_service:
+            return None
+        tar = ["tar", "-C", self.uploads_dir, "--no-same-owner", "--no-overwrite-dir", "-xf", "-"]
+        return Command(compose_run(self.project, self.uploads_service, tar))
 
     def _pg_exec(self, command: list[str], *, stdin: bool = False) -> list[str]:
         # `exec -T` keeps stdin attached without a TTY, so the same prefix reads and writes streams.
@@ -368,3 +397,9 @@ class KubernetesTarget(_ExecTarget):
 
     def _redis_exec(self, command: list[str]) -> list[str]:
         return self._exec(self.redis_workload, command, stdin=False)
+
+    def uploads_archive(self) -> Command | None:
+        return None  # uploads live in MinIO or a PVC: archived through storage_url (not from here)
+
+    def uploads_extract(self) -> Command | None:
+        return None
