@@ -231,8 +231,22 @@ def test_loadtest_reaches_compose_over_http_only(stack: ComposeStack, tmp_path: 
 def test_scale_workers_to_three_and_back(stack: ComposeStack) -> None:
     stack.ok("scale", "pdf-worker=3")
     assert len(stack.containers("pdf-worker")) == 3
+    # Scaling down while jobs run: the stopped workers finish theirs (no job is retried or lost).
+    from schedgen_ops.parsing.synthetic import generate_timetable, render_pdf
+
+    pdf = render_pdf(generate_timetable("lectures", seed=3, pages=3))
+    with httpx.Client(timeout=30) as client:
+        accepted = [
+            client.post(f"{stack.api}/api/uploads", files={"file": ("t.pdf", pdf, "application/pdf")}).json()
+            for _ in range(12)
+        ]
     stack.ok("scale", "pdf-worker=1")
     assert len(stack.containers("pdf-worker")) == 1
+    final = [_wait(stack, body["status_url"]) for body in accepted]
+    assert {f["status"] for f in final} == {"completed"}, final
+    assert all(f["attempts"] == 1 for f in final), "a scale-down interrupted a job (it was retried)"
+    logs = stack.ok("logs", "pdf-worker", "-n", "200")
+    assert "pdf-worker" in logs or "rq.worker" in logs
     refused = stack.cli("scale", "pdf-worker=9")
     assert refused.returncode == 1 and "outside the profile's bounds" in refused.stderr
 
@@ -249,6 +263,21 @@ def test_a_deploy_whose_gate_fails_rolls_back(stack: ComposeStack) -> None:
     assert httpx.get(f"{stack.api}/readyz", timeout=10).status_code == 200
     _, events = _upload_and_wait(stack, shared_path("fixtures", "up-pdfs", "UP_EXAM_SS.pdf"))
     assert [len(t["events"]) for t in events["timetables"]] == [5]
+
+
+def test_a_broken_image_under_the_same_tag_is_rolled_back_to_the_image_that_was_live(
+    stack: ComposeStack,
+) -> None:
+    """A rebuilt tag that cannot start: the rollback re-tags the image id the live release ran."""
+    live = json.loads(stack.ok("releases", "--json"))["current"]
+    tag = f"schedgen-test/service-{stack.name}:0.1.0"
+    good = stack.docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
+    stack.docker("tag", base_image(), tag)  # "a new build" without schedgen in it
+    result = stack.cli("deploy", "--target", "compose", "--set", "service.log_level=DEBUG", timeout=900)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"rolled back to {live}" in result.stderr, result.stderr
+    assert stack.docker("image", "inspect", "--format", "{{.Id}}", tag).strip() == good
+    assert _ready(stack), "the earlier release does not answer after the rollback"
 
 
 def test_backup_deep_verify_damage_restore(stack: ComposeStack) -> None:
