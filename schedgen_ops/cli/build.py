@@ -45,9 +45,17 @@ def build(
 ) -> None:
     """Build the service image that `deploy --target compose` runs.
 
-    The wheels are made on this machine at the constraints.txt versions and copied into the build, so
-    the build itself needs no network (air-gapped builds work). The image is labelled with the toolkit
-    version and git commit. Needs a running Docker engine.
+    Wheels are made here at the constraints.txt versions, so the build needs no network (air-gapped).
+
+    Tag images.service:VERSION, labels with version and git commit; needs a running Docker engine.
+
+    Examples:
+
+      schedgen build                                  # python:3.11-slim base
+
+      schedgen build --base-image my/debian:12        # needs python3 + python3-venv
+
+      schedgen build --json | jq .image_id
     """
     ops = make_ops(dry_run=dry_run)
     result = build_image(
@@ -70,4 +78,4 @@ def build(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build", help="Build the service image (compose runs it).")(build)
+    app.command("build", short_help="Build the service image (compose runs it).")(build)
