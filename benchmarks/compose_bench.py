@@ -2,7 +2,7 @@
 compose stack against the local runtime, measured in the same run on this machine (127.0.0.1 only).
 
 1. build cold: `schedgen build --no-cache` with an empty wheel cache (XDG_CACHE_HOME in a temp dir);
-   build warm: the same command again with both caches (what a rebuild after a code change costs);
+   build warm: the same command again with both caches (the wheel cache and the image layers);
 2. deploy: `schedgen deploy --target compose` from an empty project (fresh volumes, Postgres init), with
    the gate's canary;
 3. throughput: N uploads of the three real PDFs (or generated ones) with 8 concurrent clients, timed until
@@ -163,10 +163,9 @@ def main() -> int:
         # -- build cold, then warm
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "XDG_CACHE_HOME": cache}
-            results["build_cold_s"] = round(
-                schedgen(compose_project, "build", "--base-image", base, "--no-cache", env=env), 1
-            )
-        results["build_warm_s"] = round(schedgen(compose_project, "build", "--base-image", base), 1)
+            build = ["build", "--base-image", base]
+            results["build_cold_s"] = round(schedgen(compose_project, *build, "--no-cache", env=env), 1)
+            results["build_warm_s"] = round(schedgen(compose_project, *build, env=env), 1)
         # -- local throughput (the baseline), then down
         schedgen(local_project, "up")
         results["local"] = throughput(f"http://127.0.0.1:{local_api}", files, args.jobs)

@@ -106,3 +106,51 @@ def test_s3_upload_storage_is_backed_up_and_restored(ledger_url, tmp_path, s3):
     body = client.get_object(Bucket="uploads", Key="pending/job4.pdf")["Body"].read()
     assert body == b"%PDF 4"
     shutil.rmtree(backups)
+
+
+@pytest.mark.parametrize(
+    "hostile_path",
+    ["/tmp/schedgen-pwned", "../../schedgen-pwned", "postgres.dump/../../x", "sub/postgres.dump", ".bashrc"],
+)
+def test_pull_refuses_a_manifest_whose_paths_leave_the_set(ledger_url, tmp_path, s3, hostile_path):
+    """Anyone who can write to the bucket controls the manifest: its paths must never be followed."""
+    import json
+
+    backups = tmp_path / "backups"
+    manifest = create_backup(BackupRequest(target=LocalTarget(ledger_url), directory=backups))
+    client = _bucket(s3, "offsite-hostile")
+    push_backup(backups, manifest.id, "s3://offsite-hostile", s3)
+    doc = json.loads((backups / manifest.id / "manifest.json").read_text())
+    doc["files"][0]["path"] = hostile_path
+    client.put_object(Bucket="offsite-hostile", Key=f"{manifest.id}/manifest.json", Body=json.dumps(doc))
+    client.put_object(Bucket="offsite-hostile", Key=f"{manifest.id}/{hostile_path}", Body=b"payload")
+
+    target = tmp_path / "elsewhere" / "backups"
+    with pytest.raises(SchedgenError, match="is not one schedgen wrote") as raised:
+        pull_backup(target, manifest.id, "s3://offsite-hostile", s3)
+    assert raised.value.code == "backup_manifest_invalid"
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"payload"]
+    assert written == [] and not (tmp_path / "schedgen-pwned").exists()
+    assert [p.name for p in target.iterdir() if not p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("bad_id", ["../20261128T023000Z", "/etc", "20261128T023000Z/../../x", ""])
+def test_pull_refuses_an_id_that_is_not_a_backup_id(tmp_path, s3, bad_id):
+    with pytest.raises(SchedgenError, match="is not a backup id") as raised:
+        pull_backup(tmp_path / "backups", bad_id, "s3://anything", s3)
+    assert raised.value.exit_code == 2
+    assert not (tmp_path / "backups").exists() or list((tmp_path / "backups").iterdir()) == []
+
+
+def test_pull_refuses_a_manifest_that_names_another_backup(ledger_url, tmp_path, s3):
+    import json
+
+    backups = tmp_path / "backups"
+    manifest = create_backup(BackupRequest(target=LocalTarget(ledger_url), directory=backups))
+    client = _bucket(s3, "offsite-renamed")
+    push_backup(backups, manifest.id, "s3://offsite-renamed", s3)
+    doc = json.loads((backups / manifest.id / "manifest.json").read_text())
+    doc["id"] = "20200101T000000Z"
+    client.put_object(Bucket="offsite-renamed", Key=f"{manifest.id}/manifest.json", Body=json.dumps(doc))
+    with pytest.raises(SchedgenError, match="names backup '20200101T000000Z'"):
+        pull_backup(tmp_path / "elsewhere", manifest.id, "s3://offsite-renamed", s3)

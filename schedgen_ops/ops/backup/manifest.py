@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from schedgen_ops.errors import SchedgenError
 
@@ -36,11 +37,24 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+#: The only file names a backup set holds. A manifest is data from wherever the set came from (a bucket
+#: others can write to): a path outside this set, absolute or with ``..``, is refused, never followed.
+SET_FILES = frozenset({POSTGRES_DUMP, POSTGRES_GLOBALS, REDIS_RDB, UPLOADS_TAR, CONFIG_TAR})
+BACKUP_ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{1,4})?$")
+
+
 class FileEntry(BaseModel):
     path: str
     kind: str
-    size: int
-    sha256: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("path")
+    @classmethod
+    def _known_name(cls, value: str) -> str:
+        if value not in SET_FILES:
+            raise ValueError(f"{value!r} is not a backup set file ({', '.join(sorted(SET_FILES))})")
+        return value
 
 
 class Check(BaseModel):

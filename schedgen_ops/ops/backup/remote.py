@@ -15,7 +15,7 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.catalog import find_backup
 from schedgen_ops.ops.backup.create import PARTIAL_SUFFIX
 from schedgen_ops.ops.backup.lock import backup_lock
-from schedgen_ops.ops.backup.manifest import MANIFEST, Manifest, read_manifest
+from schedgen_ops.ops.backup.manifest import BACKUP_ID_RE, MANIFEST, Manifest, read_manifest
 from schedgen_ops.ops.backup.progress import Reporter
 from schedgen_ops.ops.backup.sources import S3Settings, split_s3_url
 from schedgen_ops.ops.backup.streaming import file_digest
@@ -64,8 +64,17 @@ def pull_backup(
     """Download prefix/ID/ into DIR/ID after checking every file against the pulled manifest."""
     import json
 
+    from pydantic import ValidationError
+
     reporter = reporter or Reporter(quiet=True)
     bucket, prefix = split_s3_url(url)
+    if not BACKUP_ID_RE.match(backup_id):
+        raise SchedgenError(
+            f"{backup_id!r} is not a backup id",
+            code="usage",
+            hint="ids look like 20261128T023000Z (see `schedgen backup list` where it was taken)",
+            exit_code=2,
+        )
     with backup_lock(directory, "pull"):
         final = directory / backup_id
         if final.exists():
@@ -85,7 +94,21 @@ def pull_backup(
                     code="backup_not_found",
                     hint="the push may have been interrupted; list the bucket",
                 ) from exc
-            manifest = Manifest.model_validate(json.loads(body))
+            try:
+                manifest = Manifest.model_validate(json.loads(body))
+            except (ValueError, ValidationError) as exc:
+                first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+                raise SchedgenError(
+                    f"the manifest of backup {backup_id} under {url} is not one schedgen wrote: {first}",
+                    code="backup_manifest_invalid",
+                    hint="nothing was written; check who can write to that bucket",
+                ) from exc
+            if manifest.id != backup_id:
+                raise SchedgenError(
+                    f"the manifest under {backup_id} names backup {manifest.id!r}",
+                    code="backup_manifest_invalid",
+                    hint="nothing was written; check who can write to that bucket",
+                )
             (work / MANIFEST).write_bytes(body)
             for item in manifest.files:
                 path = work / item.path
