@@ -18,6 +18,16 @@ MAX_FIELD_BYTES = 1024
 MAX_PARTS = 8
 
 
+def clean_filename(raw: str) -> str | None:
+    """The client's file name as a label only: no directories, no control characters (a NUL byte is
+    refused by Postgres text columns), at most 255 characters; None when nothing is left."""
+    import unicodedata
+
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if not unicodedata.category(ch).startswith("C")).strip()
+    return name[:255] or None
+
+
 class UploadRejected(Exception):
     """The upload breaks a rule; ``code`` is a parser error code or a request error code."""
 
@@ -91,7 +101,7 @@ class _Collector:
                 raise UploadRejected(422, "invalid_request", "send exactly one file")
             self.upload.seen_file = True
             filename = options.get(b"filename")
-            self.upload.filename = filename.decode("utf-8", "replace")[:255] if filename else None
+            self.upload.filename = clean_filename(filename.decode("utf-8", "replace")) if filename else None
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]

@@ -145,3 +145,23 @@ def test_health_endpoints(api: Stack) -> None:
         "redis",
         "storage",
     }
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("a\x00b.pdf", "ab.pdf"),  # NUL: Postgres text refuses it (was a 500)
+        ("../../etc/passwd\x07.pdf", "passwd.pdf"),
+        ("C:\\Users\\x\\time table.pdf", "time table.pdf"),
+        ("\x00\x01", None),
+        ("é" * 300 + ".pdf", "é" * 255),
+    ],
+)
+def test_hostile_filenames_are_stored_as_plain_labels(
+    api: Stack, database_url: str, synthetic_pdfs: dict[str, bytes], sent: str, stored: str | None
+) -> None:
+    accepted = api.upload(synthetic_pdfs["exams"], filename=sent)
+    assert accepted.status_code == 202, accepted.text
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT filename FROM jobs WHERE id = %s", (accepted.json()["job_id"],)).fetchone()
+    assert row is not None and row[0] == stored
