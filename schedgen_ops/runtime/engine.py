@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import docker
 from docker.errors import DockerException
 
-import docker
 from schedgen_ops.errors import SchedgenError
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
