@@ -25,10 +25,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import shared_path
-from dockerkit import base_image, ensure_compose_plugin, require_docker, standin_image
 
 from schedgen_ops.runtime.dataservices import free_port_block, service_tempdir
+from tests.conftest import shared_path
+from tests.dockerkit import base_image, ensure_compose_plugin, require_docker, standin_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(900)]
 
