@@ -160,7 +160,20 @@ def test_health_endpoints(api: Stack) -> None:
 def test_hostile_filenames_are_stored_as_plain_labels(
     api: Stack, database_url: str, synthetic_pdfs: dict[str, bytes], sent: str, stored: str | None
 ) -> None:
-    accepted = api.upload(synthetic_pdfs["exams"], filename=sent)
+    # A raw body: httpx would percent-encode the control bytes, and a hostile client does not.
+    boundary = "schedgen-hostile-name"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="'.encode()
+        + sent.encode()
+        + b'"\r\nContent-Type: application/pdf\r\n\r\n'
+        + synthetic_pdfs["exams"]
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    accepted = api.client.post(
+        "/api/uploads",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert accepted.status_code == 202, accepted.text
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT filename FROM jobs WHERE id = %s", (accepted.json()["job_id"],)).fetchone()
