@@ -1,9 +1,11 @@
 """UP timetable PDF -> typed events, JSON/CSV/ICS output and synthetic UP-format PDFs.
 
 Public API (stable; other modules and the service call these names):
-`parse_pdf`, `quick_check`, `ParseError`, `ERROR_HTTP_STATUS`, `ERROR_CODES`, `Timetable` and its event
-models. Names are loaded on first use (PEP 562), so importing a light submodule such as
-``schedgen_ops.parsing.semesters`` (the configuration does) does not load pdfminer.
+`parse_pdf`, `quick_check`, `ParseError`, `ERROR_HTTP_STATUS`, `ERROR_CODES`, `Limits`, `Timetable` and its
+event models. Names are loaded on first use (PEP 562), so importing a light submodule such as
+``schedgen_ops.parsing.semesters`` (the configuration does) does not load pdfminer, and neither does
+``import schedgen_ops.parsing`` itself: code that wants the parser loaded ahead of use imports
+``schedgen_ops.parsing.api`` (or starts a `parsing.sandbox.Sandbox`, which loads it in its child).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from schedgen_ops.parsing.api import MAX_BYTES, MAX_PAGES, TIMEOUT_S, parse_pdf, quick_check
     from schedgen_ops.parsing.errors import ERROR_CODES, ERROR_HTTP_STATUS, ParseError
+    from schedgen_ops.parsing.limits import Limits
     from schedgen_ops.parsing.model import ExamSitting, LectureEvent, SourceInfo, TestSitting, Timetable
 
 _EXPORTS: dict[str, str] = {
@@ -25,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "ERROR_CODES": "errors",
     "ERROR_HTTP_STATUS": "errors",
     "ParseError": "errors",
+    "Limits": "limits",
     "ExamSitting": "model",
     "LectureEvent": "model",
     "SourceInfo": "model",
@@ -40,6 +44,7 @@ __all__ = [
     "TIMEOUT_S",
     "ExamSitting",
     "LectureEvent",
+    "Limits",
     "ParseError",
     "SourceInfo",
     "TestSitting",

@@ -23,6 +23,9 @@ ERROR_HTTP_STATUS: Final[dict[str, int]] = {
     # The limit is a property of the input, not a transient server fault: retrying the same file fails
     # the same way, so it is a client error (422), not a gateway timeout (504).
     "parse_timeout": 422,
+    # A cap of docs/PARSING.md "Limits" (decoded bytes, operations, page tree, nesting, memory): also a
+    # property of the file, so final and 422.
+    "parse_limit_exceeded": 422,
 }
 
 ERROR_CODES: Final[frozenset[str]] = frozenset(ERROR_HTTP_STATUS)
@@ -38,6 +41,7 @@ _HINTS: Final[dict[str, str]] = {
     "not_a_timetable": "upload a UP Lectures, Semester Tests or Exams timetable PDF",
     "columns_mismatch": "the table layout is not the UP format this parser knows; report it with the file",
     "parse_timeout": "the file is unusually complex; upload the timetable PDF from the UP portal",
+    "parse_limit_exceeded": "UP timetables are small and simple; upload the timetable PDF from the UP portal",
 }
 
 

@@ -5,14 +5,15 @@ pdfplumber converts every glyph into a dict of ~20 keys and its table finder re-
 doubles the cost on these small files (see docs/PERFORMANCE.md). UP tables are drawn with filled
 rectangles, so the rules and the glyph boxes are all we need.
 
-The time limit is cooperative: the device checks a monotonic deadline every few hundred glyphs/paths
-and between pages, so it works in any thread (no SIGALRM) and inside an RQ or web worker.
+Every step is charged to a `Budget` (parsing/limits.py): the structure parser, the object lookups and
+the content interpreter are the bounded subclasses of parsing/bounded.py, the page tree is walked by
+parsing/pagetree.py, and the device here counts what each page draws. The deadline is cooperative (checked
+every few hundred objects, glyphs or paths, and between pages), so it works in any thread.
 """
 
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +21,16 @@ from typing import Any
 from pdfminer.converter import PDFPageAggregator
 from pdfminer.layout import LTChar, LTCurve, LTFigure, LTImage, LTLine, LTPage, LTRect
 from pdfminer.pdfdocument import PDFDocument, PDFEncryptionError, PDFPasswordIncorrect
-from pdfminer.pdfinterp import PDFPageInterpreter, PDFResourceManager
-from pdfminer.pdfpage import PDFPage
-from pdfminer.pdfparser import PDFParser
+from pdfminer.pdfinterp import PDFResourceManager
 from pdfminer.pdftypes import resolve1
 
+from schedgen_ops.parsing import decode as _decode  # installs the bounded stream decoder
+from schedgen_ops.parsing.bounded import BoundedDocument, BoundedInterpreter, BoundedParser
 from schedgen_ops.parsing.errors import ParseError
+from schedgen_ops.parsing.limits import PARSE_LIMITS, Budget, Deadline, limit_exceeded
+from schedgen_ops.parsing.pagetree import walk_pages
+
+__all__ = ["Budget", "Deadline", "Glyph", "PageContent", "Rule", "check_bytes", "iter_pages", "open_document"]
 
 _RULE_MAX_THICKNESS = 2.5  # points: thicker filled rectangles are cell backgrounds, not rules
 _CHECK_EVERY = 256  # glyphs/paths between deadline checks
@@ -66,18 +71,6 @@ class PageContent:
     images: int = 0
 
 
-class Deadline:
-    """A monotonic deadline; `check` raises `parse_timeout` once it has passed."""
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.at = time.monotonic() + timeout_s
-
-    def check(self) -> None:
-        if time.monotonic() > self.at:
-            raise ParseError("parse_timeout", f"parsing took longer than the {self.timeout_s:g} s limit")
-
-
 def too_large(size: int, max_bytes: int) -> ParseError:
     mb = 1024 * 1024
     return ParseError(
@@ -97,43 +90,70 @@ def check_bytes(data: bytes, *, max_bytes: int) -> None:
         raise ParseError("corrupt_pdf", "the PDF is truncated (no %%EOF marker at its end)")
 
 
-def open_document(data: bytes) -> PDFDocument:
-    """Parse the PDF's structure once (xref, trailer, encryption); content streams are read later."""
+def failure(exc: Exception, budget: Budget, what: str) -> ParseError:
+    """The `ParseError` for an exception out of pdfminer: a breach, memory or nesting, else corrupt."""
+    if budget.breach is not None:
+        return budget.breach
+    if isinstance(exc, MemoryError):
+        return budget.fail(limit_exceeded("parsing it needs more memory than a parse may use"))
+    if isinstance(exc, RecursionError):
+        return budget.fail(limit_exceeded("its objects or forms are nested too deeply"))
+    return ParseError("corrupt_pdf", f"{what} ({type(exc).__name__})")
+
+
+def open_document(data: bytes, budget: Budget | None = None) -> PDFDocument:
+    """Parse the PDF's structure once (xref, trailer, encryption); content streams are read later.
+
+    ``budget`` defaults to the one active in this context (`decode.budget_active`), else a fresh one
+    with the parse limits.
+    """
+    budget = budget or _decode.active_budget() or Budget(PARSE_LIMITS, Deadline(60.0))
     try:
-        return PDFDocument(PDFParser(io.BytesIO(data)))
+        return BoundedDocument(BoundedParser(io.BytesIO(data), budget), budget)
     except (PDFPasswordIncorrect, PDFEncryptionError) as exc:
         raise ParseError("encrypted_pdf", "the PDF is password-protected") from exc
+    except ParseError as exc:
+        if budget.breach is None or budget.breach is exc:
+            raise
+        raise budget.breach from exc
     except Exception as exc:  # pdfminer raises many unrelated types for damaged files
-        reason = type(exc).__name__
-        raise ParseError("corrupt_pdf", f"the PDF is damaged and cannot be read ({reason})") from exc
+        raise failure(exc, budget, "the PDF is damaged and cannot be read") from exc
 
 
-def page_count(doc: PDFDocument) -> int:
-    """Count pages from the page tree without interpreting any content."""
+def page_count(doc: PDFDocument, budget: Budget, *, max_pages: int) -> int:
+    """The page count from ``/Count``, or by walking the tree (bounded; stops past ``max_pages``)."""
     try:
         pages = resolve1(doc.catalog.get("Pages"))
         count = resolve1(pages.get("Count")) if isinstance(pages, dict) else None
         if isinstance(count, int) and count >= 0:
             return count
-        return sum(1 for _ in PDFPage.create_pages(doc))
-    except ParseError:
-        raise
+        found = 0
+        for _ in walk_pages(doc, budget):
+            found += 1
+            if found > max_pages:
+                break
+        return found
+    except ParseError as exc:
+        if budget.breach is None or budget.breach is exc:
+            raise
+        raise budget.breach from exc
     except Exception as exc:
-        raise ParseError("corrupt_pdf", f"the PDF's page tree is damaged ({type(exc).__name__})") from exc
+        raise failure(exc, budget, "the PDF's page tree is damaged") from exc
 
 
 class _Device(PDFPageAggregator):
-    """pdfminer's aggregator (no layout analysis) that also enforces the deadline while interpreting."""
+    """pdfminer's aggregator (no layout analysis) that counts what a page draws against the budget."""
 
-    def __init__(self, rsrcmgr: PDFResourceManager, deadline: Deadline) -> None:
+    def __init__(self, rsrcmgr: PDFResourceManager, budget: Budget) -> None:
         super().__init__(rsrcmgr, laparams=None)
-        self._deadline = deadline
-        self._ops = 0
+        self.budget = budget  # read by BoundedInterpreter (and each form's sub-interpreter)
+        self.items = 0
 
     def _tick(self) -> None:
-        self._ops += 1
-        if self._ops % _CHECK_EVERY == 0:
-            self._deadline.check()
+        self.items += 1
+        if self.items % _CHECK_EVERY == 0:
+            self.budget.page_items(self.items)
+            self.budget.check_time()
 
     def render_char(self, *args: Any, **kwargs: Any) -> float:
         self._tick()
@@ -142,6 +162,10 @@ class _Device(PDFPageAggregator):
     def paint_path(self, *args: Any, **kwargs: Any) -> None:
         self._tick()
         super().paint_path(*args, **kwargs)
+
+    def begin_figure(self, *args: Any, **kwargs: Any) -> None:
+        self._tick()  # each form drawn is an LTFigure kept for the page
+        super().begin_figure(*args, **kwargs)
 
 
 def _collect(ltpage: LTPage, number: int) -> PageContent:
@@ -192,19 +216,32 @@ def _add_rules(obj: LTCurve, height: float, rules: list[Rule]) -> None:
         rules.append(Rule(False, obj.x1, top, bottom))
 
 
-def iter_pages(doc: PDFDocument, *, max_pages: int, deadline: Deadline) -> Iterator[PageContent]:
-    """Interpret each page's content once, yielding its glyphs and rules."""
+def iter_pages(
+    doc: PDFDocument, *, max_pages: int, budget: Budget | None = None, deadline: Deadline | None = None
+) -> Iterator[PageContent]:
+    """Interpret each page's content once, yielding its glyphs and rules.
+
+    Without ``budget``: the one the document was opened with, or the parse limits with ``deadline``.
+    """
+    if budget is None:
+        opened = getattr(doc, "budget", None)
+        budget = Budget(PARSE_LIMITS, deadline or Deadline(60.0)) if opened is None or deadline else opened
     rsrc = PDFResourceManager(caching=True)
-    device = _Device(rsrc, deadline)
-    interpreter = PDFPageInterpreter(rsrc, device)
+    device = _Device(rsrc, budget)
+    interpreter = BoundedInterpreter(rsrc, device)
     try:
-        for number, page in enumerate(PDFPage.create_pages(doc), start=1):
+        for number, page in enumerate(walk_pages(doc, budget), start=1):
             if number > max_pages:
                 raise ParseError("too_many_pages", f"the PDF has more than {max_pages} pages")
-            deadline.check()
+            budget.check_time()
+            device.items = 0
             interpreter.process_page(page)
+            budget.page_items(device.items)
+            budget.raise_if_breached()  # in case pdfminer swallowed it
             yield _collect(device.get_result(), number)
-    except ParseError:
-        raise
+    except ParseError as exc:
+        if budget.breach is None or budget.breach is exc:
+            raise
+        raise budget.breach from exc
     except Exception as exc:
-        raise ParseError("corrupt_pdf", f"the PDF's content is damaged ({type(exc).__name__})") from exc
+        raise failure(exc, budget, "the PDF's content is damaged") from exc

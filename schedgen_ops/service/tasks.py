@@ -3,18 +3,28 @@
 State lives in the ledger: an attempt starts by taking the job's advisory lock and claiming the row,
 and ends with a conditional update. Bytes are deleted only after success or the final failed attempt;
 a retryable failure puts the row back to ``queued`` and re-raises so RQ schedules the retry with backoff.
+
+The parse runs in this process's parser sandbox (`parsing.sandbox`: a child under ``parse_memory_mb`` of
+address space and a CPU limit, killed past ``parse_timeout_s``), so a hostile file costs that child, not
+the worker. A `ParseError` (a limit, a timeout, a damaged file) is a property of the file: final, never
+retried. Anything else is retried, and what clients see of it is a fixed sentence: raw exception text
+goes to the log only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from typing import Any
 
+from schedgen_ops.parsing.limits import PARSE_LIMITS
+from schedgen_ops.parsing.sandbox import Run, SandboxPool, shared_pool
 from schedgen_ops.service import ledger
 from schedgen_ops.service.context import ServiceContext
 from schedgen_ops.service.logs import job_id_var
+from schedgen_ops.service.settings import ServiceSettings
 
 log = logging.getLogger("schedgen.worker")
 
@@ -23,6 +33,34 @@ _context: ServiceContext | None = None
 # Test-only hook (never set in production): sleep this long during a job's FIRST attempt, so a test can
 # SIGKILL the worker mid-job. Honoured only when SCHEDGEN_TESTING=1.
 SLOW_FIRST_ATTEMPT_ENV = "SCHEDGEN_TEST_SLOW_FIRST_ATTEMPT_S"
+
+
+# What a client reads for a failure that is not the file's fault (the details are in the worker's log).
+RETRY_MESSAGE = "the server could not process the file this time; it will try again"
+FINAL_MESSAGE = "the server could not process the file; upload it again later"
+
+
+def parser(settings: ServiceSettings) -> SandboxPool:
+    """This worker process's parser sandbox (one child: a worker runs one job at a time)."""
+    return shared_pool("parse", memory_mb=settings.parse_memory_mb, size=1)
+
+
+def warm_up(settings: ServiceSettings) -> None:
+    """Load what a job needs before the first one: the sandbox child (it imports pdfminer and the parser
+    before it answers) and, here, the result model the child's JSON is read back into."""
+    import schedgen_ops.parsing.model  # noqa: F401 - `import schedgen_ops.parsing` alone loads nothing (PEP 562)
+    from schedgen_ops.errors import SchedgenError
+    from schedgen_ops.parsing.sandbox import SandboxUnavailable
+
+    try:
+        parser(settings).start()
+    except SandboxUnavailable as exc:
+        raise SchedgenError(
+            str(exc),
+            code="parser_unavailable",
+            hint="the worker cannot parse without it; run `python -m schedgen_ops.parsing.sandbox_child "
+            "--memory-mb 512` in this image to see why it fails",
+        ) from exc
 
 
 def set_context(context: ServiceContext) -> None:
@@ -95,10 +133,11 @@ def _unclaimable(ctx: ServiceContext, conn: Any, job_id: str) -> str:
 
 
 def _attempt(ctx: ServiceContext, conn: Any, job: ledger.Job) -> str:
-    from schedgen_ops.parsing import ParseError, parse_pdf
+    from schedgen_ops.parsing import ParseError
 
     settings = ctx.settings
     started = time.monotonic()
+    run: Run[Any] | None = None
     try:
         try:
             data = ctx.storage.get(job.storage_key)
@@ -114,32 +153,27 @@ def _attempt(ctx: ServiceContext, conn: Any, job: ledger.Job) -> str:
             _count("failed", job.kind)
             return "failed:upload_missing"
         _test_delay(job.attempts)
-        timetable = parse_pdf(
-            data,
-            filename=job.filename,
-            max_bytes=settings.upload_max_bytes,
-            max_pages=settings.upload_max_pages,
-            timeout_s=settings.parse_timeout_s,
-        )
+        run = _parse(settings, data, job.filename)
+        timetable = run.result()
     except ParseError as exc:
         # Deterministic: the same bytes fail the same way, so retrying is pointless.
         ledger.fail(conn, job.id, job.attempts, exc.code, exc.message, settings.failed_ttl_s)
         _delete_bytes(ctx, conn, job)
         _count("failed", job.kind)
-        log.info("job failed: not parseable", extra={"error_code": exc.code})
+        log.info("job failed: not parseable", extra={"error_code": exc.code, **_usage(run)})
         return f"failed:{exc.code}"
     except Exception as exc:
-        # Transient (storage, timeout, a bug): retry while attempts remain.
-        message = f"{type(exc).__name__}: {exc}"[:500]
+        # Transient (storage, the sandbox, RQ's job timeout, a bug): retry while attempts remain.
+        error = f"{type(exc).__name__}: {exc}"[:500]
         if job.attempts >= job.max_attempts:
-            ledger.fail(conn, job.id, job.attempts, "processing_error", message, settings.failed_ttl_s)
+            ledger.fail(conn, job.id, job.attempts, "processing_error", FINAL_MESSAGE, settings.failed_ttl_s)
             _delete_bytes(ctx, conn, job)
             _count("failed", job.kind)
-            log.warning("job failed on its last attempt", extra={"attempt": job.attempts, "error": message})
+            log.warning("job failed on its last attempt", extra={"attempt": job.attempts, "error": error})
             return "failed:processing_error"
-        ledger.requeue(conn, job.id, job.attempts, "processing_error", message)
+        ledger.requeue(conn, job.id, job.attempts, "processing_error", RETRY_MESSAGE)
         _count("retried", job.kind)
-        log.warning("job attempt failed; will retry", extra={"attempt": job.attempts, "error": message})
+        log.warning("job attempt failed; will retry", extra={"attempt": job.attempts, "error": error})
         raise
     from schedgen_ops.service.metrics import PARSE_DURATION
 
@@ -151,8 +185,27 @@ def _attempt(ctx: ServiceContext, conn: Any, job: ledger.Job) -> str:
         return "skipped:stale"
     _delete_bytes(ctx, conn, job)
     _count("completed", timetable.kind)
-    log.info("job completed", extra={"kind": timetable.kind, "events": len(timetable.events)})
+    log.info("job completed", extra={"kind": timetable.kind, "events": len(timetable.events), **_usage(run)})
     return "completed"
+
+
+def _parse(settings: ServiceSettings, data: bytes, filename: str | None) -> Run[Any]:
+    return parser(settings).parse(
+        data,
+        filename=filename,
+        max_bytes=settings.upload_max_bytes,
+        max_pages=settings.upload_max_pages,
+        timeout_s=settings.parse_timeout_s,
+        limits=dataclasses.replace(PARSE_LIMITS, max_operations=settings.parse_max_operations),
+    )
+
+
+def _usage(run: Run[Any] | None) -> dict[str, Any]:
+    """What the parse cost its sandbox child, for the log line (tests and on-call read it)."""
+    if run is None:
+        return {}
+    peak = None if run.peak_rss_bytes is None else round(run.peak_rss_bytes / 2**20, 1)
+    return {"parse_wall_s": round(run.wall_s, 3), "parse_peak_rss_mb": peak}
 
 
 def _delete_bytes(ctx: ServiceContext, conn: Any, job: ledger.Job) -> None:

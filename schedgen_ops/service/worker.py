@@ -1,7 +1,7 @@
 """Worker processes: `run_worker_process` is one RQ worker; `supervise` keeps N of them running.
 
-Each process is an RQ `SimpleWorker` (jobs run in the process, so the DB pool and the imported parser
-stay warm; one metrics file per process) that exits after ``worker_max_jobs`` jobs as a leak guard; the
+Each process is an RQ `SimpleWorker` (jobs run in the process, so the DB pool and the parser sandbox
+child stay warm; one metrics file per process) that exits after ``worker_max_jobs`` jobs as a leak guard; the
 supervisor restarts it. The supervisor also runs the reconciler loop and serves the replica's /metrics,
 aggregated over all its processes.
 """
@@ -29,7 +29,6 @@ def run_worker_process(*, burst: bool) -> int:
     """Run one RQ worker in this process until max jobs, burst end or SIGTERM (warm shutdown)."""
     from rq import SimpleWorker
 
-    import schedgen_ops.parsing  # noqa: F401 - import the parser before the first job, not during it
     from schedgen_ops.service import db, tasks
     from schedgen_ops.service.config import load_settings
     from schedgen_ops.service.context import ServiceContext
@@ -40,6 +39,8 @@ def run_worker_process(*, burst: bool) -> int:
     settings = load_settings()
     setup_logging(settings.log_level, "worker")
     db.migrate(settings.database_url.get_secret_value())
+    # The parser loads before the first job, not during it: in the sandbox child this process parses in.
+    tasks.warm_up(settings)
     ctx = ServiceContext.create(settings, name="worker")
     tasks.set_context(ctx)
     WORKER_PROCESSES.inc()

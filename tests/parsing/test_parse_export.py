@@ -86,7 +86,7 @@ def test_semester_defaults_and_overrides():
 def test_error_codes_are_the_documented_set():
     assert {
         "empty_file", "not_a_pdf", "corrupt_pdf", "encrypted_pdf", "too_many_pages", "file_too_large",
-        "image_only_pdf", "not_a_timetable", "columns_mismatch", "parse_timeout",
+        "image_only_pdf", "not_a_timetable", "columns_mismatch", "parse_timeout", "parse_limit_exceeded",
     } == ERROR_CODES  # fmt: skip
     assert ERROR_HTTP_STATUS["file_too_large"] == 413 and ERROR_HTTP_STATUS["not_a_pdf"] == 415
     assert {ERROR_HTTP_STATUS[c] for c in ERROR_CODES - {"file_too_large", "not_a_pdf"}} == {422}
