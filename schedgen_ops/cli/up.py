@@ -41,7 +41,7 @@ def up(
     verb = "already up" if outcome.unchanged else "up"
     out.print(f"local stack {verb}: release {result['release']}")
     for name, url in stack.urls.items():
-        out.print(f"  {name:<12} {url}   (docs {url}/docs, metrics {url}/metrics)")
+        out.print(f"  {name:<12} {url}   (metrics {url}/metrics)")
     for service in stack.services:
         out.print(f"  {service.name:<12} {service.running}/{service.desired} running")
 

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from schedgen_ops import __version__
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.service import backup_ledger, clients, db, ledger, metrics, queue
-from schedgen_ops.service.clients import KeyCache, client_ip
+from schedgen_ops.service.clients import KeyCache, client_bucket, client_ip
 from schedgen_ops.service.context import ServiceContext
 from schedgen_ops.service.logs import client_id_var, request_id_var
 from schedgen_ops.service.ratelimit import RateLimits
@@ -49,13 +49,14 @@ from schedgen_ops.service.schemas import (
     UploadAccepted,
 )
 from schedgen_ops.service.settings import ServiceSettings
-from schedgen_ops.service.uploads import UploadRejected, read_upload
+from schedgen_ops.service.uploads import BODY_SLACK, UploadRejected, read_upload
 
 log = logging.getLogger("schedgen.api")
 
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_BODY_SLACK = 64 * 1024  # multipart framing around the file
+_BODY_SLACK = BODY_SLACK  # multipart framing around the file
+READY_CACHE_S = 1.0  # /readyz answers from its last check for this long
 
 
 class ApiError(Exception):
@@ -128,6 +129,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         state["ctx"] = ctx
         state["limits"] = RateLimits(cfg)
         state["keys"] = KeyCache()
+        # Key lookups that miss the cache wait here: a flood of unknown keys cannot take the whole pool.
+        state["lookups"] = asyncio.Semaphore(max(1, cfg.db_pool_max // 2))
+        state["ready"] = (0.0, None)
+        state["ready_lock"] = asyncio.Lock()
         state["migrated"] = False
         pool_gauges = asyncio.create_task(_pool_gauges_loop(ctx))
         try:
@@ -143,6 +148,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version=__version__,
         description="Upload University of Pretoria timetable PDFs; get events and calendars back.",
         lifespan=lifespan,
+        # Off by default (every profile): the schema and docs are a map for strangers; dev turns them on.
+        openapi_url="/openapi.json" if cfg.api_docs else None,
+        docs_url="/docs" if cfg.api_docs else None,
+        redoc_url="/redoc" if cfg.api_docs else None,
     )
 
     def ctx() -> ServiceContext:
@@ -191,9 +200,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         try:
             early: Response | None = None
             try:
-                client = await _identify(request)
+                exempt = path.startswith(EXEMPT_PATHS)
+                client = await _identify(request, with_key=not exempt)
                 client_id_var.set(client)
-                if not path.startswith(EXEMPT_PATHS):
+                if not exempt:
                     category = _category(request.method, path)
                     decision = await state["limits"].hit(category, client)
                     if decision is not None:
@@ -238,24 +248,50 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     app.add_middleware(_Envelope, handler=envelope)
 
-    async def _identify(request: Request) -> str:
-        key = request.headers.get("x-api-key")
-        if key:
-            hit, key_id = state["keys"].get(key)
-            if not hit:
-                try:
-                    valid = await run_in_threadpool(_lookup, ctx(), key)
-                except (psycopg.Error, PoolTimeout) as exc:
-                    raise ApiError(
-                        503, "database_unavailable", "cannot verify the API key right now"
-                    ) from exc
-                key_id = valid.id if valid else None
-                state["keys"].put(key, key_id, valid.expires_in_s if valid else None)
-            if key_id is None:
-                raise ApiError(401, "invalid_api_key", "the API key is unknown, revoked or expired")
-            return f"key:{key_id}"
+    async def _identify(request: Request, *, with_key: bool = True) -> str:
+        """``key:<id>`` for a valid API key, else ``ip:<address or IPv6 /64>`` (health and metrics
+        never look at a key: a probe must not depend on the database or on a client's header).
+
+        A key that is not cached as valid costs its address one of ``rate_key_failures`` when it turns
+        out unknown; once they are used up, keys from that address get 429 before any lookup. Known
+        unknown keys (a bounded negative cache) and malformed keys are refused without a lookup.
+        """
         peer = request.client.host if request.client else None
-        return "ip:" + client_ip(peer, request.headers.get("x-forwarded-for"), cfg.trusted_networks())
+        address = client_bucket(
+            client_ip(peer, request.headers.getlist("x-forwarded-for"), cfg.trusted_networks())
+        )
+        key = request.headers.get("x-api-key") if with_key else None
+        if not key:
+            return "ip:" + address
+        keys: KeyCache = state["keys"]
+        limits: RateLimits = state["limits"]
+        hit, key_id = keys.get(key)
+        if key_id is not None:
+            return f"key:{key_id}"
+        blocked = await limits.exhausted("key_failures", "ip:" + address)
+        if blocked is None and not hit and clients.well_formed(key):
+            async with state["lookups"]:
+                blocked = await limits.exhausted("key_failures", "ip:" + address)
+                if blocked is None:
+                    try:
+                        valid = await run_in_threadpool(_lookup, ctx(), key)
+                    except (psycopg.Error, PoolTimeout) as exc:
+                        raise ApiError(
+                            503, "database_unavailable", "cannot verify the API key right now"
+                        ) from exc
+                    key_id = valid.id if valid else None
+                    keys.put(key, key_id, valid.expires_in_s if valid else None)
+        if blocked is not None:
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many unknown API keys from this address; retry later",
+                blocked.headers(),
+            )
+        if key_id is None:
+            await limits.hit("key_failures", "ip:" + address)
+            raise ApiError(401, "invalid_api_key", "the API key is unknown, revoked or expired")
+        return f"key:{key_id}"
 
     # --- error handlers: always the JSON envelope, never a stack trace ------------------------------
 
@@ -471,14 +507,21 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         summary="Readiness: Postgres, Redis and storage, each with its own timeout",
     )
     async def readyz() -> JSONResponse:
-        checks = await asyncio.gather(
-            _check("postgres", lambda: _check_postgres(ctx(), cfg, state), cfg.readiness_timeout_s),
-            _check("redis", lambda: ctx().redis.ping(), cfg.readiness_timeout_s),
-            _check("storage", lambda: ctx().storage.check(), cfg.readiness_timeout_s),
-        )
-        ready = all(result.ok for _, result in checks)
-        body = Readiness(status="ready" if ready else "not_ready", checks=dict(checks))
-        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+        # One check per READY_CACHE_S per process, however many probes ask: callers in between (and
+        # those waiting on the lock) get the last answer, so a flood of /readyz never reaches the
+        # dependencies.
+        async with state["ready_lock"]:
+            checked_at, body = state["ready"]
+            if body is None or time.monotonic() - checked_at >= READY_CACHE_S:
+                checks = await asyncio.gather(
+                    _check("postgres", lambda: _check_postgres(ctx(), cfg, state), cfg.readiness_timeout_s),
+                    _check("redis", lambda: ctx().redis.ping(), cfg.readiness_timeout_s),
+                    _check("storage", lambda: ctx().storage.check(), cfg.readiness_timeout_s),
+                )
+                ready = all(result.ok for _, result in checks)
+                body = Readiness(status="ready" if ready else "not_ready", checks=dict(checks))
+                state["ready"] = (time.monotonic(), body)
+        return JSONResponse(body.model_dump(), status_code=200 if body.status == "ready" else 503)
 
     @app.get(
         "/metrics",
@@ -556,12 +599,38 @@ def _category(method: str, path: str) -> str:
 
 
 def _quick_check(data: bytes, settings: ServiceSettings) -> int:
-    from schedgen_ops.parsing import ParseError, quick_check
+    """The parser's pre-accept check, in a sandbox child (``preaccept_memory_mb``, ``preaccept_timeout_s``):
+    the bytes are untrusted and no job exists yet, so they never touch this process's parser."""
+    from schedgen_ops.parsing.sandbox import SandboxCrash, SandboxUnavailable, shared_pool
 
+    pool = shared_pool("check", memory_mb=settings.preaccept_memory_mb, size=settings.preaccept_processes)
     try:
-        return quick_check(data, max_bytes=settings.upload_max_bytes, max_pages=settings.upload_max_pages)
-    except ParseError as exc:
-        raise UploadRejected(exc.http_status, exc.code, exc.message) from None
+        run = pool.quick_check(
+            data,
+            max_bytes=settings.upload_max_bytes,
+            max_pages=settings.upload_max_pages,
+            timeout_s=settings.preaccept_timeout_s,
+        )
+    except SandboxCrash as exc:  # an input the checker did not expect: refused like any damaged file
+        log.warning("pre-accept check failed unexpectedly", extra={"error": str(exc)})
+        raise UploadRejected(422, "corrupt_pdf", "the PDF is damaged and cannot be read") from None
+    except SandboxUnavailable as exc:
+        log.error("pre-accept check unavailable", extra={"error": str(exc)})
+        raise UploadRejected(
+            503, "parser_unavailable", "uploads cannot be checked right now; try again in a minute"
+        ) from None
+    if run.error is not None:
+        peak = None if run.peak_rss_bytes is None else round(run.peak_rss_bytes / 2**20, 1)
+        log.info(
+            "upload refused by the pre-accept check",
+            extra={
+                "error_code": run.error.code,
+                "check_wall_s": round(run.wall_s, 3),
+                "check_peak_rss_mb": peak,
+            },
+        )
+        raise UploadRejected(run.error.http_status, run.error.code, run.error.message) from None
+    return run.result()
 
 
 def _accept(
@@ -584,7 +653,6 @@ def _accept(
                 sha256=hashlib.sha256(data).hexdigest(),
                 storage_key=job_id,
                 max_attempts=settings.job_retries,
-                ttl_s=settings.result_ttl_s + settings.failed_ttl_s,
             )
     except BaseException:
         ctx.storage.delete(job_id)
@@ -622,22 +690,30 @@ def _timetable(ctx: ServiceContext, job_id: str) -> Any:
 
 
 async def _check(name: str, probe: Callable[[], object], timeout_s: float) -> tuple[str, CheckResult]:
+    """One dependency check; ``detail`` is a stable word (ok, timeout, unavailable, migrations_pending).
+
+    The error itself goes to the log only: its text names hosts, ports, users and paths, and /readyz
+    answers whoever can reach it.
+    """
     started = time.perf_counter()
+    detail = "ok"
     try:
         await asyncio.wait_for(run_in_threadpool(probe), timeout_s)
-        ok, detail = True, "ok"
     except TimeoutError:
-        ok, detail = False, f"no answer within {timeout_s:g}s"
-    except SchedgenError as exc:
-        ok, detail = False, exc.message
+        detail = "timeout"
     except Exception as exc:
-        ok, detail = (
-            False,
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+        detail = "migrations_pending" if isinstance(exc, _MigrationsPending) else "unavailable"
+        log.warning(
+            "readiness check failed",
+            extra={"check": name, "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"},
         )
     return name, CheckResult(
-        ok=ok, latency_ms=round((time.perf_counter() - started) * 1000, 2), detail=detail
+        ok=detail == "ok", latency_ms=round((time.perf_counter() - started) * 1000, 2), detail=detail
     )
+
+
+class _MigrationsPending(SchedgenError):
+    """The database answers but the ledger schema is not migrated yet."""
 
 
 def _check_postgres(ctx: ServiceContext, settings: ServiceSettings, state: dict[str, Any]) -> None:
@@ -647,7 +723,7 @@ def _check_postgres(ctx: ServiceContext, settings: ServiceSettings, state: dict[
     if not state.get("migrated"):
         _migrate(settings, state)
         if not state.get("migrated"):
-            raise SchedgenError("migrations are not applied", code="database_unavailable")
+            raise _MigrationsPending("migrations are not applied", code="database_unavailable")
 
 
 def _scrape(ctx: ServiceContext) -> dict[str, Any]:

@@ -1,19 +1,24 @@
 """Who is calling: an API key (stored hashed in Postgres) or the client IP.
 
-The IP comes from X-Forwarded-For only when the TCP peer is a trusted proxy; then the address nearest
-to us that is not itself a trusted proxy is the client. A forged header from anyone else is ignored.
+The IP comes from X-Forwarded-For only when the TCP peer is a trusted proxy (the edge's own network);
+then the right-most hop that is not itself a trusted proxy is the client. Everything left of it was
+written by the client and is never believed, so a forged header moves nobody into another bucket.
+IPv6 clients are bucketed by their /64: one host usually owns a whole /64 and could otherwise rotate
+through 2**64 addresses, one bucket each.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_address
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Annotated
 
 import psycopg
@@ -21,6 +26,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Network = IPv4Network | IPv6Network
 KEY_PREFIX = "sgk_"
+#: What `_new_key` makes: prefix, 8 hex digits of public id, 32 URL-safe characters of secret.
+KEY_RE = re.compile(r"sgk_[0-9a-f]{8}_[A-Za-z0-9_-]{32}")
 
 # Load-test keys minted by the ops endpoint: bounded so one call cannot flood the table or outlive a day.
 LOADTEST_MAX_COUNT = 1000
@@ -33,21 +40,38 @@ LOADTEST_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 LOADTEST_PURGE_AFTER_S = 7 * 86_400
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, trusted: list[Network]) -> str:
-    """The real client address for rate limiting and logs."""
+def client_ip(peer: str | None, forwarded_for: str | Iterable[str] | None, trusted: list[Network]) -> str:
+    """The real client address: the peer, or the right-most untrusted X-Forwarded-For hop behind a trusted
+    peer. ``forwarded_for`` may be every X-Forwarded-For header of the request, in order (a client that
+    sends its own header gets it joined in front of the proxy's, which is still left of the real hop)."""
     if not peer:
         return "unknown"
     if not forwarded_for or not _is_trusted(peer, trusted):
         return peer
-    hops = [part.strip() for part in forwarded_for.split(",") if part.strip()]
-    for hop in reversed(hops):
+    joined = forwarded_for if isinstance(forwarded_for, str) else ",".join(forwarded_for)
+    hops = [part.strip() for part in joined.split(",") if part.strip()]
+    for index in range(len(hops) - 1, -1, -1):
+        hop = hops[index]
         try:
             ip_address(hop)
         except ValueError:
-            return peer  # garbage in the chain: fall back to what we can verify
-        if not _is_trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
+            return peer  # garbage written by a trusted hop: fall back to what we can verify
+        if index == 0 or not _is_trusted(hop, trusted):
+            return hop  # the left-most hop is the client: nothing vouches for what is left of it
+    return peer
+
+
+def client_bucket(address: str) -> str:
+    """Rate-limit identity of an address: IPv4 as is, IPv4-mapped IPv6 as IPv4, other IPv6 as its /64."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _is_trusted(address: str, trusted: list[Network]) -> bool:
@@ -55,6 +79,8 @@ def _is_trusted(address: str, trusted: list[Network]) -> bool:
         ip = ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     return any(ip in network for network in trusted)
 
 
@@ -117,9 +143,14 @@ class ValidKey:
     expires_in_s: float | None
 
 
+def well_formed(key: str) -> bool:
+    """Whether ``key`` has the shape `_new_key` makes: anything else is refused without a lookup."""
+    return KEY_RE.fullmatch(key) is not None
+
+
 def check_key(conn: psycopg.Connection, key: str) -> ValidKey | None:
     """The key if it is known, unrevoked and unexpired (and mark it used), else None."""
-    if not key.startswith(KEY_PREFIX):
+    if not well_formed(key):
         return None
     row = conn.execute(
         "UPDATE api_keys SET last_used_at = now() WHERE key_hash = %s AND revoked_at IS NULL"
@@ -234,34 +265,87 @@ def revoke_loadtest_keys(conn: psycopg.Connection, label: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+class _Lru:
+    """A bounded map with per-entry deadlines: the least recently used entry goes first when full."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+
+    def get(self, key_hash: str) -> tuple[bool, str | None]:
+        entry = self._entries.get(key_hash)
+        if entry is None:
+            return False, None
+        if entry[0] <= time.monotonic():
+            del self._entries[key_hash]
+            return False, None
+        self._entries.move_to_end(key_hash)
+        return True, entry[1]
+
+    def put(self, key_hash: str, value: str | None, lifetime_s: float) -> None:
+        self._entries[key_hash] = (time.monotonic() + lifetime_s, value)
+        self._entries.move_to_end(key_hash)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def pop(self, key_hash: str) -> None:
+        self._entries.pop(key_hash, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class KeyCache:
     """Remember key lookups for a few seconds so status polling does not hit Postgres every time.
 
-    An entry never outlives its key's expiry, so an expired key is refused on time, not up to ``ttl_s``
-    late; a revocation is honoured at once by the process that revoked (`forget`), by others within ``ttl_s``.
+    Valid and unknown keys live in two separate bounded LRU maps: a flood of random keys fills (and
+    churns) only the negative map, never evicting the valid keys of real clients, and each map holds
+    at most its ``max_*`` entries whatever is sent. An entry never outlives its key's expiry, so an
+    expired key is refused on time, not up to ``ttl_s`` late; a revocation is honoured at once by the
+    process that revoked (`forget`), by others within ``ttl_s``.
     """
 
-    def __init__(self, ttl_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        ttl_s: float = 30.0,
+        *,
+        negative_ttl_s: float = 60.0,
+        max_valid: int = 10_000,
+        max_unknown: int = 10_000,
+    ) -> None:
         self.ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, str | None]] = {}
+        self.negative_ttl_s = negative_ttl_s
+        self._valid = _Lru(max_valid)
+        self._unknown = _Lru(max_unknown)
         self._lock = threading.Lock()
 
     def get(self, key: str) -> tuple[bool, str | None]:
+        """(cached?, key id); a cached unknown key is (True, None)."""
+        key_hash = _hash(key)
         with self._lock:
-            entry = self._entries.get(_hash(key))
-        if entry and entry[0] > time.monotonic():
-            return True, entry[1]
-        return False, None
+            hit, key_id = self._valid.get(key_hash)
+            if hit:
+                return True, key_id
+            hit, _ = self._unknown.get(key_hash)
+        return (True, None) if hit else (False, None)
 
     def put(self, key: str, key_id: str | None, expires_in_s: float | None = None) -> None:
-        lifetime = self.ttl_s if expires_in_s is None else max(0.0, min(self.ttl_s, expires_in_s))
+        key_hash = _hash(key)
         with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[_hash(key)] = (time.monotonic() + lifetime, key_id)
+            if key_id is None:
+                self._unknown.put(key_hash, None, self.negative_ttl_s)
+                return
+            lifetime = self.ttl_s if expires_in_s is None else max(0.0, min(self.ttl_s, expires_in_s))
+            self._valid.put(key_hash, key_id, lifetime)
+            self._unknown.pop(key_hash)
 
     def forget(self, key_hashes: Iterable[str]) -> None:
         """Drop cached lookups by key hash (the revoke endpoint knows hashes, never keys)."""
         with self._lock:
             for key_hash in key_hashes:
-                self._entries.pop(key_hash, None)
+                self._valid.pop(key_hash)
+
+    def sizes(self) -> tuple[int, int]:
+        """(valid entries, unknown entries): both bounded by the constructor's maxima."""
+        with self._lock:
+            return len(self._valid), len(self._unknown)

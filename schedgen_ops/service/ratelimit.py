@@ -1,20 +1,30 @@
-"""Per-client rate limits with the `limits` library on the queue Redis (shared by all api processes)."""
+"""Per-client rate limits with the `limits` library on the queue Redis (shared by all api processes).
+
+When Redis does not answer, the same limits are counted in this process (`limits`' MemoryStorage), so
+uploads stay limited through a Redis outage instead of failing open. Redis is then retried at most once
+every ``retry_s`` (one probe at a time), so an outage costs a request at most one connect timeout per
+probe, not one per request. Fallback counts are per api process and start from zero: during an outage
+a client may get up to (api processes x limit).
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 
 from schedgen_ops.service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-CATEGORIES = ("upload", "status", "requests")
+CATEGORIES = ("upload", "status", "requests", "key_failures")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,13 +46,14 @@ class Decision:
 
 
 class RateLimits:
-    """Fixed-window limits (one INCR per request): uploads, job status polls, other requests, per client.
+    """Fixed-window limits (one INCR per request): uploads, job status polls, other requests, per client,
+    and failed API-key attempts per address (checked before any key lookup).
 
     A window starts at the client's first request, so the 11th upload within the hour after the first
     is refused until that hour ends (Retry-After says when). Async (redis.asyncio): no thread hop.
     """
 
-    def __init__(self, settings: ServiceSettings, *, timeout_s: float = 1.0) -> None:
+    def __init__(self, settings: ServiceSettings, *, timeout_s: float = 1.0, retry_s: float = 5.0) -> None:
         url = settings.redis_url.get_secret_value()
         self.storage = RedisStorage(
             "async+" + url,
@@ -51,19 +62,76 @@ class RateLimits:
             socket_connect_timeout=timeout_s,
         )
         self.limiter = FixedWindowRateLimiter(self.storage)
+        self.fallback = FixedWindowRateLimiter(MemoryStorage())
+        self.retry_s = retry_s
+        self._down_since: float | None = None  # monotonic time Redis stopped answering
+        self._next_probe = 0.0
+        self._probing = False
         self.items: dict[str, RateLimitItem] = {
             "upload": parse(settings.rate_uploads),
             "status": parse(settings.rate_status),
             "requests": parse(settings.rate_requests),
+            "key_failures": parse(settings.rate_key_failures),
         }
 
-    async def hit(self, category: str, client_id: str) -> Decision | None:
-        """Count one request; None when Redis is unreachable (fail open: availability beats strictness)."""
+    @property
+    def degraded(self) -> bool:
+        """True while limits are counted in this process because Redis does not answer."""
+        return self._down_since is not None
+
+    async def hit(self, category: str, client_id: str) -> Decision:
+        """Count one request of ``client_id`` in ``category``; ``allowed`` False once over the limit."""
         item = self.items[category]
-        try:
-            allowed = await self.limiter.hit(item, category, client_id)
-            stats = await self.limiter.get_window_stats(item, category, client_id)
-        except Exception as exc:
-            log.warning("rate limit storage unavailable, allowing request", extra={"error": str(exc)})
-            return None
+
+        async def count(limiter: FixedWindowRateLimiter) -> Decision:
+            allowed = await limiter.hit(item, category, client_id)
+            return await self._decision(limiter, item, category, client_id, allowed)
+
+        return await self._with_storage(count)
+
+    async def exhausted(self, category: str, client_id: str) -> Decision | None:
+        """The refusal when ``client_id`` has nothing left in ``category``, else None (counts nothing)."""
+        item = self.items[category]
+
+        async def check(limiter: FixedWindowRateLimiter) -> Decision | None:
+            if await limiter.test(item, category, client_id):
+                return None
+            return await self._decision(limiter, item, category, client_id, False)
+
+        return await self._with_storage(check)
+
+    @staticmethod
+    async def _decision(
+        limiter: FixedWindowRateLimiter, item: RateLimitItem, category: str, client_id: str, allowed: bool
+    ) -> Decision:
+        stats = await limiter.get_window_stats(item, category, client_id)
         return Decision(allowed, item.amount, max(0, stats.remaining), stats.reset_time)
+
+    async def _with_storage(self, op: Callable[[FixedWindowRateLimiter], Awaitable[T]]) -> T:
+        """Run ``op`` on Redis when it answers (or is due a probe), else on the in-process fallback."""
+        now = time.monotonic()
+        if self._down_since is not None and (self._probing or now < self._next_probe):
+            return await op(self.fallback)
+        probe = self._down_since is not None
+        self._probing = probe
+        try:
+            result = await op(self.limiter)
+        except Exception as exc:
+            if self._down_since is None:
+                self._down_since = now
+                log.warning(
+                    "rate limit storage unavailable; limiting in this process until Redis answers",
+                    extra={"error": type(exc).__name__},
+                )
+            self._next_probe = time.monotonic() + self.retry_s
+            return await op(self.fallback)
+        finally:
+            if probe:
+                self._probing = False
+        if self._down_since is not None:
+            log.warning(
+                "rate limit storage answers again",
+                extra={"outage_s": round(time.monotonic() - self._down_since, 1)},
+            )
+            self._down_since = None
+        return result

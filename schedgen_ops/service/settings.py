@@ -50,6 +50,30 @@ class ServiceSettings(BaseSettings):
     upload_max_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest accepted upload.")
     upload_max_pages: int = Field(100, gt=0, description="Most pages an uploaded PDF may have.")
     parse_timeout_s: float = Field(60.0, gt=0, description="Abort one parse after this long.")
+    parse_memory_mb: int = Field(
+        512,
+        ge=128,
+        description=(
+            "Memory ceiling (address space, RLIMIT_AS) of the sandbox process a worker parses in; "
+            "a parse that needs more fails with parse_limit_exceeded."
+        ),
+    )
+    parse_max_operations: int = Field(
+        1_000_000,
+        ge=1_000,
+        description="Most content operations and object lookups one parse may make (parse_limit_exceeded).",
+    )
+    preaccept_memory_mb: int = Field(
+        192,
+        ge=96,
+        description="Memory ceiling (RLIMIT_AS) of the api's sandbox processes that check uploads.",
+    )
+    preaccept_timeout_s: float = Field(
+        5.0, gt=0, description="Refuse an upload whose pre-accept check takes longer (parse_timeout)."
+    )
+    preaccept_processes: int = Field(
+        2, ge=1, description="Pre-accept sandbox processes per api process (concurrent upload checks)."
+    )
     job_timeout_s: int = Field(300, gt=0, description="RQ job timeout (a whole attempt).")
     job_retries: int = Field(3, ge=1, description="Attempts per job, the first included.")
     job_retry_backoff_s: Annotated[list[int], NoDecode] = Field(
@@ -88,6 +112,15 @@ class ServiceSettings(BaseSettings):
     )
     worker_metrics_port: int = Field(
         9101, ge=0, le=65535, description="Port of a worker replica's /metrics (all its processes); 0 = off."
+    )
+
+    # Edge hardening (issue 13): docs off in production, unknown API keys limited before any lookup
+    api_docs: bool = Field(
+        False, description="Serve /docs, /redoc and /openapi.json (off in every profile: dev opt-in)."
+    )
+    rate_key_failures: str = Field(
+        "20/minute",
+        description="Unknown or invalid API keys per client address; past it 429 without a database lookup.",
     )
 
     @field_validator("trusted_proxies", mode="before")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import psycopg
-from stackkit import Stack
+from stackkit import Stack, service_env
 
+from schedgen_ops.runtime.dataservices import RedisServer, free_port
 from schedgen_ops.service.clients import create_key
 
 
@@ -69,3 +73,114 @@ def test_status_polling_has_its_own_limit(
     assert codes == [200] * 5 + [429]
     # Other requests (events) use the general bucket and are not blocked by the status limit.
     assert stack.client.get(job["events_url"]).status_code == 409
+
+
+NO_JOB = "/api/jobs/" + "0" * 32  # a status poll: counted in the status bucket, answers 404
+
+
+def _poll(stack: Stack, *forwarded: str, key: str | None = None) -> httpx.Response:
+    headers = [("X-Forwarded-For", hop) for hop in forwarded]
+    if key:
+        headers.append(("X-API-Key", key))
+    return stack.client.get(NO_JOB, headers=headers)
+
+
+def test_forwarded_for_spoofing_never_chooses_the_bucket(
+    service_stack: Callable[..., Stack], synthetic_pdfs: dict[str, bytes], database_url: str
+) -> None:
+    # 127.0.0.1 plays the edge (trusted); everything a client writes left of the edge's hop is ignored.
+    stack = service_stack(SCHEDGEN_TRUSTED_PROXIES="127.0.0.1/32", SCHEDGEN_RATE_STATUS="3/minute")
+    rotating_left = [_poll(stack, f"198.51.100.{i}, 203.0.113.7").status_code for i in range(4)]
+    assert rotating_left == [404, 404, 404, 429]
+    # A second X-Forwarded-For header of the client's own sits left of the edge's: same bucket, still 429.
+    assert _poll(stack, "198.51.100.99", "203.0.113.7").status_code == 429
+    assert _poll(stack, "203.0.113.7, 127.0.0.1").status_code == 429  # a trusted hop is skipped
+    assert _poll(stack, "203.0.113.8").headers["X-RateLimit-Remaining"] == "2"  # another client
+    # IPv6: one bucket per /64, whatever the interface id; the next /64 is another client.
+    v6 = [_poll(stack, f"2001:db8:1:2::{i:x}").status_code for i in range(1, 5)]
+    assert v6 == [404, 404, 404, 429]
+    assert _poll(stack, "2001:db8:1:2:ffff:ffff:ffff:ffff").status_code == 429
+    assert _poll(stack, "2001:db8:1:3::1").status_code == 404
+    # An IPv4-mapped IPv6 address is the IPv4 client.
+    assert _poll(stack, "::ffff:203.0.113.8").headers["X-RateLimit-Remaining"] == "1"
+    # The ledger records the bucket, not the interface id.
+    upload = stack.upload(synthetic_pdfs["exams"], headers={"X-Forwarded-For": "2001:db8:9:9::abcd"})
+    assert upload.status_code == 202, upload.text
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT client_id FROM jobs").fetchone()
+    assert row == ("ip:2001:db8:9:9::/64",)
+
+
+def _random_key() -> str:
+    return f"sgk_{secrets.token_hex(4)}_{secrets.token_urlsafe(24)}"
+
+
+def test_random_api_keys_are_limited_before_any_database_lookup(
+    service_stack: Callable[..., Stack], database_url: str
+) -> None:
+    stack = service_stack(SCHEDGEN_TRUSTED_PROXIES="127.0.0.1/32", SCHEDGEN_RATE_KEY_FAILURES="5/minute")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        _, good = create_key(conn, "partner")
+    attacker = "203.0.113.66"
+    assert [_poll(stack, attacker, key=good).status_code for _ in range(8)] == [404] * 8  # valid: free
+    tried = [_random_key() for _ in range(5)]
+    assert [_poll(stack, attacker, key=key).status_code for key in tried] == [401] * 5
+    # From here on, a lookup would fail loudly (503): the key table is out of the api's reach.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE api_keys RENAME TO api_keys_hidden")
+    try:
+        limited = _poll(stack, attacker, key=_random_key())
+        assert limited.status_code == 429, limited.text  # not 503: no lookup was made
+        assert limited.json()["error"]["code"] == "rate_limited"
+        assert (
+            0 < int(limited.headers["Retry-After"]) <= 60 and limited.headers["X-RateLimit-Remaining"] == "0"
+        )
+        assert _poll(stack, attacker, key=tried[0]).status_code == 429
+        assert _poll(stack, attacker, key=good).status_code == 404  # a cached valid key keeps working
+        # Another address still has its budget: an unknown key it has not sent before is looked up...
+        assert _poll(stack, "203.0.113.67", key=_random_key()).status_code == 503
+        # ...while known-unknown keys (the negative cache) and malformed keys are refused without one.
+        assert _poll(stack, "203.0.113.67", key=tried[1]).status_code == 401
+        assert _poll(stack, "203.0.113.68", key="sgk_nope_nope").status_code == 401
+        assert _poll(stack, "203.0.113.68", key="x" * 4000).status_code == 401
+        # Health and metrics never look at a key (a probe must not depend on the database).
+        assert stack.client.get("/healthz", headers={"X-API-Key": _random_key()}).status_code == 200
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE api_keys_hidden RENAME TO api_keys")
+
+
+def test_uploads_stay_limited_while_redis_is_stopped(
+    database_url: str, synthetic_pdfs: dict[str, bytes], tmp_path: Path
+) -> None:
+    redis = RedisServer.start(tmp_path / "redis", appendonly="no")
+    stack = Stack(
+        service_env(database_url, redis.url, tmp_path, SCHEDGEN_RATE_UPLOADS="3/hour"), tmp_path, free_port()
+    )
+    try:
+        stack.start_api()
+        redis.stop()
+        codes = [stack.upload(synthetic_pdfs["exams"]).status_code for _ in range(4)]
+        assert codes == [202, 202, 202, 429]
+        limited = stack.upload(synthetic_pdfs["exams"])
+        assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
+        assert 3000 < int(limited.headers["Retry-After"]) <= 3600
+        assert limited.headers["X-RateLimit-Limit"] == "3"
+        with psycopg.connect(database_url) as conn:  # the accepted ones are in the ledger, queued
+            assert conn.execute("SELECT count(*) FROM jobs WHERE status = 'queued'").fetchone() == (3,)
+        # Redis back: counting moves back to it (a fresh window there) within the 5 s probe interval.
+        redis.restart()
+        deadline = time.monotonic() + 20
+        while stack.upload(synthetic_pdfs["exams"]).status_code != 202:
+            assert time.monotonic() < deadline, "limits never went back to Redis"
+            time.sleep(0.5)
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(redis.url)
+        try:
+            assert any(b"upload" in key for key in client.keys("*")), "the upload was not counted in Redis"
+        finally:
+            client.close()
+    finally:
+        stack.stop()
+        redis.stop()

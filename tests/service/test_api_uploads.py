@@ -147,34 +147,120 @@ def test_health_endpoints(api: Stack) -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("sent", "stored"),
-    [
-        ("a\x00b.pdf", "ab.pdf"),  # NUL: Postgres text refuses it (was a 500)
-        ("../../etc/passwd\x07.pdf", "passwd.pdf"),
-        ("C:\\Users\\x\\time table.pdf", "time table.pdf"),
-        ("\x00\x01", None),
-        ("é" * 300 + ".pdf", "é" * 255),
-    ],
-)
+HOSTILE_NAMES = [
+    ("a\x00b.pdf", "ab.pdf"),  # NUL: Postgres text refuses it (was a 500)
+    ("../../etc/passwd\x07.pdf", "passwd.pdf"),
+    ("C:\\Users\\x\\time table.pdf", "time table.pdf"),
+    ("\x00\x01", None),
+    ("é" * 300 + ".pdf", "é" * 255),
+    ("\u202eftp.pdf", "ftp.pdf"),  # right-to-left override (a format character) would disguise it
+    ("a\x7fb\tc\x1b[31m.pdf", "abc[31m.pdf"),  # DEL, tab, terminal escape
+]
+
+
 def test_hostile_filenames_are_stored_as_plain_labels(
-    api: Stack, database_url: str, synthetic_pdfs: dict[str, bytes], sent: str, stored: str | None
+    api: Stack, database_url: str, synthetic_pdfs: dict[str, bytes]
 ) -> None:
-    # A raw body: httpx would percent-encode the control bytes, and a hostile client does not.
+    # One api for all names (fewer than the 10 uploads an hour). A raw body: httpx would
+    # percent-encode the control bytes, and a hostile client does not.
     boundary = "schedgen-hostile-name"
-    body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="'.encode()
-        + sent.encode()
-        + b'"\r\nContent-Type: application/pdf\r\n\r\n'
-        + synthetic_pdfs["exams"]
-        + f"\r\n--{boundary}--\r\n".encode()
+    for sent, stored in HOSTILE_NAMES:
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="'.encode()
+            + sent.encode()
+            + b'"\r\nContent-Type: application/pdf\r\n\r\n'
+            + synthetic_pdfs["exams"]
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        accepted = api.client.post(
+            "/api/uploads",
+            content=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert accepted.status_code == 202, (sent, accepted.text)
+        with psycopg.connect(database_url) as conn:
+            job_id = accepted.json()["job_id"]
+            row = conn.execute("SELECT filename FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        assert row is not None and row[0] == stored, sent
+
+
+def _part(name: str, body: bytes, boundary: str = "b0undary", filename: str | None = "t.pdf") -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    return f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + body + b"\r\n"
+
+
+MALFORMED = {
+    # name: (body, boundary in the Content-Type)
+    "no boundary line at all": (b"%PDF-1.4 just bytes", "b0undary"),
+    "another boundary": (_part("file", b"%PDF-1.4", "other") + b"--other--\r\n", "b0undary"),
+    "header line without a colon": (
+        b"--b0undary\r\nno colon here\r\n\r\n%PDF-1.4\r\n--b0undary--\r\n",
+        "b0undary",
+    ),
+    "NUL in a header name": (
+        b"--b0undary\r\nContent\x00Type: x\r\n\r\n%PDF-1.4\r\n--b0undary--\r\n",
+        "b0undary",
+    ),
+    "ends before the closing boundary": (_part("file", b"%PDF-1.4\n")[:-2], "b0undary"),
+    "closing boundary missing": (_part("file", b"%PDF-1.4\n"), "b0undary"),
+    "endless part headers": (b"--b0undary\r\nX-Pad: " + b"a" * 20_000 + b"\r\n\r\n", "b0undary"),
+    "boundary longer than 200 bytes": (b"--" + b"q" * 300 + b"\r\n", "q" * 300),
+}
+
+
+def test_malformed_multipart_bodies_get_a_400_json_error(api: Stack, database_url: str) -> None:
+    for name, (body, boundary) in MALFORMED.items():
+        response = api.client.post(
+            "/api/uploads",
+            content=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert response.status_code == 400, (name, response.status_code, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_multipart", name
+        assert error["request_id"] == response.headers["x-request-id"] and "Traceback" not in response.text
+    no_file = _part("priority", b"high", filename=None) + b"--b0undary--\r\n"
+    missing = api.client.post(
+        "/api/uploads", content=no_file, headers={"Content-Type": "multipart/form-data; boundary=b0undary"}
     )
-    accepted = api.client.post(
-        "/api/uploads",
-        content=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
-    assert accepted.status_code == 202, accepted.text
+    assert missing.status_code == 422 and missing.json()["error"]["code"] == "invalid_request"
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT filename FROM jobs WHERE id = %s", (accepted.json()["job_id"],)).fetchone()
-    assert row is not None and row[0] == stored
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+    assert 'schedgen_uploads_total{outcome="invalid_multipart"} 8.0' in api.client.get("/metrics").text
+
+
+def test_reading_stops_at_the_closing_boundary(api: Stack, synthetic_pdfs: dict[str, bytes]) -> None:
+    """A complete body followed by an endless chunked tail: the 202 comes back while the tail is sent."""
+    body = _part("file", synthetic_pdfs["exams"]) + b"--b0undary--\r\n"
+    sock = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+    sock.sendall(
+        b"POST /api/uploads HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: multipart/form-data; boundary=b0undary\r\n\r\n"
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n"
+    )
+    sock.setblocking(False)
+    tail, sent, response = b"x" * 65536, 0, b""
+    while sent < 50_000_000 and b"\r\n\r\n" not in response:
+        try:
+            response += sock.recv(65536)
+            continue
+        except BlockingIOError:
+            pass
+        try:
+            sock.sendall(f"{len(tail):x}\r\n".encode() + tail + b"\r\n")
+            sent += len(tail)
+        except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+            time.sleep(0.01)
+    sock.setblocking(True)
+    deadline = time.monotonic() + 5
+    while b'"job_id"' not in response and time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        response += chunk
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 202"), response[:300]
+    assert b'"job_id"' in response
+    assert sent < 10_000_000, f"the api waited for {sent} bytes after the closing boundary"
