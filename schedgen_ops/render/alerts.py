@@ -19,6 +19,7 @@ HEALTH_CHECKS: dict[str, str] = {
     "ApiHighLatencyP95": "api-latency",
     "QueueBacklog": "queue-backlog",
     "OldestQueuedJobTooOld": "queue-oldest-waiting",
+    "QueuedJobNotWaitingInRedis": "queue-oldest-queued",
     "JobFailureRatioHigh": "queue-failed-ratio",
     "NoWorkers": "queue-workers",
     "PostgresConnectionsHigh": "postgres-connections",
@@ -70,6 +71,18 @@ def alert_rules(config: Config) -> list[dict[str, Any]]:
             "1m",
             "critical",
             f"a job has waited more than {a.oldest_job_age_s}s",
+        ),
+        (
+            # The ledger's view: an upload still queued that Redis does not show waiting that long (Redis
+            # lost it, it came back with a restored backup, the reconciler is not running). Silent while
+            # OldestQueuedJobTooOld already fires for the same wait. Such a job is never purged.
+            "QueuedJobNotWaitingInRedis",
+            f"max(schedgen_oldest_queued_job_seconds) > {a.oldest_job_age_s} "
+            f"unless max(schedgen_queue_oldest_waiting_seconds) > {a.oldest_job_age_s}",
+            "5m",
+            "critical",
+            f"an upload has been queued in the ledger for more than {a.oldest_job_age_s}s but is not "
+            "waiting that long in Redis (lost or re-enqueued after a restore); it is kept until processed",
         ),
         (
             "JobFailureRatioHigh",

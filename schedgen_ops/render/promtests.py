@@ -145,6 +145,52 @@ def rule_tests(config: Config) -> dict[str, Any]:
         {"severity": "critical"},
     )
 
+    # The ledger holds an old queued job that Redis does not show waiting (lost, or re-enqueued after a
+    # restore): fires; a young one stays silent, and so does one OldestQueuedJobTooOld already covers.
+    m = _minutes_after(300, 0)
+    ledger_age = "schedgen_oldest_queued_job_seconds"
+    redis_age = 'schedgen_queue_oldest_waiting_seconds{queue="default"}'
+    restored = 3 * 86400  # uploaded three days before a restore
+
+    def ages(ledger_s: int, redis_s: int) -> list[dict[str, str]]:
+        return [
+            {"series": f'{ledger_age}{{instance="api-1"}}', "values": f"{ledger_s}x{m + 5}"},
+            {"series": f'{ledger_age}{{instance="api-2"}}', "values": f"{ledger_s // 2}x{m + 5}"},
+            {"series": redis_age, "values": f"{redis_s}x{m + 5}"},
+        ]
+
+    both(
+        "QueuedJobNotWaitingInRedis",
+        m,
+        ages(restored, 0),
+        ages(a.oldest_job_age_s // 2, 0),
+        {"severity": "critical"},
+    )
+    tests.append(
+        _case(
+            "QueuedJobNotWaitingInRedis stays silent while OldestQueuedJobTooOld fires",
+            "QueuedJobNotWaitingInRedis",
+            m,
+            ages(restored, a.oldest_job_age_s + 1),
+            False,
+            {"severity": "critical"},
+            dict(notes["QueuedJobNotWaitingInRedis"]),
+        )
+    )
+    # The edge: exactly at the threshold stays silent, one second past it fires.
+    for age, fires in ((a.oldest_job_age_s, False), (a.oldest_job_age_s + 1, True)):
+        tests.append(
+            _case(
+                f"QueuedJobNotWaitingInRedis {'fires' if fires else 'stays silent'} at {age}s",
+                "QueuedJobNotWaitingInRedis",
+                m,
+                [ages(age, 0)[0], ages(age, 0)[2]],
+                fires,
+                {"severity": "critical"},
+                dict(notes["QueuedJobNotWaitingInRedis"]),
+            )
+        )
+
     m = _minutes_after(seconds(a.job_failure_for), 900)
     bad_fail = round(100 * min(0.99, a.job_failure_ratio * 2))
     good_fail = round(100 * a.job_failure_ratio / 2)

@@ -5,6 +5,13 @@ duplicate delivery) cannot overwrite a newer state. A worker holds the job's adv
 (`job_lock_key`) on its connection while it processes the job: a job that is ``processing`` while nobody
 holds its lock belongs to a worker that died, which is how the reconciler and the next delivery detect a
 SIGKILLed attempt.
+
+Retention: a job expires only once it finished (``completed`` or ``failed``), counted from then
+(`complete` and `fail` set ``expires_at``). An unfinished job has no expiry, so an accepted upload that
+waits out a worker outage or comes back with an old backup is processed, never purged.
+
+The reconciler reads the ledger in keyset pages (`queued_page`, `processing_page`, `expired`), so one
+pass over a large backlog never loads every row at once and each page is an index range scan.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import datetime as dt
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -22,6 +29,7 @@ from psycopg.types.json import Jsonb
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 STATUSES = ("queued", "processing", "completed", "failed")
 PRIORITIES = ("high", "default", "low")
+T = TypeVar("T")
 
 
 def new_job_id() -> str:
@@ -57,7 +65,7 @@ class Job:
     error_code: str | None
     error_message: str | None
     bytes_deleted: bool
-    expires_at: dt.datetime
+    expires_at: dt.datetime | None  # set when the job finishes; None while queued or processing
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -76,14 +84,13 @@ def insert_job(
     sha256: str,
     storage_key: str,
     max_attempts: int,
-    ttl_s: int,
 ) -> Job:
-    """Insert a queued job (committed before it is enqueued)."""
+    """Insert a queued job (committed before it is enqueued); it has no expiry until it finishes."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "INSERT INTO jobs (id, status, priority, client_id, filename, size_bytes, pages, sha256,"
-            " storage_key, max_attempts, expires_at)"
-            " VALUES (%s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s))"
+            " storage_key, max_attempts)"
+            " VALUES (%s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s)"
             " RETURNING *",
             (
                 job_id,
@@ -95,7 +102,6 @@ def insert_job(
                 sha256,
                 storage_key,
                 max_attempts,
-                ttl_s,
             ),
         )
         row = cur.fetchone()
@@ -199,27 +205,121 @@ def result(conn: psycopg.Connection, job_id: str) -> tuple[str, dict[str, Any]] 
     return (row[0], row[1]) if row else None
 
 
-def jobs_with_status(conn: psycopg.Connection, status: str, older_than_s: float) -> list[Job]:
-    """Jobs in ``status`` whose last change is older than ``older_than_s`` seconds (reconciler input)."""
+#: Where a keyset page ended: (its sort timestamp as Postgres prints it, id) of the page's last row. Text
+#: round-trips exactly and costs no timestamp parsing (pure-Python psycopg pays ~10 us per timestamp).
+Cursor = tuple[str, str]
+
+
+class QueuedRef(NamedTuple):
+    """What the reconciler needs of a queued job (a page holds thousands: no full rows)."""
+
+    id: str
+    priority: str
+    cursor_at: str  # created_at as text, for the keyset cursor
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One keyset page; ``after`` is where the next one starts (None: this was the last page)."""
+
+    rows: list[T]
+    after: Cursor | None
+
+
+def _keyset(after: Cursor | None, column: str) -> tuple[str, list[Any]]:
+    if after is None:
+        return "", []
+    return f" AND (jobs.{column}, jobs.id) > (%s::timestamptz, %s)", list(after)
+
+
+def _next(rows: list[Any], limit: int, cursor_at: str | None, last_id: str | None) -> Cursor | None:
+    if len(rows) < limit or cursor_at is None or last_id is None:
+        return None
+    return (cursor_at, last_id)
+
+
+def queued_page(
+    conn: psycopg.Connection, changed_before: dt.datetime, after: Cursor | None, limit: int
+) -> Page[QueuedRef]:
+    """One keyset page of queued jobs last changed before ``changed_before``, oldest first.
+
+    Ordered by (created_at, id) and resumed after ``after``: rows that change while a pass pages
+    through neither repeat nor shift later pages, unlike OFFSET; each page is a range scan of
+    ``jobs_status_created_idx``.
+    """
+    after_sql, params = _keyset(after, "created_at")
+    rows = conn.execute(
+        "SELECT id, priority, created_at::text AS cursor_at FROM jobs"
+        " WHERE status = 'queued' AND updated_at < %s"
+        + after_sql
+        + " ORDER BY jobs.created_at, jobs.id LIMIT %s",
+        (changed_before, *params, limit),
+    ).fetchall()
+    refs = list(map(QueuedRef._make, rows))
+    last = refs[-1] if refs else None
+    return Page(refs, _next(refs, limit, last.cursor_at if last else None, last.id if last else None))
+
+
+def processing_page(
+    conn: psycopg.Connection, changed_before: dt.datetime, after: Cursor | None, limit: int
+) -> Page[Job]:
+    """One keyset page (as `queued_page`) of processing jobs, as full rows."""
+    after_sql, params = _keyset(after, "created_at")
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT * FROM jobs WHERE status = %s AND updated_at < now() - make_interval(secs => %s)"
-            " ORDER BY created_at",
-            (status, older_than_s),
+            "SELECT *, created_at::text AS cursor_at FROM jobs WHERE status = 'processing'"
+            " AND updated_at < %s" + after_sql + " ORDER BY jobs.created_at, jobs.id LIMIT %s",
+            (changed_before, *params, limit),
         )
-        return [Job.from_row(row) for row in cur.fetchall()]
+        rows = cur.fetchall()
+    last = rows[-1] if rows else {}
+    return Page(
+        [Job.from_row(row) for row in rows], _next(rows, limit, last.get("cursor_at"), last.get("id"))
+    )
 
 
-def expired(conn: psycopg.Connection, limit: int = 1000) -> list[Job]:
-    """Jobs past their retention (any status), oldest first."""
+def still_queued(conn: psycopg.Connection, job_ids: list[str]) -> set[str]:
+    """Those of ``job_ids`` that are queued right now (a worker may have claimed some since a page)."""
+    rows = conn.execute("SELECT id FROM jobs WHERE id = ANY(%s) AND status = 'queued'", (job_ids,)).fetchall()
+    return {row[0] for row in rows}
+
+
+def db_now(conn: psycopg.Connection) -> dt.datetime:
+    """The database's clock (``updated_at`` is written with it, so cut-offs must use it too)."""
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    moment: dt.datetime = row[0]
+    return moment
+
+
+def expired(conn: psycopg.Connection, limit: int = 1000, after: Cursor | None = None) -> Page[Job]:
+    """Finished jobs past their retention, oldest expiry first (keyset-paged after ``after``).
+
+    Only ``completed`` and ``failed`` jobs ever expire: a queued or processing job is never returned,
+    whatever its ``expires_at`` says (rows restored from before migration 0004 may carry one).
+    """
+    after_sql, params = _keyset(after, "expires_at")
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT * FROM jobs WHERE expires_at < now() ORDER BY expires_at LIMIT %s", (limit,))
-        return [Job.from_row(row) for row in cur.fetchall()]
+        cur.execute(
+            "SELECT *, expires_at::text AS cursor_at FROM jobs"
+            " WHERE status IN ('completed', 'failed') AND expires_at < now()"
+            + after_sql
+            + " ORDER BY jobs.expires_at, jobs.id LIMIT %s",
+            (*params, limit),
+        )
+        rows = cur.fetchall()
+    last = rows[-1] if rows else {}
+    return Page(
+        [Job.from_row(row) for row in rows], _next(rows, limit, last.get("cursor_at"), last.get("id"))
+    )
 
 
-def delete_job(conn: psycopg.Connection, job_id: str) -> None:
-    """Remove a job and (by cascade) its result."""
-    conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,))
+def delete_finished(conn: psycopg.Connection, job_ids: list[str]) -> int:
+    """Remove these jobs (and their results) if they are finished; returns how many went."""
+    cur = conn.execute(
+        "DELETE FROM jobs WHERE id = ANY(%s) AND status IN ('completed', 'failed')", (job_ids,)
+    )
+    return cur.rowcount
 
 
 def status_counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -231,7 +331,10 @@ def status_counts(conn: psycopg.Connection) -> dict[str, int]:
 
 
 def oldest_queued_age_s(conn: psycopg.Connection) -> float:
-    """Age in seconds of the oldest queued job (0 when none)."""
+    """Age in seconds of the oldest queued job (0 when none); read at every scrape.
+
+    Cheap at any backlog: the first entry of ``jobs_status_created_idx`` (an index-only lookup).
+    """
     row = conn.execute(
         "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM jobs WHERE status = 'queued'"
     ).fetchone()

@@ -1,26 +1,26 @@
 """The RQ transport: three priority queues on the queue Redis, carrying only job ids.
 
 The RQ job id is the ledger's job id, so the reconciler can ask Redis whether a job the ledger calls
-``queued`` is still on its way to a worker.
+``queued`` is still on its way to a worker (`queue_audit`) and put lost ones back (`enqueue_many`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
 from rq import Queue, Retry, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
-from rq.job import JobStatus
+from rq.queue import EnqueueData
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from schedgen_ops.service.settings import ServiceSettings
 
 QUEUE_NAMES = ("high", "default", "low")
 TASK = "schedgen_ops.service.tasks.process_job"
-_PENDING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
 
 
 def redis_client(settings: ServiceSettings, *, timeout_s: float = 5.0) -> Redis:
@@ -38,17 +38,16 @@ def queues(conn: Redis) -> list[Queue]:
     return [Queue(name, connection=conn) for name in QUEUE_NAMES]
 
 
-def enqueue(conn: Redis, settings: ServiceSettings, job_id: str, priority: str) -> None:
-    """Put the job id on its priority queue with the retry policy and timeout from settings."""
-    queue = Queue(priority, connection=conn)
+def _job_data(settings: ServiceSettings, job_id: str) -> EnqueueData:
+    """What RQ stores for one job: the id is the ledger's, the retry policy and timeouts from settings."""
     retry = None
     if settings.job_retries > 1:
         retry = Retry(max=settings.job_retries - 1, interval=list(settings.job_retry_backoff_s) or 0)
-    queue.enqueue(
+    return Queue.prepare_data(
         TASK,
-        job_id,
+        (job_id,),
         job_id=job_id,
-        job_timeout=settings.job_timeout_s,
+        timeout=settings.job_timeout_s,
         retry=retry,
         result_ttl=0,  # the ledger keeps results; Redis need not
         failure_ttl=settings.failed_ttl_s,
@@ -56,34 +55,21 @@ def enqueue(conn: Redis, settings: ServiceSettings, job_id: str, priority: str) 
     )
 
 
-def is_pending(conn: Redis, job_id: str) -> bool:
-    """True when Redis still holds the job as queued, scheduled or running."""
-    try:
-        job = RQJob.fetch(job_id, connection=conn)
-    except NoSuchJobError:
-        return False
-    status = job.get_status(refresh=False)
-    if status not in _PENDING:
-        return False
-    if status == JobStatus.QUEUED:
-        # The hash may survive while the id is gone from the list (e.g. a partial restore).
-        return Queue(job.origin, connection=conn).get_job_position(job_id) is not None
-    return True
+def enqueue(conn: Redis, settings: ServiceSettings, job_id: str, priority: str) -> None:
+    """Put the job id on its priority queue with the retry policy and timeout from settings."""
+    enqueue_many(conn, settings, [(job_id, priority)])
 
 
-def forget(conn: Redis, job_id: str) -> None:
-    """Drop Redis' stale record of a job before re-enqueueing it (registries and hash)."""
-    for name in QUEUE_NAMES:
-        for registry in (
-            StartedJobRegistry(name, connection=conn),
-            FailedJobRegistry(name, connection=conn),
-            ScheduledJobRegistry(name, connection=conn),
-        ):
-            # Started entries are "job_id:execution_id"; remove by member prefix, whatever the format.
-            for member, _ in conn.zscan_iter(registry.key, match=f"{job_id}*"):
-                conn.zrem(registry.key, member)
-        Queue(name, connection=conn).remove(job_id)
-    conn.delete(RQJob.key_for(job_id))
+def enqueue_many(conn: Redis, settings: ServiceSettings, jobs: Sequence[tuple[str, str]]) -> None:
+    """Enqueue (job id, priority) pairs, each priority's jobs in one pipeline (one round trip)."""
+    by_priority: dict[str, list[str]] = {}
+    for job_id, priority in jobs:
+        by_priority.setdefault(priority, []).append(job_id)
+    for priority, ids in by_priority.items():
+        queue = Queue(priority, connection=conn)
+        with conn.pipeline() as pipe:
+            queue.enqueue_many([_job_data(settings, job_id) for job_id in ids], pipeline=pipe)
+            pipe.execute()
 
 
 def position(conn: Redis, job_id: str, priority: str) -> int | None:

@@ -17,6 +17,7 @@ from schedgen_ops.render.engine import render_files
 PARITY = {
     "QueueBacklog": "queue_depth",
     "OldestQueuedJobTooOld": "queue_oldest_job",
+    "QueuedJobNotWaitingInRedis": "queue_oldest_job",
     "JobFailureRatioHigh": "job_failure_ratio",
     "PostgresConnectionsHigh": "postgres_connections",
     "RedisMemoryHigh": "redis_memory",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import stat
@@ -104,10 +105,11 @@ def test_depends_on_waits_for_health_and_every_service_restarts(rendered, profil
     if config_for(profile).minio.enabled:  # the bucket exists before the api starts
         assert services["api"]["depends_on"]["minio-init"] == {"condition": "service_completed_successfully"}
         assert services["minio-init"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
-        assert (
-            f"mc mb --ignore-existing target/{config_for(profile).minio.bucket}"
-            in (services["minio-init"]["command"][0])
-        )
+        script = services["minio-init"]["command"][0]
+        assert f"mc mb --ignore-existing root/{config_for(profile).minio.bucket}" in script
+        # The service gets a user limited to the bucket; the root credentials stay with minio-init.
+        assert "mc admin policy attach root schedgen-app" in script
+        assert f'"Resource":["arn:aws:s3:::{config_for(profile).minio.bucket}/*"]' in script
 
 
 def test_resources_come_from_the_profile(rendered, profile: str) -> None:
@@ -164,9 +166,13 @@ def test_redis_is_a_queue_redis(rendered, profile: str) -> None:
     assert re.search(r"^repl-diskless-sync-max-replicas 1$", conf, re.M)
     tag = re.search(r":(\d+)\.(\d+)", config.redis.image)
     assert tag is not None and (int(tag.group(1)), int(tag.group(2))) >= (7, 0), config.redis.image
-    assert not re.search(r"^requirepass", conf, re.M)  # passed from the secrets env file
+    # ACL users with password hashes instead of one requirepass (schedgen_ops.config.roles).
+    assert not re.search(r"^requirepass", conf, re.M)
+    users = {line.split()[1] for line in conf.splitlines() if line.startswith("user ")}
+    assert set(users) == {"default", "app", "exporter", "admin"}
+    assert f"#{hashlib.sha256(SECRETS['REDIS_PASSWORD'].encode()).hexdigest()}" in conf
     redis = compose(rendered(profile))["services"]["redis"]
-    assert "--requirepass" in redis["command"][-1] and "$$REDIS_PASSWORD" in redis["command"][-1]
+    assert redis["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
 
 
 def test_postgres_connection_budget(rendered, profile: str) -> None:
@@ -193,7 +199,13 @@ def test_no_secret_outside_the_secret_files(rendered, profile: str) -> None:
         for value in SECRETS.values():
             assert value not in text, f"{path.relative_to(out)} contains a secret"
     app_env = (out / "compose/secrets/app.env").read_text()
-    assert SECRETS["POSTGRES_PASSWORD"] in app_env and "@postgres:5432/" in app_env
+    assert f"schedgen_app:{SECRETS['POSTGRES_APP_PASSWORD']}@postgres:5432/" in app_env
+    assert f"redis://app:{SECRETS['REDIS_PASSWORD']}@redis:6379/0" in app_env
+    # The app's file holds only its own credentials: no superuser, owner, exporter or admin password.
+    for name in ("POSTGRES_SUPERUSER_PASSWORD", "POSTGRES_PASSWORD", "POSTGRES_EXPORTER_PASSWORD"):
+        assert SECRETS[name] not in app_env, name
+    for name in ("REDIS_ADMIN_PASSWORD", "REDIS_BACKUP_PASSWORD", "MINIO_ROOT_PASSWORD"):
+        assert SECRETS[name] not in app_env, name
 
 
 def test_traefik_files_are_fully_rendered(rendered, profile: str) -> None:
@@ -209,7 +221,11 @@ def test_traefik_files_are_fully_rendered(rendered, profile: str) -> None:
     headers = dynamic["http"]["middlewares"]["security-headers"]["headers"]
     assert "default-src 'self'" in headers["contentSecurityPolicy"] and headers["stsSeconds"] >= 31536000
     assert dynamic["http"]["middlewares"]["edge-ratelimit"]["rateLimit"]["average"] > 0
-    assert dynamic["http"]["routers"]["api"]["rule"] == f"Host(`{config_for(profile).domain}`)"
+    domain = config_for(profile).domain
+    assert (
+        dynamic["http"]["routers"]["api"]["rule"]
+        == f"Host(`{domain}`) && (PathPrefix(`/api/`) || Path(`/healthz`))"
+    )
 
 
 def test_prometheus_discovers_every_replica(rendered) -> None:
@@ -233,6 +249,7 @@ def test_prometheus_discovers_every_replica(rendered) -> None:
         "ApiHighLatencyP95",
         "QueueBacklog",
         "OldestQueuedJobTooOld",
+        "QueuedJobNotWaitingInRedis",
         "JobFailureRatioHigh",
         "NoWorkers",
         "SlowParses",
@@ -338,24 +355,59 @@ def test_compose_files_pass_the_shared_compose_spec_schema(rendered, profile: st
         assert errors == [], (name, errors[:3])
 
 
-def test_webhook_receiver_is_configurable(tmp_path: Path) -> None:
+ALERT_HOOK = "https://hooks.example.org/services/T0/B1/alert-key-0123456789"
+BACKUP_HOOK = "https://hooks.example.org/services/T0/B2/backup-key-0123456789%2F?channel=ops"
+
+
+def test_webhooks_are_secrets_read_from_files_never_rendered(tmp_path: Path) -> None:
+    """ALERT_WEBHOOK_URL / BACKUP_WEBHOOK_URL live in secrets.env: Alertmanager reads a url_file, the
+    CronJob an env Secret; no rendered file outside */secrets/ holds either URL."""
     from renderkit import PROJECT
 
     from schedgen_ops.render import render_tree, validate_tree
 
-    config = config_for("small", "monitoring.webhook_url=https://hooks.example.org/schedgen")
-    render_tree(config, SECRETS, "compose", tmp_path, project_dir=PROJECT)
-    am = yaml.safe_load((tmp_path / "compose/alertmanager/alertmanager.yml").read_text())
-    assert am["route"]["receiver"] == "webhook"
-    assert am["receivers"] == [
-        {
-            "name": "webhook",
-            "webhook_configs": [{"url": "https://hooks.example.org/schedgen", "send_resolved": True}],
-        }
-    ]
-    service = (tmp_path / "systemd/schedgen-backup.service").read_text()
-    assert 'Environment="SCHEDGEN_BACKUP_WEBHOOK_URL=https://hooks.example.org/schedgen"' in service
+    secrets = {**SECRETS, "ALERT_WEBHOOK_URL": ALERT_HOOK, "BACKUP_WEBHOOK_URL": BACKUP_HOOK}
+    render_tree(config_for("large"), secrets, "all", tmp_path, project_dir=PROJECT)
     assert validate_tree(tmp_path) == []
+    for path in (p for p in tmp_path.rglob("*") if p.is_file() and "secrets" not in p.parts):
+        text = path.read_text()
+        assert ALERT_HOOK not in text and BACKUP_HOOK not in text, path
+        assert "alert-key" not in text and "backup-key" not in text, path
+    compose_am = yaml.safe_load((tmp_path / "compose/alertmanager/alertmanager.yml").read_text())
+    assert compose_am["route"]["receiver"] == "webhook"
+    assert compose_am["receivers"] == [
+        {"name": "webhook", "webhook_configs": [{"url_file": "/tmp/webhook-url", "send_resolved": True}]}
+    ]
+    assert (tmp_path / "compose/secrets/alertmanager.env").read_text() == f"ALERT_WEBHOOK_URL={ALERT_HOOK}\n"
+    am = compose(tmp_path)["services"]["alertmanager"]
+    assert am["env_file"] == ["secrets/alertmanager.env"] and "/tmp" in am["tmpfs"]
+    assert "/tmp/webhook-url" in am["command"][0] and "unset ALERT_WEBHOOK_URL" in am["command"][0]
+    k8s_am = yaml.safe_load((tmp_path / "kubernetes/alertmanager/alertmanager.yml").read_text())
+    assert k8s_am["receivers"][0]["webhook_configs"][0] == {
+        "url_file": "/etc/alertmanager-webhook/url",
+        "send_resolved": True,
+    }
+    assert (tmp_path / "kubernetes/secrets/alertmanager.env").read_text() == f"url={ALERT_HOOK}\n"
+    backup_env = (tmp_path / "kubernetes/secrets/backup.env").read_text()
+    assert f"SCHEDGEN_BACKUP_WEBHOOK_URL={BACKUP_HOOK}\n" in backup_env
+    cronjob = next(
+        d
+        for d in yaml.safe_load_all((tmp_path / "kubernetes/backup.yaml").read_text())
+        if d["kind"] == "CronJob"
+    )
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"secretRef": {"name": "backup-secrets"}} in container["envFrom"] and "env" not in container
+    for unit in ("schedgen-backup.service", "schedgen-backup.cron"):
+        text = (tmp_path / "systemd" / unit).read_text()
+        assert "SCHEDGEN_BACKUP_WEBHOOK_URL=" not in text and "secrets.env" in text, unit
+
+
+def test_without_webhooks_alerts_stay_in_alertmanager(rendered) -> None:
+    am = yaml.safe_load((rendered("small") / "compose/alertmanager/alertmanager.yml").read_text())
+    # Quoted: a bare `null` would leave the root route without its receiver (Alertmanager refuses that).
+    assert am["route"]["receiver"] == "null" and am["receivers"] == [{"name": "null"}]
+    assert not (rendered("small") / "compose/secrets/alertmanager.env").exists()
+    assert "env_file" not in compose(rendered("small"))["services"]["alertmanager"]
 
 
 def test_monitoring_probes_are_distinct_liveness_tolerant_readiness_strict(rendered) -> None:
@@ -404,6 +456,7 @@ def test_runbook_points_each_alert_at_its_health_check(rendered) -> None:
         "ApiHighLatencyP95",
         "QueueBacklog",
         "OldestQueuedJobTooOld",
+        "QueuedJobNotWaitingInRedis",
         "JobFailureRatioHigh",
         "NoWorkers",
         "PostgresConnectionsHigh",
@@ -419,45 +472,11 @@ def test_runbook_points_each_alert_at_its_health_check(rendered) -> None:
         assert f"`health --only {link.group(1).split('.')[0]}`" in line
 
 
-def test_backup_webhook_reaches_every_scheduled_backup(tmp_path: Path) -> None:
-    """backup.webhook_url reaches the systemd unit, the cron entry, the compose service and the CronJob."""
-    from renderkit import PROJECT
-
-    from schedgen_ops.render.engine import render_tree
-
-    url = "https://hooks.example.org/schedgen%2Fbackups?channel=ops"
-    config = config_for(
-        "large", f"backup.webhook_url={url}", "monitoring.webhook_url=https://am.example.org/x"
-    )
-    render_tree(config, SECRETS, "all", tmp_path, project_dir=PROJECT)
-    service = (tmp_path / "systemd/schedgen-backup.service").read_text()
-    # systemd expands % specifiers: the URL's own % is doubled so the unit passes it unchanged.
-    assert (
-        'Environment="SCHEDGEN_BACKUP_WEBHOOK_URL=https://hooks.example.org/schedgen%%2Fbackups?channel=ops"'
-        in (service)
-    )
-    cron = (tmp_path / "systemd/schedgen-backup.cron").read_text()
-    assert f"\nSCHEDGEN_BACKUP_WEBHOOK_URL={url}\n" in cron
-    assert cron.index("SCHEDGEN_BACKUP_WEBHOOK_URL") < cron.index(" root ")  # set before the job line
-    cronjob = next(
-        d
-        for d in yaml.safe_load_all((tmp_path / "kubernetes/backup.yaml").read_text())
-        if d["kind"] == "CronJob"
-    )
-    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert {"name": "SCHEDGEN_BACKUP_WEBHOOK_URL", "value": url} in container["env"]
-
-
-def test_backup_webhook_defaults_to_the_alert_webhook_and_refuses_credentials() -> None:
+@pytest.mark.parametrize("key", ["monitoring.webhook_url", "backup.webhook_url"])
+def test_webhook_urls_in_schedgen_yaml_are_refused_with_the_secret_to_use(key: str) -> None:
     from schedgen_ops.errors import SchedgenError
 
-    assert config_for("small").backup_webhook_url() == ""
-    fallback = config_for("small", "monitoring.webhook_url=https://am.example.org/hook")
-    assert fallback.backup_webhook_url() == "https://am.example.org/hook"
-    for bad in (
-        "https://user:pw@hooks.example.org/x",
-        "ftp://hooks.example.org/x",
-        "https://h.example.org/$X",
-    ):
-        with pytest.raises(SchedgenError, match=r"backup\.webhook_url"):
-            config_for("small", f"backup.webhook_url={bad}")
+    secret = "ALERT_WEBHOOK_URL" if key.startswith("monitoring") else "BACKUP_WEBHOOK_URL"
+    with pytest.raises(SchedgenError, match=rf"{re.escape(key)}.*schedgen secrets set {secret}"):
+        config_for("small", f"{key}=https://hooks.example.org/x")
+    assert getattr(config_for("small"), key.split(".")[0]).webhook_url == ""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from reconcilekit import migrate_to
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime.dataservices import free_port
@@ -29,7 +30,6 @@ def _insert(conn: psycopg.Connection, job_id: str, max_attempts: int = 3) -> led
         sha256="0" * 64,
         storage_key=job_id,
         max_attempts=max_attempts,
-        ttl_s=3600,
     )
 
 
@@ -83,6 +83,90 @@ def test_attempts_are_capped(database_url: str) -> None:
         assert ledger.fail(conn, job_id, None, "worker_lost", "gone", 60, from_status=("queued",))
         job = ledger.get_job(conn, job_id)
         assert job is not None and job.status == "failed" and job.error_code == "worker_lost"
+
+
+def _backdate(conn: psycopg.Connection, job_id: str, sql_interval: str) -> None:
+    """Move every timestamp of a job (and its expiry) back by ``sql_interval``, as time passing would."""
+    conn.execute(
+        "UPDATE jobs SET created_at = created_at - %s::interval, updated_at = updated_at - %s::interval,"
+        " started_at = started_at - %s::interval, finished_at = finished_at - %s::interval,"
+        " expires_at = expires_at - %s::interval WHERE id = %s",
+        (*[sql_interval] * 5, job_id),
+    )
+
+
+def test_only_finished_jobs_expire_counted_from_when_they_finished(database_url: str) -> None:
+    db.migrate(database_url)
+    ids = {name: ledger.new_job_id() for name in ("queued", "processing", "completed", "failed", "recent")}
+    with db.connect(database_url) as conn:
+        for job_id in ids.values():
+            assert _insert(conn, job_id).expires_at is None  # no expiry while unfinished
+            _backdate(conn, job_id, "3 days")  # all uploaded 3 days ago
+        for name in ("processing", "completed", "failed", "recent"):
+            assert ledger.try_lock(conn, ids[name]) and ledger.claim(conn, ids[name]) is not None
+        assert ledger.complete(conn, ids["completed"], 1, "exams", {"kind": "exams"}, 3600)
+        assert ledger.fail(conn, ids["failed"], 1, "corrupt_pdf", "bad", 3600)
+        assert ledger.complete(conn, ids["recent"], 1, "exams", {"kind": "exams"}, 3600)
+        recent = ledger.get_job(conn, ids["recent"])
+        assert recent is not None and recent.finished_at is not None and recent.expires_at is not None
+        # The retention runs from the finish, not from the upload 3 days ago.
+        assert (recent.expires_at - recent.finished_at).total_seconds() == 3600
+        assert ledger.expired(conn).rows == []
+        for name in ("completed", "failed"):
+            _backdate(conn, ids[name], "2 hours")  # finished 2 hours ago, 1 hour retention
+        # Even an expiry in the past on unfinished rows (as written before migration 0004) never counts.
+        conn.execute(
+            "UPDATE jobs SET expires_at = now() - interval '1 day' WHERE id = ANY(%s)",
+            ([ids["queued"], ids["processing"]],),
+        )
+        page = ledger.expired(conn)
+        assert sorted(job.id for job in page.rows) == sorted([ids["completed"], ids["failed"]])
+        assert page.after is None
+        assert ledger.delete_finished(conn, [ids["completed"], ids["queued"]]) == 1  # never a queued one
+        assert ledger.result(conn, ids["completed"]) is None
+        assert ledger.get_job(conn, ids["queued"]) is not None
+        with pytest.raises(psycopg.errors.CheckViolation):  # a finished job always expires some day
+            conn.execute("UPDATE jobs SET expires_at = NULL WHERE id = %s", (ids["failed"],))
+
+
+def test_expired_pages_by_expiry_then_id(database_url: str) -> None:
+    """Keyset paging over 7 finished jobs with one expiry, pages of 3: each once, in order."""
+    db.migrate(database_url)
+    with db.connect(database_url) as conn:
+        ids = sorted(ledger.new_job_id() for _ in range(7))
+        for job_id in ids:
+            _insert(conn, job_id)
+        conn.execute(
+            "UPDATE jobs SET status = 'failed', finished_at = now(), expires_at = now() - interval '1 hour'"
+        )
+        seen, after = [], None
+        while True:
+            page = ledger.expired(conn, 3, after)
+            seen.extend(job.id for job in page.rows)
+            if page.after is None:
+                break
+            after = page.after
+    assert seen == ids
+
+
+def test_migration_0004_clears_the_insert_time_expiry_of_unfinished_jobs(database_url: str) -> None:
+    """A database at version 3 (or restored from a backup of one) keeps its waiting jobs after migrating."""
+    migrate_to(database_url, 3)
+    with db.connect(database_url) as conn:
+        # As the version-3 api wrote them: expiry = upload + RESULT_TTL + FAILED_TTL, long past here.
+        for job_id, status in (("a" * 32, "queued"), ("b" * 32, "processing"), ("c" * 32, "completed")):
+            conn.execute(
+                "INSERT INTO jobs (id, status, client_id, size_bytes, sha256, storage_key, max_attempts,"
+                " created_at, updated_at, finished_at, expires_at) VALUES (%s, %s, 'c', 1, 'x', %s, 3,"
+                " now() - interval '3 days', now() - interval '3 days', now() - interval '3 days',"
+                " now() - interval '1 day')",
+                (job_id, status, job_id),
+            )
+    assert [m.version for m in db.migrate(database_url)] == [4]
+    with db.connect(database_url) as conn:
+        rows = dict(conn.execute("SELECT status, expires_at IS NULL FROM jobs").fetchall())
+        assert rows == {"queued": True, "processing": True, "completed": False}
+        assert [job.id for job in ledger.expired(conn).rows] == ["c" * 32]
 
 
 def test_unreachable_database_is_a_one_line_error() -> None:

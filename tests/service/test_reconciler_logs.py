@@ -1,4 +1,5 @@
-"""Reconciler retention purge and the JSON logs (ids present, secrets and PDF bytes absent)."""
+"""Retention purge through the real api and worker, and the JSON logs (ids present, secrets and PDF bytes
+absent)."""
 
 from __future__ import annotations
 
@@ -15,30 +16,36 @@ from schedgen_ops.service.context import ServiceContext
 from schedgen_ops.service.reconciler import reconcile_once
 
 
-def test_reconciler_purges_expired_jobs_results_and_bytes(
+def test_retention_purges_finished_jobs_and_never_a_waiting_upload(
     service_stack: Callable[..., Stack],
     synthetic_pdfs: dict[str, bytes],
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """With 1 s retention: a completed job goes with its result; an upload no worker took stays."""
     stack = service_stack(SCHEDGEN_RESULT_TTL_S="1", SCHEDGEN_FAILED_TTL_S="1")
-    queued = stack.upload(synthetic_pdfs["exams"]).json()["job_id"]  # never processed: expires in 2 s
-    assert len(list((stack.workdir / "uploads").glob("*.pdf"))) == 1
+    worker = stack.start_worker(1, "--no-reconcile")
+    done = stack.upload(synthetic_pdfs["exams"]).json()["job_id"]
+    assert stack.wait_done(done)["status"] == "completed"
+    worker.stop()  # a worker outage: the next upload waits
+    waiting = stack.upload(synthetic_pdfs["tests"]).json()["job_id"]
     for key, value in stack.env.items():
         if key.startswith("SCHEDGEN_"):
             monkeypatch.setenv(key, value)
+    time.sleep(2.5)  # the completed job is past its 1 s retention (from when it finished)
     ctx = ServiceContext.create(load_settings(), name="test")
     try:
-        assert reconcile_once(ctx).purged == 0  # not expired yet
-        time.sleep(2.5)
         report = reconcile_once(ctx)
     finally:
         ctx.close()
     assert report.purged == 1
-    assert list((stack.workdir / "uploads").glob("*.pdf")) == []
+    assert stack.client.get(f"/api/jobs/{done}").status_code == 404
+    status = stack.client.get(f"/api/jobs/{waiting}")
+    assert status.status_code == 200 and status.json()["status"] == "queued"
+    assert [p.stem for p in (stack.workdir / "uploads").glob("*.pdf")] == [waiting]  # its bytes are kept
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
-    assert stack.client.get(f"/api/jobs/{queued}").status_code == 404
+        assert conn.execute("SELECT id, expires_at FROM jobs").fetchall() == [(waiting, None)]
+        assert conn.execute("SELECT count(*) FROM results").fetchone() == (0,)
 
 
 def test_logs_are_json_with_ids_and_without_secrets(

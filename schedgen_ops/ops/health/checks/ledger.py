@@ -1,7 +1,9 @@
-"""queue (the Postgres job ledger): failed-job ratio over the last hour, jobs processing past the timeout.
+"""queue (the Postgres job ledger): failed-job ratio over the last hour, jobs processing past the timeout,
+the oldest job still queued.
 
-The ledger is the system of record: it knows when jobs finished (RQ's registries only know expiries)
-and which ones are still marked processing after their worker should have given up.
+The ledger is the system of record: it knows when jobs finished (RQ's registries only know expiries),
+which ones are still marked processing after their worker should have given up, and which uploads are
+still waiting even when Redis has lost them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ FAILED_RATIO_SQL = """
 SELECT count(*) FILTER (WHERE status = 'failed'), count(*)
   FROM jobs
  WHERE status IN ('completed', 'failed') AND finished_at >= now() - interval '1 hour'
+"""
+OLDEST_QUEUED_SQL = """
+SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)
+  FROM jobs
+ WHERE status = 'queued'
 """
 OVERDUE_SQL = """
 SELECT count(*), coalesce(max(extract(epoch FROM now() - started_at)), 0)
@@ -44,7 +51,7 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
         ]
     with conn:
         try:
-            return [_failed_ratio(conn, ctx), _overdue(conn, ctx)]
+            return [_failed_ratio(conn, ctx), _overdue(conn, ctx), _oldest_queued(conn, ctx)]
         except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn) as exc:
             return [
                 CheckResult(
@@ -104,4 +111,28 @@ def _overdue(conn: psycopg.Connection[Any], ctx: ProbeContext) -> CheckResult:
         if status is Status.OK
         else "jobs outlived the job timeout: their worker died or hangs; the reconciler should fail or "
         "retry them — check it runs (`schedgen logs pdf-worker`)",
+    )
+
+
+def _oldest_queued(conn: psycopg.Connection[Any], ctx: ProbeContext) -> CheckResult:
+    """Age since upload of the oldest job still queued (QueuedJobNotWaitingInRedis measures this)."""
+    th = ctx.thresholds
+    row = conn.execute(OLDEST_QUEUED_SQL).fetchone()
+    count, oldest = (int(row[0]), float(row[1])) if row else (0, 0.0)
+    level = Level(th.queue_oldest_job_warn_s, th.queue_oldest_job_critical_s)
+    status = level.judge(oldest)
+    return CheckResult(
+        C,
+        "oldest_queued",
+        status,
+        f"{count} job(s) queued, the oldest uploaded {oldest:.0f} s ago" if count else "no job queued",
+        value=round(oldest, 1),
+        unit="s",
+        threshold=level.describe("{:g} s"),
+        hint=None
+        if status is Status.OK
+        else "an upload waits too long: if queue.oldest_waiting is fine, Redis does not hold it (lost, or a "
+        "restored backup) and the reconciler must re-enqueue it - check it runs (`schedgen logs "
+        "pdf-worker`, `schedgen serve reconciler --once`); else workers are down or too few. Waiting jobs "
+        "are never purged",
     )
