@@ -88,7 +88,10 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
         tools = tools_for_server(version_num // 10000)
-        env = dict(os.environ, SCHEDGEN_DATABASE_URL=url, SCHEDGEN_REDIS_URL=rd.url)
+        # The project (and its generated secrets, e.g. the backup signing key) lives in the scratch dir.
+        env = dict(
+            os.environ, SCHEDGEN_DATABASE_URL=url, SCHEDGEN_REDIS_URL=rd.url, SCHEDGEN_PROJECT=str(base)
+        )
         backups = base / "backups"
 
         # Baselines: the bare tools on the same database.

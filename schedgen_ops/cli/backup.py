@@ -23,6 +23,7 @@ from schedgen_ops.ops.backup.progress import Reporter, human_bytes
 from schedgen_ops.ops.backup.prune import prune_backups
 from schedgen_ops.ops.backup.remote import pull_backup, push_backup
 from schedgen_ops.ops.backup.retention import Policy
+from schedgen_ops.ops.backup.signing import SigningKey
 from schedgen_ops.ops.backup.verify import verify_backup
 from schedgen_ops.ops.backup.webhook import WEBHOOK_ENV, failure_payload, post_failure
 
@@ -50,6 +51,12 @@ JsonOpt = typer.Option(False, "--json", help="Print a JSON document instead of t
 WebhookOpt = typer.Option(
     None, "--webhook", help=f"POST a JSON notice here when the command fails (default: ${WEBHOOK_ENV})."
 )
+AllowUnsignedOpt = typer.Option(
+    False,
+    "--allow-unsigned",
+    help="Accept a set whose manifest this project's key did not sign (made before signing, or by another "
+    "project); its files are still checked, and it is then signed with this project's key.",
+)
 
 
 def context(
@@ -76,7 +83,10 @@ def context(
 @contextmanager
 def notify_on_failure(command: str, webhook: str | None, directory: Path | None) -> Iterator[None]:
     """Post to the failure webhook when the block raises an expected failure, then re-raise."""
-    url = webhook or os.environ.get(WEBHOOK_ENV, "")
+    from schedgen_ops.config.secrets import backup_webhook_url
+
+    # The URL is a secret (.schedgen/secrets.env BACKUP_WEBHOOK_URL): never printed in full.
+    url = webhook or os.environ.get(WEBHOOK_ENV, "") or backup_webhook_url(OPTIONS.project)
     try:
         yield
     except SchedgenError as exc:
@@ -87,6 +97,14 @@ def notify_on_failure(command: str, webhook: str | None, directory: Path | None)
             if problem:
                 _err.print(f"warning: {problem}", markup=False)
         raise
+
+
+def signing_key(ctx_: BackupContext) -> SigningKey:
+    """The project's manifest key; says so on stderr when it was just generated."""
+    key, note = ctx_.signing_key()
+    if note:
+        _err.print(f"note: {note}", markup=False)
+    return key
 
 
 def emit(as_json: bool, document: Any, human: Callable[[], None]) -> None:
@@ -126,6 +144,8 @@ def backup(
             s3=ctx_.s3,
             include_secrets=include_secrets,
             reason=os.environ.get("SCHEDGEN_BACKUP_REASON", "manual"),
+            key=signing_key(ctx_),
+            project_name=ctx_.project_name,
         )
         manifest = create_backup(request, Reporter(quiet=as_json))
     path = ctx_.directory / manifest.id
@@ -154,16 +174,19 @@ def verify(
     target: str | None = TargetOpt,
     database_url: str | None = DbOpt,
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel pg_restore jobs for --deep."),
+    allow_unsigned: bool = AllowUnsignedOpt,
     as_json: bool = JsonOpt,
     webhook: str | None = WebhookOpt,
 ) -> None:
-    """Check a backup set (checksums, archive TOC, full read; --deep: scratch restore) and record it."""
+    """Check a set (signature, checksums, archive TOC, full read; --deep: scratch restore), record it."""
     with notify_on_failure("backup verify", webhook, directory):
         ctx_ = context(directory, target, database_url)
         db_target = ctx_.target() if deep else None
         entry, result = verify_backup(
             ctx_.directory,
             backup_id,
+            key=signing_key(ctx_),
+            allow_unsigned=allow_unsigned,
             deep=deep,
             target=db_target,
             jobs=jobs,
@@ -276,7 +299,12 @@ def push(
         ctx_ = context(directory)
         s3 = _with_endpoint(ctx_, endpoint_url)
         manifest = push_backup(
-            ctx_.directory, None if backup_id == "latest" else backup_id, url, s3, Reporter(quiet=as_json)
+            ctx_.directory,
+            None if backup_id == "latest" else backup_id,
+            url,
+            s3,
+            Reporter(quiet=as_json),
+            key=signing_key(ctx_),
         )
     emit(
         as_json,
@@ -291,12 +319,21 @@ def pull(
     url: str = typer.Argument(..., help="s3://bucket/prefix it was pushed to."),
     endpoint_url: str | None = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO)."),
     directory: Path | None = DirOpt,
+    allow_unsigned: bool = AllowUnsignedOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Fetch an off-site copy into the backup directory (checksums checked before it appears)."""
+    """Fetch an off-site copy into the backup directory (signature and checksums checked first)."""
     ctx_ = context(directory)
     s3 = _with_endpoint(ctx_, endpoint_url)
-    manifest = pull_backup(ctx_.directory, backup_id, url, s3, Reporter(quiet=as_json))
+    manifest = pull_backup(
+        ctx_.directory,
+        backup_id,
+        url,
+        s3,
+        Reporter(quiet=as_json),
+        key=signing_key(ctx_),
+        allow_unsigned=allow_unsigned,
+    )
     emit(
         as_json,
         {"id": manifest.id, "path": str(ctx_.directory / manifest.id)},

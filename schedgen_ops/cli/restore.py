@@ -7,7 +7,18 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from schedgen_ops.cli.backup import DbOpt, DirOpt, JsonOpt, RedisOpt, StorageOpt, TargetOpt, context, emit
+from schedgen_ops.cli.backup import (
+    AllowUnsignedOpt,
+    DbOpt,
+    DirOpt,
+    JsonOpt,
+    RedisOpt,
+    StorageOpt,
+    TargetOpt,
+    context,
+    emit,
+    signing_key,
+)
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.create import BackupRequest
 from schedgen_ops.ops.backup.progress import Reporter
@@ -28,8 +39,15 @@ def restore(
     with_redis: bool = typer.Option(False, "--redis", help="Also replace Redis' keys with the snapshot's."),
     with_uploads: bool = typer.Option(False, "--uploads", help="Also put the archived upload objects back."),
     swap: bool = typer.Option(
-        False, "--swap", help="Restore into a new database and swap it in (the old one is kept, renamed)."
+        False,
+        "--swap",
+        help="Require the swap (restore into a new database, rename it in; the old one is kept, renamed), "
+        "which is the default whenever the role may create and rename databases.",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Restore a set taken from another deployment or database."
+    ),
+    allow_unsigned: bool = AllowUnsignedOpt,
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel pg_restore jobs."),
     deep: bool = typer.Option(False, "--deep-verify", help="Verify with a scratch restore first."),
     no_safety_backup: bool = typer.Option(
@@ -58,12 +76,14 @@ def restore(
         raise SchedgenError(
             "--uploads needs a storage URL", code="usage", hint="pass --storage-url", exit_code=2
         )
+    key = signing_key(ctx_)
     request = RestoreRequest(
         target=db_target,
         directory=ctx_.directory,
         backup_id=backup_id,
+        key=key,
         writers=ctx_.writers(),
-        mode="swap" if swap else "clean",
+        mode="swap" if swap else "auto",
         jobs=jobs,
         redis_url=ctx_.redis_url if with_redis else None,
         storage_url=ctx_.storage_url if with_uploads else None,
@@ -77,8 +97,13 @@ def restore(
             profile=ctx_.profile,
             storage_url=ctx_.storage_url or None,
             s3=ctx_.s3,
+            key=key,
+            project_name=ctx_.project_name,
         ),
         deep_verify=deep,
+        allow_unsigned=allow_unsigned,
+        force=force,
+        project_name=ctx_.project_name,
     )
     report = restore_backup(request, Reporter(quiet=as_json))
     if not no_health:
@@ -96,7 +121,13 @@ def restore(
         _err.print(f"warning: {report.ledger_warning}", markup=False)
 
     def human() -> None:
-        _out.print(f"restored backup {report.backup_id} into {report.database} ({report.mode})", markup=False)
+        _out.print(
+            f"restored backup {report.backup_id} into {report.database} "
+            f"({report.mode}: {report.mode_reason})",
+            markup=False,
+        )
+        for difference in report.forced:
+            _out.print(f"  --force: the set is of another {difference}", markup=False)
         _out.print(
             f"  {report.verification}; safety backup: {report.safety_backup_id or 'skipped'}", markup=False
         )

@@ -4,6 +4,7 @@ snapshot (redis-cli --rdb) starts at once, and helpers to capture a database row
 from __future__ import annotations
 
 import hashlib
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +14,22 @@ import psycopg
 import pytest
 import redis
 
+from schedgen_ops.ops.backup.signing import KEY_ENV, SigningKey
 from schedgen_ops.runtime.dataservices import RedisServer, service_tempdir
 from schedgen_ops.service import db, ledger
 from schedgen_ops.service.storage import FileStorage
 
 #: The job data a restore must give back row for row (backup_ledger is re-recorded after a restore).
 LEDGER_TABLES = ("public.api_keys", "public.jobs", "public.results", "public.schema_migrations")
+
+
+@pytest.fixture(autouse=True)
+def signing_key(monkeypatch: pytest.MonkeyPatch) -> SigningKey:
+    """This test's project key, also in $SCHEDGEN_BACKUP_HMAC_KEY: CLI runs (whose project is the current
+    directory unless --project says otherwise) sign with it and never write a secrets file there."""
+    text = secrets.token_urlsafe(32)
+    monkeypatch.setenv(KEY_ENV, text)
+    return SigningKey.from_text(text, "the test")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +81,6 @@ def create_jobs(url: str, count: int, *, completed: int = 0, storage: FileStorag
                 sha256=hashlib.sha256(data).hexdigest(),
                 storage_key=key,
                 max_attempts=3,
-                ttl_s=86400,
             )
             ids.append(job_id)
             if n < completed:

@@ -15,13 +15,14 @@ from schedgen_ops.ops.backup.catalog import list_backups
 from schedgen_ops.ops.backup.create import BackupRequest, create_backup
 from schedgen_ops.ops.backup.manifest import read_manifest
 from schedgen_ops.ops.backup.restore import RestoreRequest, restore_backup
+from schedgen_ops.ops.backup.signing import SigningKey
 from schedgen_ops.ops.backup.targets import LocalTarget
 from schedgen_ops.ops.backup.verify import verify_backup
 from schedgen_ops.service.storage import FileStorage
 
 
 def test_backup_damage_restore_gives_the_original_back(
-    ledger_url, redis_url_fast, project_dir, tmp_path, make_jobs, capture_rows
+    ledger_url, redis_url_fast, project_dir, tmp_path, make_jobs, capture_rows, signing_key, postgres_server
 ):
     storage_root = tmp_path / "uploads"
     storage = FileStorage(storage_root)
@@ -41,6 +42,7 @@ def test_backup_damage_restore_gives_the_original_back(
         project_dir=project_dir,
         profile="small",
         storage_url=f"file://{storage_root}",
+        key=signing_key,
     )
     manifest = create_backup(request)
 
@@ -70,7 +72,10 @@ def test_backup_damage_restore_gives_the_original_back(
     # Damage: delete, change and add rows; lose Redis; lose upload objects.
     with psycopg.connect(ledger_url, autocommit=True) as conn:
         conn.execute("DELETE FROM jobs WHERE id IN (SELECT id FROM jobs ORDER BY id LIMIT 12)")
-        conn.execute("UPDATE jobs SET status = 'failed', error_message = 'oops' WHERE status = 'queued'")
+        conn.execute(
+            "UPDATE jobs SET status = 'failed', error_message = 'oops', expires_at = now()"
+            " WHERE status = 'queued'"
+        )
         conn.execute("UPDATE results SET timetable = '{}'::jsonb")
         conn.execute("INSERT INTO api_keys (id, name, key_hash) VALUES ('k1', 'late', 'h')")
     queue.flushall()
@@ -83,9 +88,10 @@ def test_backup_damage_restore_gives_the_original_back(
             target=target,
             directory=backups,
             backup_id=manifest.id,
+            key=signing_key,
             redis_url=redis_url_fast,
             storage_url=f"file://{storage_root}",
-            safety_request=BackupRequest(target=target, directory=backups),
+            safety_request=BackupRequest(target=target, directory=backups, key=signing_key),
         )
     )
 
@@ -95,13 +101,17 @@ def test_backup_damage_restore_gives_the_original_back(
     assert {p.name: p.read_bytes() for p in storage_root.rglob("*") if p.is_file()} == uploads_before
     assert report.redis_keys == 2 and report.upload_objects == 25
     assert all(check["ok"] for check in report.checks)
+    # A superuser may create and rename databases: the default restore is a swap, restored and checked
+    # before the writers stop, then renamed in.
+    assert report.mode == "swap" and report.previous_database is not None
     assert [e["event"] for e in report.timeline] == [
         "verify",
         "safety backup",
-        "stop writers",
         "restore postgres",
         "postgres restored",
         "checks",
+        "stop writers",
+        "swap",
         "start writers",
     ]
     # The safety backup holds the damaged state, so the restore itself can be undone.
@@ -116,23 +126,29 @@ def test_backup_damage_restore_gives_the_original_back(
     with psycopg.connect(ledger_url, autocommit=True) as conn:
         recorded = dict(conn.execute("SELECT backup_id, verify_status FROM backup_ledger").fetchall())
     assert recorded == {manifest.id: "passed", str(report.safety_backup_id): None}
+    postgres_server.drop_database(report.previous_database)
 
 
 def test_swap_mode_restores_into_a_new_database_and_keeps_the_old(
-    ledger_url, postgres_server, tmp_path, make_jobs, capture_rows
+    ledger_url, postgres_server, tmp_path, make_jobs, capture_rows, signing_key
 ):
     make_jobs(ledger_url, 12, completed=4)
     original = capture_rows(ledger_url)
     target = LocalTarget(ledger_url)
     backups = tmp_path / "backups"
-    manifest = create_backup(BackupRequest(target=target, directory=backups))
+    manifest = create_backup(BackupRequest(target=target, directory=backups, key=signing_key))
     with psycopg.connect(ledger_url, autocommit=True) as conn:
         conn.execute("TRUNCATE jobs CASCADE")
         conn.execute("CREATE TABLE created_after_backup (x int)")
 
     report = restore_backup(
         RestoreRequest(
-            target=target, directory=backups, backup_id=manifest.id, mode="swap", safety_backup=False
+            target=target,
+            directory=backups,
+            backup_id=manifest.id,
+            key=signing_key,
+            mode="swap",
+            safety_backup=False,
         )
     )
 
@@ -147,14 +163,14 @@ def test_swap_mode_restores_into_a_new_database_and_keeps_the_old(
 
 
 def test_deep_verify_restores_into_scratch_and_records_the_result(
-    ledger_url, postgres_server, tmp_path, make_jobs
+    ledger_url, postgres_server, tmp_path, make_jobs, signing_key
 ):
     make_jobs(ledger_url, 10, completed=3)
     target = LocalTarget(ledger_url)
     backups = tmp_path / "backups"
-    manifest = create_backup(BackupRequest(target=target, directory=backups))
+    manifest = create_backup(BackupRequest(target=target, directory=backups, key=signing_key))
 
-    entry, result = verify_backup(backups, None, deep=True, target=target)
+    entry, result = verify_backup(backups, None, key=signing_key, deep=True, target=target)
 
     assert entry.id == manifest.id
     assert result.status == "passed" and result.level == "deep"
@@ -193,7 +209,7 @@ def test_pg_dump_failure_mid_run_marks_the_set_failed(ledger_url, tmp_path):
     assert entry.manifest is not None and entry.manifest.status == "failed"
     assert "no matching tables were found" in (entry.manifest.error or "")
     with pytest.raises(SchedgenError, match="no complete backup"):
-        verify_backup(backups, None)
+        verify_backup(backups, None, key=SigningKey.from_text("k" * 32, "test"))
 
 
 def test_include_secrets_archives_them_and_warns(ledger_url, project_dir, tmp_path, capsys):

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from schedgen_ops.ops.backup.create import BackupRequest, create_backup
-from schedgen_ops.ops.backup.restore import RestoreRequest, restore_backup
+from schedgen_ops.ops.backup.restore import RestoreFailed, RestoreRequest, restore_backup
 from schedgen_ops.ops.backup.targets import LocalTarget
 from schedgen_ops.ops.backup.writers import SupervisorWriters
 from schedgen_ops.runtime.dataservices import service_tempdir
@@ -121,7 +121,7 @@ def supervised_workers(ledger_url, redis_url) -> Iterator[Path]:
 
 
 def test_restore_stops_running_workers_first_and_restarts_them(
-    ledger_url, supervised_workers, tmp_path, make_jobs, capture_rows
+    ledger_url, supervised_workers, tmp_path, make_jobs, capture_rows, signing_key, postgres_server
 ):
     sock = supervised_workers
     make_jobs(ledger_url, 20, completed=5)
@@ -133,7 +133,7 @@ def test_restore_stops_running_workers_first_and_restarts_them(
     original = capture_rows(ledger_url)
     target = LocalTarget(ledger_url)
     backups = tmp_path / "backups"
-    manifest = create_backup(BackupRequest(target=target, directory=backups))
+    manifest = create_backup(BackupRequest(target=target, directory=backups, key=signing_key))
     with psycopg.connect(ledger_url, autocommit=True) as conn:
         conn.execute("DELETE FROM jobs")
 
@@ -153,6 +153,7 @@ def test_restore_stops_running_workers_first_and_restarts_them(
             target=target,
             directory=backups,
             backup_id=manifest.id,
+            key=signing_key,
             writers=ObservedWriters(sock),
             safety_backup=False,
         )
@@ -160,9 +161,89 @@ def test_restore_stops_running_workers_first_and_restarts_them(
 
     assert report.stopped == report.restarted == sorted(f"pdf-worker:{name}" for name in WORKERS)
     assert observed["states"] == {f"pdf-worker:{name}": "STOPPED" for name in WORKERS}
-    assert observed["sessions"] == 0  # no worker session was left when pg_restore started
+    assert observed["sessions"] == 0  # no worker session was left when the swap started
     events = [e["event"] for e in report.timeline]
-    assert events.index("stop writers") < events.index("restore postgres") < events.index("start writers")
+    # Swap: restored and checked while the workers ran; only the rename happens with them stopped.
+    assert events.index("checks") < events.index("stop writers") < events.index("swap")
+    assert events.index("swap") < events.index("start writers")
     after = _wait_running(sock)
     assert all(after[name][1] != before[name][1] for name in before)  # new processes
     assert capture_rows(ledger_url) == original
+    postgres_server.drop_database(str(report.previous_database))
+
+
+def _breaks_midway(backups: Path, backup_id: str, key) -> None:
+    """Make the dump fail after its tables and rows are in: one index definition is no longer SQL.
+
+    The archive's table of contents and every row still read back, and the manifest is re-signed, so
+    the set passes (standard) verification: only restoring it fails, half-way.
+    """
+    from schedgen_ops.ops.backup.manifest import read_manifest, write_manifest
+    from schedgen_ops.ops.backup.signing import sign
+    from schedgen_ops.ops.backup.streaming import file_digest
+
+    path = backups / backup_id
+    dump = path / "postgres.dump"
+    data = dump.read_bytes()
+    assert data.count(b"CREATE INDEX ") >= 1
+    dump.write_bytes(data.replace(b"CREATE INDEX ", b"CREATE INDEZ ", 1))
+    manifest = read_manifest(path)
+    entry = manifest.file("postgres")
+    assert entry is not None
+    entry.sha256 = file_digest(dump).sha256
+    sign(manifest, key)
+    write_manifest(path, manifest)
+
+
+def test_a_restore_failing_midway_never_puts_the_writers_on_a_half_restored_database(
+    ledger_url, postgres_server, supervised_workers, tmp_path, make_jobs, capture_rows, signing_key
+):
+    sock = supervised_workers
+    make_jobs(ledger_url, 12, completed=4)
+    before = _wait_running(sock)
+    target = LocalTarget(ledger_url)
+    backups = tmp_path / "backups"
+    manifest = create_backup(BackupRequest(target=target, directory=backups, key=signing_key))
+    with psycopg.connect(ledger_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM results")
+    live = capture_rows(ledger_url)
+    _breaks_midway(backups, manifest.id, signing_key)
+
+    def restore(mode: str) -> RestoreFailed:
+        request = RestoreRequest(
+            target=target,
+            directory=backups,
+            backup_id=manifest.id,
+            key=signing_key,
+            writers=SupervisorWriters(sock),
+            mode=mode,  # type: ignore[arg-type]
+            safety_backup=False,
+        )
+        with pytest.raises(RestoreFailed, match='syntax error at or near "INDEZ"') as raised:
+            restore_backup(request)
+        return raised.value
+
+    # Swap (the default for a role that may create databases): the new database fails, the live one was
+    # never touched and the writers never stopped.
+    failed = restore("auto")
+    assert failed.report.mode == "swap" and failed.report.stopped == []
+    assert (
+        "The live database" in failed.message
+        and "was not touched and the writers were not stopped" in failed.message
+    )
+    assert capture_rows(ledger_url) == live
+    assert _processes(sock) == before  # the same processes, still running
+    incoming = f"{target.conn.dbname}_restore_{manifest.id.lower()}"
+    with psycopg.connect(postgres_server.url) as conn:  # the half-restored new database was dropped
+        leftover = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (incoming,))
+        assert leftover.fetchone() == (0,)
+
+    # In place: stopped first, the one transaction rolled back, and the writers left stopped (said so).
+    failed = restore("clean")
+    names = sorted(f"pdf-worker:{name}" for name in WORKERS)
+    assert failed.report.stopped == failed.report.left_stopped == names and failed.report.restarted == []
+    assert f"The writers were left stopped: {', '.join(names)}" in failed.message
+    assert "rolled back" in failed.message
+    assert {state for state, _ in _processes(sock).values()} == {"STOPPED"}
+    assert capture_rows(ledger_url) == live  # the original database is intact
+    assert "start writers" not in [e["event"] for e in failed.report.timeline]

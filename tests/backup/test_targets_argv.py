@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from schedgen_ops.ops.backup.targets import ComposeTarget, KubernetesTarget, LocalTarget
+from schedgen_ops.ops.backup.tools import PgTools
 from schedgen_ops.ops.backup.writers import (
     compose_start_argv,
     compose_stop_argv,
@@ -75,9 +76,27 @@ def test_compose_restore_reads_the_archive_on_stdin_with_one_job():
         "--dbname=schedgen",
         "--clean",
         "--if-exists",
+        "--single-transaction",  # in place: all or nothing, a failed restore rolls back
     ]
     scratch = target.pg_restore(Path("x"), jobs=1, clean=False, dbname="schedgen_verify_1")
     assert scratch.argv[-1] == "--dbname=schedgen_verify_1"
+
+
+def test_local_restore_in_place_is_one_transaction_and_into_a_new_database_parallel():
+    target = LocalTarget("postgresql://app@db.internal:5433/ledger")
+    target._tools = PgTools(15, Path("/usr/lib/postgresql/15/bin"))
+    clean = target.pg_restore(Path("/b/postgres.dump"), jobs=4, clean=True)
+    assert clean.argv[1:-2] == [
+        "--no-password",
+        "--exit-on-error",
+        "--clean",
+        "--if-exists",
+        "--single-transaction",
+    ]
+    assert clean.argv[-1] == "/b/postgres.dump" and "dbname=ledger" in clean.argv[-2]
+    fresh = target.pg_restore(Path("/b/postgres.dump"), jobs=4, clean=False, dbname="ledger_restore_1")
+    assert fresh.argv[1:4] == ["--no-password", "--exit-on-error", "--jobs=4"]
+    assert "dbname=ledger_restore_1" in fresh.argv[-2] and "--clean" not in fresh.argv
 
 
 def test_kubernetes_exec_uses_stdin_only_for_restore():

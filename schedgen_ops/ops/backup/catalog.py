@@ -7,7 +7,13 @@ from pathlib import Path
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.create import FAILED_SUFFIX, PARTIAL_SUFFIX
-from schedgen_ops.ops.backup.manifest import MANIFEST, Manifest, read_manifest
+from schedgen_ops.ops.backup.manifest import (
+    BACKUP_ID_RE,
+    MANIFEST,
+    Manifest,
+    check_backup_id,
+    read_manifest,
+)
 
 
 @dataclass
@@ -62,6 +68,12 @@ def list_backups(directory: Path) -> list[BackupEntry]:
             state, backup_id = "complete", name
         manifest: Manifest | None = None
         problem = None
+        if path.is_symlink():  # never followed: prune would otherwise delete wherever it points
+            entries.append(BackupEntry(backup_id, path, "invalid", None, "a symbolic link, not a backup set"))
+            continue
+        if not BACKUP_ID_RE.match(backup_id):
+            entries.append(BackupEntry(backup_id, path, "invalid", None, "not a backup id"))
+            continue
         if (path / MANIFEST).exists():
             try:
                 manifest = read_manifest(path)
@@ -69,7 +81,9 @@ def list_backups(directory: Path) -> list[BackupEntry]:
                 state, problem = "invalid", exc.message
         elif state == "complete":
             state, problem = "invalid", "no manifest.json"
-        if manifest is not None and state == "complete" and manifest.status != "complete":
+        if manifest is not None and manifest.id != backup_id:  # a manifest copied from another set
+            state, problem, manifest = "invalid", f"its manifest names backup {manifest.id}", None
+        elif manifest is not None and state == "complete" and manifest.status != "complete":
             state, problem = "invalid", f"manifest status is {manifest.status}"
         if manifest is not None and manifest.error:
             problem = manifest.error
@@ -79,6 +93,8 @@ def list_backups(directory: Path) -> list[BackupEntry]:
 
 def find_backup(directory: Path, backup_id: str | None) -> BackupEntry:
     """The complete backup ``backup_id`` or, without an id, the newest complete one."""
+    if backup_id is not None:
+        check_backup_id(backup_id.removesuffix(PARTIAL_SUFFIX).removesuffix(FAILED_SUFFIX))
     entries = list_backups(directory)
     if backup_id is None:
         complete = [e for e in entries if e.state == "complete"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.retention import Policy
+from schedgen_ops.ops.backup.signing import SigningKey, load_key
 from schedgen_ops.ops.backup.sources import S3Settings
 from schedgen_ops.ops.backup.targets import ComposeTarget, KubernetesTarget, LocalTarget, Target
 from schedgen_ops.ops.backup.writers import (
@@ -46,6 +47,15 @@ class BackupContext:
     policy: Policy = field(default_factory=Policy)
     config: Any = None
     supervisor_sock: Path | None = None
+
+    @property
+    def project_name(self) -> str | None:
+        """The deployment's name from schedgen.yaml (recorded in, and compared with, each set)."""
+        return getattr(self.config, "name", None)
+
+    def signing_key(self) -> tuple[SigningKey, str | None]:
+        """The key manifests are signed and checked with, and a note when it was just generated."""
+        return load_key(self.project)
 
     def target(self) -> Target:
         if self.target_name == "local":

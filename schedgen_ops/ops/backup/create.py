@@ -2,7 +2,8 @@
 
 DIR/<UTC timestamp>.partial/ is filled step by step and renamed to DIR/<timestamp>/ only when every
 step succeeded and manifest.json is written; a failed run is renamed to <timestamp>.failed with the
-error in its manifest, so nothing incomplete ever looks like a backup.
+error in its manifest, so nothing incomplete ever looks like a backup. Every manifest written is
+signed with the project's key (signing.py); the set's files are 0600 and its directory 0700.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from schedgen_ops.ops.backup.archive import count_rows
 from schedgen_ops.ops.backup.lock import backup_lock
 from schedgen_ops.ops.backup.manifest import (
     CONFIG_TAR,
+    DIR_MODE,
     POSTGRES_DUMP,
     POSTGRES_GLOBALS,
     REDIS_RDB,
@@ -34,8 +36,10 @@ from schedgen_ops.ops.backup.manifest import (
     utcnow,
     write_manifest,
 )
+from schedgen_ops.ops.backup.private import seal
 from schedgen_ops.ops.backup.progress import Reporter
 from schedgen_ops.ops.backup.redis_snapshot import check_rdb
+from schedgen_ops.ops.backup.signing import SigningKey, sign
 from schedgen_ops.ops.backup.sources import S3Settings, archive_config, archive_uploads, tar_contents
 from schedgen_ops.ops.backup.streaming import file_digest, stream_to_file
 from schedgen_ops.ops.backup.targets import Target
@@ -57,6 +61,10 @@ class BackupRequest:
     s3: S3Settings = field(default_factory=S3Settings)
     include_secrets: bool = False
     reason: str = "manual"
+    #: Signs the manifest; None writes an unsigned set (which pull, verify and restore then refuse).
+    key: SigningKey | None = None
+    #: The deployment's name, recorded so restore can refuse a set of another deployment.
+    project_name: str | None = None
 
 
 def new_backup_id(directory: Path) -> str:
@@ -79,9 +87,10 @@ def create_backup(request: BackupRequest, reporter: Reporter | None = None) -> M
 
 def _create_locked(request: BackupRequest, reporter: Reporter) -> Manifest:
     directory = request.directory
-    backup_id = new_backup_id(directory)
+    backup_id = new_backup_id(directory)  # the caller's backup_lock made the directory private
     work = directory / (backup_id + PARTIAL_SUFFIX)
-    work.mkdir(parents=True)
+    work.mkdir(mode=DIR_MODE)
+    os.chmod(work, DIR_MODE)
     started = utcnow()
     clock = time.monotonic()
     manifest = Manifest(
@@ -91,11 +100,12 @@ def _create_locked(request: BackupRequest, reporter: Reporter) -> Manifest:
         target=request.target.name,
         profile=request.profile,
         project=str(request.project_dir) if request.project_dir else None,
+        project_name=request.project_name,
         host=socket.gethostname(),
         started_at=iso(started),
         tools={"schedgen": __version__},
     )
-    write_manifest(work, manifest)
+    _write(work, manifest, request.key)
     try:
         _fill(request, manifest, work, reporter)
     except BaseException as exc:
@@ -103,17 +113,25 @@ def _create_locked(request: BackupRequest, reporter: Reporter) -> Manifest:
         manifest.error = exc.one_line() if isinstance(exc, SchedgenError) else f"{type(exc).__name__}: {exc}"
         manifest.finished_at = iso(utcnow())
         manifest.duration_s = round(time.monotonic() - clock, 3)
-        write_manifest(work, manifest)
+        _write(work, manifest, request.key)
+        seal(work)
         os.replace(work, directory / (backup_id + FAILED_SUFFIX))
         raise
     manifest.status = "complete"
     manifest.finished_at = iso(utcnow())
     manifest.duration_s = round(time.monotonic() - clock, 3)
-    write_manifest(work, manifest)
+    _write(work, manifest, request.key)
+    seal(work)
     _fsync_dir(work)
     os.replace(work, directory / backup_id)
     _fsync_dir(directory)
     return manifest
+
+
+def _write(work: Path, manifest: Manifest, key: SigningKey | None) -> None:
+    if key is not None:
+        sign(manifest, key)
+    write_manifest(work, manifest)
 
 
 def _fsync_dir(path: Path) -> None:

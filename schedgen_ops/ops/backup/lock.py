@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import IO
 
 from schedgen_ops.errors import SchedgenError
-from schedgen_ops.ops.backup.manifest import iso, utcnow
+from schedgen_ops.ops.backup.manifest import FILE_MODE, iso, utcnow
+from schedgen_ops.ops.backup.private import private_dir
 
 LOCK_FILE = ".lock"
 
@@ -35,9 +36,10 @@ def _holder_text(handle: IO[str]) -> str:
 @contextmanager
 def backup_lock(directory: Path, operation: str) -> Iterator[None]:
     """Hold the directory's lock for ``operation``; raise naming the holder if another run has it."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     path = directory / LOCK_FILE
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    handle = os.fdopen(fd, "a+", encoding="utf-8")
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

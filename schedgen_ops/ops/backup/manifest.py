@@ -2,7 +2,8 @@
 
 The manifest is the contract with `health` and `checklist` (they read ``status`` and
 ``verification``); its fields are documented in docs/BACKUP.md. It is rewritten atomically
-(temp file + rename) so a reader never sees half a document.
+(temp file + rename, mode 0600) so a reader never sees half a document. ``signature`` authenticates
+the rest of it (see signing.py): a manifest is data from wherever the set came from.
 """
 
 from __future__ import annotations
@@ -41,6 +42,25 @@ def iso(moment: datetime) -> str:
 #: others can write to): a path outside this set, absolute or with ``..``, is refused, never followed.
 SET_FILES = frozenset({POSTGRES_DUMP, POSTGRES_GLOBALS, REDIS_RDB, UPLOADS_TAR, CONFIG_TAR})
 BACKUP_ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{1,4})?$")
+#: Files and directories of a backup set are private to the user running schedgen.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def check_backup_id(value: str) -> str:
+    """``value`` when it is a backup id (a UTC timestamp); a usage error otherwise.
+
+    Ids become directory names, S3 keys and database names: anything else (``..``, ``/``, a suffix) is
+    refused before it forms a path.
+    """
+    if not BACKUP_ID_RE.match(value):
+        raise SchedgenError(
+            f"{value!r} is not a backup id",
+            code="usage",
+            hint="ids look like 20261128T023000Z (see `schedgen backup list` where it was taken)",
+            exit_code=2,
+        )
+    return value
 
 
 class FileEntry(BaseModel):
@@ -96,15 +116,25 @@ class ConfigInfo(BaseModel):
     secrets_included: bool = False
 
 
+class Signature(BaseModel):
+    """HMAC-SHA256 over the canonical manifest without this field (signing.py)."""
+
+    alg: Literal["hmac-sha256"] = "hmac-sha256"
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    value: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Manifest(BaseModel):
     format: int = FORMAT_VERSION
-    id: str
+    id: str = Field(pattern=BACKUP_ID_RE.pattern)
     status: Literal["running", "complete", "failed"]
     error: str | None = None
     reason: str = "manual"
     target: str
     profile: str | None = None
     project: str | None = None
+    #: The deployment's `name` (schedgen.yaml): restore refuses a set of another deployment unless --force.
+    project_name: str | None = None
     host: str = ""
     started_at: str
     finished_at: str | None = None
@@ -117,6 +147,7 @@ class Manifest(BaseModel):
     files: list[FileEntry] = Field(default_factory=list)
     verification: Verification | None = None
     verification_history: list[Verification] = Field(default_factory=list)
+    signature: Signature | None = None
 
     def file(self, kind: str) -> FileEntry | None:
         return next((entry for entry in self.files if entry.kind == kind), None)
@@ -140,7 +171,9 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
     """Write ``directory/manifest.json`` atomically and durably."""
     path = directory / MANIFEST
     tmp = directory / (MANIFEST + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(manifest.to_json(), handle, indent=2, sort_keys=False)
         handle.write("\n")
         handle.flush()

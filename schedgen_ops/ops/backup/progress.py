@@ -37,10 +37,16 @@ class Reporter:
     def __init__(self, console: Console | None = None, *, quiet: bool = False) -> None:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.quiet = quiet
+        self.warnings: list[str] = []
 
     def note(self, message: str) -> None:
         if not self.quiet:
             self.console.print(message, markup=False)
+
+    def warn(self, message: str) -> None:
+        """A decision the operator must know about: kept, and printed even when quiet (stderr)."""
+        self.warnings.append(message)
+        self.console.print(f"warning: {message}", markup=False)
 
     @contextmanager
     def step(self, label: str, total: int | None = None) -> Iterator[ProgressFn]:

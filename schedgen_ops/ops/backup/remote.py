@@ -1,8 +1,10 @@
 """Off-site copies: `backup push ID s3://bucket/prefix` and `backup pull`.
 
 A pushed set lives under prefix/ID/; manifest.json is uploaded last, so a set without a manifest in
-the bucket is an interrupted push. Pull downloads into ID.partial, checks every size and sha256 against
-the manifest and only then renames it into place.
+the bucket is an interrupted push. Pull checks the downloaded manifest first (a model that only names
+the toolkit's own file names, the id asked for, and this project's signature), before it downloads
+anything; then it downloads into ID.partial, checks every size and sha256 against the manifest and only
+then renames it into place.
 """
 
 from __future__ import annotations
@@ -15,8 +17,17 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.catalog import find_backup
 from schedgen_ops.ops.backup.create import PARTIAL_SUFFIX
 from schedgen_ops.ops.backup.lock import backup_lock
-from schedgen_ops.ops.backup.manifest import BACKUP_ID_RE, MANIFEST, Manifest, read_manifest
+from schedgen_ops.ops.backup.manifest import (
+    DIR_MODE,
+    MANIFEST,
+    Manifest,
+    check_backup_id,
+    read_manifest,
+    write_manifest,
+)
+from schedgen_ops.ops.backup.private import seal
 from schedgen_ops.ops.backup.progress import Reporter
+from schedgen_ops.ops.backup.signing import SigningKey, authenticate, sign
 from schedgen_ops.ops.backup.sources import S3Settings, split_s3_url
 from schedgen_ops.ops.backup.streaming import file_digest
 
@@ -26,14 +37,29 @@ def _key(prefix: str, backup_id: str, name: str) -> str:
 
 
 def push_backup(
-    directory: Path, backup_id: str | None, url: str, s3: S3Settings, reporter: Reporter | None = None
+    directory: Path,
+    backup_id: str | None,
+    url: str,
+    s3: S3Settings,
+    reporter: Reporter | None = None,
+    *,
+    key: SigningKey,
 ) -> Manifest:
-    """Upload a complete, checksum-clean set; return its manifest."""
+    """Upload a complete, checksum-clean set this project signed; return its manifest."""
     reporter = reporter or Reporter(quiet=True)
     bucket, prefix = split_s3_url(url)
     with backup_lock(directory, "push"):
         entry = find_backup(directory, backup_id)
         manifest = read_manifest(entry.path)
+        try:
+            authenticate(manifest, key, where=f"backup {entry.id}")
+        except SchedgenError as exc:
+            raise SchedgenError(
+                f"{exc.message}; refusing to ship it off-site",
+                code=exc.code,
+                hint=f"`schedgen backup verify {entry.id} --allow-unsigned` signs it once it passes, "
+                "if you know where it came from",
+            ) from exc
         if manifest.verification is not None and manifest.verification.status == "failed":
             raise SchedgenError(
                 f"backup {entry.id} failed verification; refusing to ship it off-site",
@@ -59,31 +85,37 @@ def push_backup(
 
 
 def pull_backup(
-    directory: Path, backup_id: str, url: str, s3: S3Settings, reporter: Reporter | None = None
+    directory: Path,
+    backup_id: str,
+    url: str,
+    s3: S3Settings,
+    reporter: Reporter | None = None,
+    *,
+    key: SigningKey,
+    allow_unsigned: bool = False,
 ) -> Manifest:
-    """Download prefix/ID/ into DIR/ID after checking every file against the pulled manifest."""
+    """Download prefix/ID/ into DIR/ID after checking its manifest and every file against it.
+
+    With ``allow_unsigned`` a manifest this project did not sign is accepted (paths, id and checksums
+    are still checked) and signed with this project's key: the operator vouches for the set.
+    """
     import json
 
     from pydantic import ValidationError
 
     reporter = reporter or Reporter(quiet=True)
     bucket, prefix = split_s3_url(url)
-    if not BACKUP_ID_RE.match(backup_id):
-        raise SchedgenError(
-            f"{backup_id!r} is not a backup id",
-            code="usage",
-            hint="ids look like 20261128T023000Z (see `schedgen backup list` where it was taken)",
-            exit_code=2,
-        )
-    with backup_lock(directory, "pull"):
+    check_backup_id(backup_id)
+    with backup_lock(directory, "pull"):  # the lock makes the directory private (0700)
         final = directory / backup_id
-        if final.exists():
+        if final.exists() or final.is_symlink():
             raise SchedgenError(
                 f"{final} already exists", code="backup_exists", hint="remove it or pick another id"
             )
         work = directory / (backup_id + PARTIAL_SUFFIX)
         shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        work.mkdir(mode=DIR_MODE)
+        os.chmod(work, DIR_MODE)
         client = s3.client()
         try:
             try:
@@ -109,7 +141,9 @@ def pull_backup(
                     code="backup_manifest_invalid",
                     hint="nothing was written; check who can write to that bucket",
                 )
-            (work / MANIFEST).write_bytes(body)
+            state = authenticate(
+                manifest, key, where=f"backup {backup_id} under {url}", allow_unsigned=allow_unsigned
+            )
             for item in manifest.files:
                 path = work / item.path
                 with reporter.step(f"pull {item.path}", total=item.size):
@@ -119,6 +153,14 @@ def pull_backup(
                     raise SchedgenError(
                         f"pulled {item.path} does not match its checksum", code="backup_corrupt"
                     )
+            if state != "valid":
+                reporter.warn(
+                    f"backup {backup_id}: accepted a manifest that is {state} (--allow-unsigned) and "
+                    "signed it with this project's key"
+                )
+                sign(manifest, key)
+            write_manifest(work, manifest)
+            seal(work)
             os.replace(work, final)
             return read_manifest(final)
         except SchedgenError:

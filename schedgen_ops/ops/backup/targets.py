@@ -51,7 +51,8 @@ class Target(Protocol):
         """The version line of the pg_dump the target runs."""
 
     def pg_restore(self, archive: Path, *, jobs: int, clean: bool, dbname: str | None = None) -> Command:
-        """Restore ``archive`` into the service database (or ``dbname``)."""
+        """Restore ``archive`` into the service database (or ``dbname``); ``clean``: in place, in one
+        transaction (so a failure leaves the database as it was)."""
 
     def psql(self, sql: str, *, dbname: str | None = None) -> Command:
         """Run one SQL statement, unaligned tuples-only output."""
@@ -218,9 +219,11 @@ class LocalTarget:
 
     def pg_restore(self, archive: Path, *, jobs: int, clean: bool, dbname: str | None = None) -> Command:
         conn = self.conn
-        argv = [self.tools.path("pg_restore"), "--no-password", "--exit-on-error", f"--jobs={jobs}"]
-        if clean:
-            argv += ["--clean", "--if-exists"]
+        argv = [self.tools.path("pg_restore"), "--no-password", "--exit-on-error"]
+        if clean:  # in place: all or nothing (one transaction excludes parallel jobs)
+            argv += ["--clean", "--if-exists", "--single-transaction"]
+        else:
+            argv.append(f"--jobs={jobs}")
         argv += [f"--dbname={conn.conninfo(dbname)}", str(archive)]
         return Command(argv, conn.env())
 
@@ -258,8 +261,8 @@ def _pg_dump_args(user: str, db: str) -> list[str]:
 def _pg_restore_args(user: str, db: str, *, clean: bool) -> list[str]:
     # Parallel restore (-j) needs a seekable file; over exec the archive arrives on stdin, so one job.
     argv = ["pg_restore", "--no-password", "--exit-on-error", f"--username={user}", f"--dbname={db}"]
-    if clean:
-        argv += ["--clean", "--if-exists"]
+    if clean:  # in place: all or nothing
+        argv += ["--clean", "--if-exists", "--single-transaction"]
     return argv
 
 

@@ -1,5 +1,7 @@
 """`schedgen backup verify`: prove a backup set restorable, in two tiers, and record the result.
 
+First the manifest's signature (signing.py): a manifest this project's key did not sign is not acted
+on, and not written to, unless the operator accepts it (``allow_unsigned``).
 standard: manifest complete; every file's size and sha256; ``pg_restore --list``; a full read of the
 archive whose per-table row counts must equal the manifest's; the Redis snapshot's structure and key
 count; every tar read to the end.
@@ -36,6 +38,7 @@ from schedgen_ops.ops.backup.manifest import (
 )
 from schedgen_ops.ops.backup.progress import Reporter
 from schedgen_ops.ops.backup.redis_snapshot import check_rdb
+from schedgen_ops.ops.backup.signing import SignatureState, SigningKey, authenticate, describe, sign
 from schedgen_ops.ops.backup.sources import tar_member_count
 from schedgen_ops.ops.backup.streaming import file_digest, run_checked, stream_from_file
 from schedgen_ops.ops.backup.targets import Target
@@ -46,6 +49,8 @@ def verify_backup(
     directory: Path,
     backup_id: str | None = None,
     *,
+    key: SigningKey,
+    allow_unsigned: bool = False,
     deep: bool = False,
     target: Target | None = None,
     jobs: int = 2,
@@ -54,18 +59,34 @@ def verify_backup(
     """Verify a backup under the directory lock and write the result into its manifest."""
     with backup_lock(directory, "verify"):
         entry = find_backup(directory, backup_id)
-        return entry, verify_entry(entry, deep=deep, target=target, jobs=jobs, reporter=reporter)
+        result = verify_entry(
+            entry,
+            key=key,
+            allow_unsigned=allow_unsigned,
+            deep=deep,
+            target=target,
+            jobs=jobs,
+            reporter=reporter,
+        )
+        return entry, result
 
 
 def verify_entry(
     entry: BackupEntry,
     *,
+    key: SigningKey,
+    allow_unsigned: bool = False,
     deep: bool = False,
     target: Target | None = None,
     jobs: int = 2,
     reporter: Reporter | None = None,
 ) -> Verification:
-    """Run the checks on one set (the caller holds the lock) and record them in its manifest."""
+    """Run the checks on one set (the caller holds the lock) and record them in its manifest.
+
+    A manifest that fails the signature check is neither acted on (no pg_restore of a dump whose
+    checksums someone else chose) nor written. The recorded result is signed again when the manifest
+    was ours, or when it was accepted with ``allow_unsigned`` and passed: the operator vouched for it.
+    """
     reporter = reporter or Reporter(quiet=True)
     if deep and target is None:
         raise SchedgenError("--deep needs a database server to restore into", code="verify_no_target")
@@ -83,8 +104,15 @@ def verify_entry(
             checks.append(Check(name=name, ok=False, detail=exc.one_line()))
             return False
 
-    ok = run("manifest", lambda: _check_manifest(manifest))
-    ok = run("checksums", lambda: _check_checksums(entry.path, manifest)) and ok
+    state: SignatureState | None = None
+    try:
+        state = authenticate(manifest, key, where=f"backup {entry.id}", allow_unsigned=allow_unsigned)
+        checks.append(Check(name="manifest signature", ok=True, detail=describe(state, key)))
+    except SchedgenError as exc:
+        checks.append(Check(name="manifest signature", ok=False, detail=exc.one_line()))
+    authentic = state is not None
+    ok = authentic and run("manifest", lambda: _check_manifest(manifest))
+    ok = authentic and run("checksums", lambda: _check_checksums(entry.path, manifest)) and ok
     if ok and manifest.file("postgres"):
         tools = archive_tools(major_of(manifest.tools.get("pg_dump", "")))
         ok = run(
@@ -111,7 +139,16 @@ def verify_entry(
         checks=checks,
         schedgen_version=__version__,
     )
+    if not authentic:
+        return result
     manifest.record_verification(result)
+    if state == "valid" or result.status == "passed":
+        if state != "valid":
+            reporter.warn(
+                f"backup {entry.id}: accepted a manifest that is {state} (--allow-unsigned) and signed it "
+                "with this project's key"
+            )
+        sign(manifest, key)
     write_manifest(entry.path, manifest)
     entry.manifest = manifest
     return result

@@ -31,13 +31,15 @@ def failure_payload(command: str, error: str, *, code: str, directory: str) -> d
 
 
 def post_failure(url: str, payload: dict[str, Any], *, timeout_s: float = 10.0) -> str | None:
-    """POST the payload; return None on success or a one-line problem."""
+    """POST the payload; return None on success or a one-line problem that never shows the secret URL."""
     import httpx
+
+    from schedgen_ops.config.secrets import redact_url
 
     try:
         response = httpx.post(url, json=payload, timeout=timeout_s)
     except httpx.HTTPError as exc:
-        return f"webhook {url} unreachable: {exc}"
+        return f"webhook {redact_url(url)} unreachable: {type(exc).__name__}"
     if response.status_code >= 300:
-        return f"webhook {url} answered HTTP {response.status_code}"
+        return f"webhook {redact_url(url)} answered HTTP {response.status_code}"
     return None
