@@ -8,6 +8,7 @@ inputs' facts and each file's sha256 so `render --check` can spot hand edits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -80,8 +81,14 @@ def py_http(url: str) -> list[str]:
 
 
 def environment(templates: Path | None = None) -> jinja2.Environment:
+    """The Jinja environment of a template root, shared: compiling the templates is most of a render."""
+    return _environment(str(templates or data_dir("templates")))
+
+
+@functools.cache
+def _environment(templates: str) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates or data_dir("templates"))),
+        loader=jinja2.FileSystemLoader(templates),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
