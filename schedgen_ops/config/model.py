@@ -13,6 +13,19 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from schedgen_ops.config.values import (
+    Bucket,
+    Email,
+    Hostname,
+    ImageRef,
+    KubeClassName,
+    PgIdentifier,
+    QueueName,
+    RelativePath,
+    SafeText,
+    bind_host,
+    safe_text,
+)
 from schedgen_ops.ops.health.thresholds import HealthThresholds, from_alerts
 from schedgen_ops.parsing.semesters import SemesterDates
 from schedgen_ops.service.settings import ServiceSettings
@@ -42,6 +55,38 @@ class ServiceValues(ServiceSettings):
         file_secret_settings: Any,
     ) -> tuple[Any, ...]:
         return (init_settings,)
+
+    @model_validator(mode="after")
+    def _renderable(self) -> ServiceValues:
+        """Service settings become env-file lines and supervisord words: one safe line each."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str):
+                    try:
+                        safe_text(item)
+                    except ValueError as exc:
+                        raise ValueError(f"service.{name}: {exc}") from None
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"service.log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        for name in ("rate_uploads", "rate_status", "rate_requests", "rate_key_failures"):
+            rate = getattr(self, name, None)
+            if rate is not None:
+                _rate(name, rate)
+        return self
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _rate(name: str, value: str) -> None:
+    """A rate in the limits library's notation ("10/hour", "100 per minute")."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(f"service.{name}: {value!r} is not a rate like 10/hour or 100/minute") from None
 
 
 class Strict(BaseModel):
@@ -86,13 +131,15 @@ class ApiConfig(ScaledService):
 
 
 class WorkerConfig(ScaledService):
-    queues: list[str] = Field(min_length=1, description="RQ queues the workers consume, in priority order.")
+    queues: list[QueueName] = Field(
+        min_length=1, description="RQ queues the workers consume, in priority order."
+    )
     jobs_per_replica: int = Field(ge=1, description="KEDA: queued jobs per worker replica.")
     metrics_port: int = Field(ge=1, le=65535, description="Worker metrics port (per replica).")
 
 
 class PostgresConfig(Size):
-    image: str
+    image: ImageRef
     instances: int = Field(ge=1, description="1 = single server; >1 = primary + replicas (CloudNativePG).")
     storage_gb: int = Field(gt=0)
     reserve_connections: int = Field(
@@ -103,12 +150,12 @@ class PostgresConfig(Size):
     )
     shared_buffers_ratio: float = Field(gt=0, le=0.5, description="shared_buffers as a share of memory.")
     effective_cache_ratio: float = Field(gt=0, le=0.9)
-    database: str
-    user: str
+    database: PgIdentifier
+    user: PgIdentifier
 
 
 class RedisConfig(Size):
-    image: str
+    image: ImageRef
     maxmemory_mb: int = Field(gt=0, description="Redis maxmemory (below the container limit).")
     maxmemory_policy: Literal["noeviction"] = Field(
         description="Always noeviction: eviction on a queue Redis silently drops jobs."
@@ -129,25 +176,25 @@ class RedisConfig(Size):
 
 class MinioConfig(Size):
     enabled: bool
-    image: str
+    image: ImageRef
     nodes: int = Field(ge=1)
     storage_gb: int = Field(gt=0)
-    bucket: str
+    bucket: Bucket
 
 
 class ImageConfig(Strict):
     """Every image the stack runs besides postgres.image, redis.image and minio.image (one visible set)."""
 
-    service: str = Field(description="Our image repository; the tag is always the toolkit version.")
-    traefik: str
-    prometheus: str
-    alertmanager: str
-    grafana: str
-    postgres_exporter: str
-    redis_exporter: str
-    cloudnative_pg: str = Field(description="Kubernetes HA Postgres (CloudNativePG Cluster imageName).")
-    redis_operator: str = Field(description="Kubernetes Redis replication (OT redis-operator).")
-    redis_sentinel: str = Field(description="Kubernetes Redis Sentinel (OT redis-operator).")
+    service: ImageRef = Field(description="Our image repository; the tag is always the toolkit version.")
+    traefik: ImageRef
+    prometheus: ImageRef
+    alertmanager: ImageRef
+    grafana: ImageRef
+    postgres_exporter: ImageRef
+    redis_exporter: ImageRef
+    cloudnative_pg: ImageRef = Field(description="Kubernetes HA Postgres (CloudNativePG Cluster imageName).")
+    redis_operator: ImageRef = Field(description="Kubernetes Redis replication (OT redis-operator).")
+    redis_sentinel: ImageRef = Field(description="Kubernetes Redis Sentinel (OT redis-operator).")
 
 
 class EdgeConfig(Strict):
@@ -157,6 +204,16 @@ class EdgeConfig(Strict):
     api_bind: str = Field(
         "127.0.0.1:8000", description="HOST:PORT the api is published on when the edge is off."
     )
+    subnet: str = Field(
+        "10.250.0.0/24",
+        description="Subnet of the compose edge network (Traefik, api, Grafana): with the edge on, the "
+        "only peers whose X-Forwarded-For the api believes.",
+    )
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        return private_cidr(value)
 
     @field_validator("api_bind")
     @classmethod
@@ -164,6 +221,7 @@ class EdgeConfig(Strict):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8000)")
+        bind_host(host)
         return value
 
     @property
@@ -173,6 +231,16 @@ class EdgeConfig(Strict):
     @property
     def api_port(self) -> int:
         return int(self.api_bind.rpartition(":")[2])
+
+
+def _no_webhook_here(value: str, secret: str) -> str:
+    """Webhook URLs carry credentials (a hook's path is its key) and schedgen.yaml is committed."""
+    if value:
+        raise ValueError(
+            f"webhook URLs are secrets and do not belong in schedgen.yaml: store it with "
+            f"`printf %s URL | schedgen secrets set {secret}` (kept in .schedgen/secrets.env, never rendered)"
+        )
+    return value
 
 
 class MonitoringConfig(Strict):
@@ -185,7 +253,16 @@ class MonitoringConfig(Strict):
     exporters: Size
     retention: str = Field(description="Prometheus TSDB retention.")
     scrape_interval: str
-    webhook_url: str = Field(description="Alertmanager webhook receiver; empty = alerts are only shown.")
+    webhook_url: str = Field(
+        "",
+        description="Always empty: the Alertmanager webhook is a secret "
+        "(`schedgen secrets set ALERT_WEBHOOK_URL`); empty there = alerts are only shown.",
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: str) -> str:
+        return _no_webhook_here(value, "ALERT_WEBHOOK_URL")
 
     @field_validator("retention", "scrape_interval")
     @classmethod
@@ -196,10 +273,10 @@ class MonitoringConfig(Strict):
 
 
 class TraefikConfig(Size):
-    acme_email: str
+    acme_email: Email
     rate_average: int = Field(gt=0, description="Edge rate limit: average requests/s per client IP.")
     rate_burst: int = Field(gt=0)
-    content_security_policy: str
+    content_security_policy: SafeText
     dashboard: Literal[False] = Field(description="The Traefik dashboard is never exposed.")
 
 
@@ -245,32 +322,17 @@ class BackupConfig(Strict):
     keep_daily: int = Field(ge=1)
     keep_weekly: int = Field(ge=0)
     keep_monthly: int = Field(ge=0)
-    dir: str = Field(description="Backup directory (relative to the project).")
+    dir: RelativePath = Field(description="Backup directory (relative to the project).")
     webhook_url: str = Field(
         "",
-        description="POST a JSON notice here when a scheduled backup, verify or prune fails "
-        "(SCHEDGEN_BACKUP_WEBHOOK_URL in the rendered units); empty = monitoring.webhook_url.",
+        description="Always empty: the failure webhook of scheduled backups is a secret "
+        "(`schedgen secrets set BACKUP_WEBHOOK_URL`; falls back to ALERT_WEBHOOK_URL).",
     )
 
     @field_validator("webhook_url")
     @classmethod
     def _webhook(cls, value: str) -> str:
-        """schedgen.yaml is committed and the URL is written into units: no credentials, nothing unsafe."""
-        if not value:
-            return value
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        if parts.username or parts.password:
-            raise ValueError(
-                "must not carry credentials; put a secret-bearing URL in .schedgen/secrets.env as "
-                "SCHEDGEN_BACKUP_WEBHOOK_URL instead"
-            )
-        if re.search(r"[\s'\"\\`$]", value):
-            raise ValueError("must not contain whitespace, quotes, backslashes, backticks or '$'")
-        return value
+        return _no_webhook_here(value, "BACKUP_WEBHOOK_URL")
 
     @property
     def cron(self) -> str:
@@ -301,8 +363,19 @@ class HostConfig(Strict):
 
 class KubernetesConfig(Strict):
     namespace: str
-    storage_class: str = Field(description="StorageClass for volumes; empty = the cluster default.")
-    ingress_class: str
+    storage_class: KubeClassName = Field(description="StorageClass for volumes; empty = the cluster default.")
+    ingress_class: KubeClassName
+    ingress_cidrs: list[str] = Field(
+        description="Pod network(s) of the ingress controller: the only peers whose X-Forwarded-For the "
+        "api believes (set it to your cluster's pod CIDR)."
+    )
+
+    @field_validator("ingress_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one CIDR (the ingress controller's pod network)")
+        return [private_cidr(cidr) for cidr in value]
 
     @field_validator("namespace")
     @classmethod
@@ -310,6 +383,19 @@ class KubernetesConfig(Strict):
         if not NAME_RE.match(value) or len(value) > 63:
             raise ValueError(f"{value!r} is not a DNS label (lowercase letters, digits, '-')")
         return value
+
+
+def private_cidr(value: str) -> str:
+    """A private network in CIDR form, at most a /8 (IPv4) or /32 (IPv6): what a proxy network is."""
+    import ipaddress
+
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a network in CIDR form like 10.250.0.0/24 ({exc})") from None
+    if not network.is_private or network.prefixlen < (8 if network.version == 4 else 32):
+        raise ValueError(f"{value!r} must be a private network no wider than /8 (IPv6: /32)")
+    return str(network)
 
 
 def _health_overrides() -> type[BaseModel]:
@@ -336,10 +422,10 @@ class Config(Strict):
     """The merged, validated configuration of one deployment."""
 
     profile: str
-    description: str
+    description: SafeText
     platform: Literal["host", "kubernetes"] = Field(description="Where the profile is meant to run.")
     name: str = Field(description="Deployment name (compose project, label prefix).")
-    domain: str
+    domain: Hostname
     host: HostConfig
     api: ApiConfig
     worker: WorkerConfig
@@ -394,10 +480,6 @@ class Config(Strict):
         images["minio"] = self.minio.image
         images.update(self.images.model_dump(exclude={"service"}))
         return images
-
-    def backup_webhook_url(self) -> str:
-        """Where scheduled backups report failures: ``backup.webhook_url``, else the alert webhook."""
-        return self.backup.webhook_url or self.monitoring.webhook_url
 
     def health_thresholds(self) -> HealthThresholds:
         """`schedgen health`'s thresholds: defaults < implied by ``alerts`` < the ``health`` section."""

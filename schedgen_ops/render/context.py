@@ -72,50 +72,30 @@ def role_env(config: Config, target: str, role: str, paths: dict[str, str]) -> d
         values["metrics_dir"] = "/tmp/metrics"
         # One worker per container: every replica serves its metrics on worker.metrics_port.
         values["worker_metrics_port"] = config.worker.metrics_port
-        # Traffic reaches the api only through Traefik on the private networks.
-        values["trusted_proxies"] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+        values["trusted_proxies"] = trusted_proxies(config, target, values["trusted_proxies"])
     elif not values.get("metrics_dir"):
         values["metrics_dir"] = paths["metrics"] + f"/{role}"
     return to_env(values)
 
 
+def trusted_proxies(config: Config, target: str, configured: list[str]) -> list[str]:
+    """Whose X-Forwarded-For the api believes: the edge's own network only, never all of RFC 1918.
+
+    compose with Traefik: the edge network's fixed subnet; Kubernetes: the ingress controller's pod
+    network; compose without Traefik (and local): ``service.trusted_proxies``, the operator's proxy.
+    """
+    if target == "kubernetes":
+        return list(config.kubernetes.ingress_cidrs)
+    if target == "compose" and config.edge.enabled:
+        return [config.edge.subnet]
+    return list(configured)
+
+
 def secret_env_files(config: Config, secrets: dict[str, str], target: str) -> dict[str, dict[str, str]]:
-    """Per-component secret environment (file stem -> KEY -> value) for one target."""
-    h = _hosts(config, target)
-    pg_port = config.ports.postgres if target == "local" else 5432
-    redis_port = config.ports.redis if target == "local" else 6379
-    pw, rpw = secrets["POSTGRES_PASSWORD"], secrets["REDIS_PASSWORD"]
-    db = f"postgresql://{config.postgres.user}:{pw}@{h['postgres']}:{pg_port}/{config.postgres.database}"
-    app = {
-        "SCHEDGEN_DATABASE_URL": db,
-        "SCHEDGEN_REDIS_URL": f"redis://:{rpw}@{h['redis']}:{redis_port}/0",
-        "SCHEDGEN_OPS_TOKEN": secrets["OPS_TOKEN"],
-    }
-    if config.minio.enabled:
-        app["SCHEDGEN_S3_ACCESS_KEY"] = secrets["S3_ACCESS_KEY"]
-        app["SCHEDGEN_S3_SECRET_KEY"] = secrets["S3_SECRET_KEY"]
-    files: dict[str, dict[str, str]] = {
-        "app": app,
-        "postgres": {"POSTGRES_PASSWORD": pw, "PGPASSWORD": pw},
-        "redis": {"REDIS_PASSWORD": rpw, "REDISCLI_AUTH": rpw},
-        "postgres-exporter": {"DATA_SOURCE_NAME": db + "?sslmode=disable"},
-        "redis-exporter": {"REDIS_PASSWORD": rpw},
-    }
-    if target != "local":
-        files["grafana"] = {"GF_SECURITY_ADMIN_PASSWORD": secrets["GRAFANA_ADMIN_PASSWORD"]}
-    if config.minio.enabled:
-        files["minio"] = {
-            "MINIO_ROOT_USER": secrets["S3_ACCESS_KEY"],
-            "MINIO_ROOT_PASSWORD": secrets["S3_SECRET_KEY"],
-        }
-    if target == "kubernetes" and config.postgres.instances > 1:
-        files["postgres-app"] = {"username": config.postgres.user, "password": pw}
-    if target == "kubernetes" and config.minio.enabled and config.minio.nodes > 1:
-        files["minio-tenant"] = {
-            "config.env": f"export MINIO_ROOT_USER={secrets['S3_ACCESS_KEY']}\n"
-            f"export MINIO_ROOT_PASSWORD={secrets['S3_SECRET_KEY']}"
-        }
-    return files
+    """Per-component secret environment (file stem -> KEY -> value) for one target (see secret_files)."""
+    from schedgen_ops.render.secret_files import secret_env_files as files
+
+    return files(config, secrets, target, _hosts(config, target))
 
 
 def build_context(config: Config, secrets: dict[str, str], target: str, project_dir: Path) -> dict[str, Any]:
@@ -124,9 +104,10 @@ def build_context(config: Config, secrets: dict[str, str], target: str, project_
     envs = {role: role_env(config, target, role, paths) for role in ("api", "worker")}
     # `health:` is read only by `schedgen health` on the operator's side: changing it must not roll pods.
     rendered = config.model_dump(mode="json", exclude={"health"})
-    digest = hashlib.sha256(
-        json.dumps([rendered, sorted(secrets.items())], sort_keys=True).encode()
-    ).hexdigest()[:16]
+    # The backup signing key is read by `schedgen backup` (and the CronJob), not by a pod: adding it on a
+    # project's first backup must not roll the api and workers.
+    hashed_secrets = sorted((k, v) for k, v in secrets.items() if k != "BACKUP_HMAC_KEY")
+    digest = hashlib.sha256(json.dumps([rendered, hashed_secrets], sort_keys=True).encode()).hexdigest()[:16]
     return {
         "config": config,
         "secrets": secrets,
@@ -146,6 +127,20 @@ def build_context(config: Config, secrets: dict[str, str], target: str, project_
         "stop_grace_s": config.role_settings("worker").job_timeout_s + 30,
         "api_publish_range": api_publish_range(config),
         "backup_command": backup_command(config, "/backups"),
+        **least_privilege(config, secrets),
+    }
+
+
+def least_privilege(config: Config, secrets: dict[str, str]) -> dict[str, Any]:
+    """Role names, Redis ACL lines (password hashes only) and which webhooks exist (never their URLs)."""
+    from schedgen_ops.config.roles import PgRoles, redis_acl_lines
+    from schedgen_ops.render.secret_files import backup_webhook
+
+    return {
+        "pg_roles": PgRoles.of(config),
+        "redis_acl": redis_acl_lines(secrets, sentinel=config.redis.sentinel),
+        "has_alert_webhook": bool(secrets.get("ALERT_WEBHOOK_URL")),
+        "has_backup_webhook": bool(backup_webhook(secrets)),
     }
 
 

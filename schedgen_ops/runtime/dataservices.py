@@ -398,11 +398,14 @@ class RedisServer:
         "save": "",
     }
 
-    def __init__(self, data_dir: Path, port: int, config: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, config: dict[str, str], log_path: Path, password: str | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = port
         self.host = "127.0.0.1"
         self.config = config
+        self.password = password
         self.log_path = log_path
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -417,9 +420,14 @@ class RedisServer:
         *,
         log_path: Path | None = None,
         timeout: float = 15.0,
+        password: str | None = None,
         **config: Any,
     ) -> RedisServer:
-        """Start redis-server with ``dir=data_dir``; keyword config uses underscores for dashes."""
+        """Start redis-server with ``dir=data_dir``; keyword config uses underscores for dashes.
+
+        ``password``: the ``default`` user's, when the config (e.g. ``include=`` ACL users) requires one;
+        the start-up probe authenticates with it.
+        """
         data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         merged = dict(cls.DEFAULTS)
@@ -429,6 +437,7 @@ class RedisServer:
             port or free_port(),
             merged,
             Path(log_path) if log_path else data_dir.parent / f"{data_dir.name}.log",
+            password,
         )
         server._launch(timeout)
         return server
@@ -480,7 +489,11 @@ class RedisServer:
                 )
             try:
                 client = redis.Redis(
-                    host=self.host, port=self.port, socket_timeout=1, socket_connect_timeout=1
+                    host=self.host,
+                    port=self.port,
+                    password=self.password,
+                    socket_timeout=1,
+                    socket_connect_timeout=1,
                 )
                 try:
                     # LOADING (AOF replay) raises BusyLoadingError; wait for it to finish.

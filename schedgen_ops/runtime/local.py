@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 from supervisor.xmlrpc import SupervisorTransport
 
+from schedgen_ops.config.roles import PG_SUPERUSER
 from schedgen_ops.config.secrets import parse_env_file
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime import argv as A
@@ -232,7 +233,7 @@ class LocalRuntime:
             return GateReport()
         desired = self.desired(tree)["api"]
         urls = list(self.api_urls(tree).values())[: max(1, desired)]
-        token = self.secrets(tree)["SCHEDGEN_OPS_TOKEN"]
+        token = self.app_env(tree)["SCHEDGEN_OPS_TOKEN"]
         return run_gate(urls, token, timeout_s=timeout_s, with_canary=canary, echo=echo)
 
     def urls(self) -> dict[str, str]:
@@ -241,7 +242,16 @@ class LocalRuntime:
         return dict(list(self.api_urls().items())[: self.desired().get("api", 1)])
 
     def secrets(self, tree: Path | None = None) -> dict[str, str]:
-        path = (tree or self.active) / "local" / "secrets" / "app.env"
+        """What operator-side commands (backup, restore, health, checklist) connect with: the database
+        owner role and Redis's ``default`` (backup) user, never the app's credentials or a superuser."""
+        return self._secret_file(tree, "ops")
+
+    def app_env(self, tree: Path | None = None) -> dict[str, str]:
+        """The service's own secret environment (app.env: its role, Redis user and token)."""
+        return self._secret_file(tree, "app")
+
+    def _secret_file(self, tree: Path | None, stem: str) -> dict[str, str]:
+        path = (tree or self.active) / "local" / "secrets" / f"{stem}.env"
         values = parse_env_file(path.read_text(encoding="utf-8"))
         values.update(self.external_urls())
         return values
@@ -346,48 +356,54 @@ class LocalRuntime:
         )
 
     def _bootstrap_postgres(self, tree: Path) -> None:
-        """Create the app role and database and require passwords (idempotent; follows secret rotation)."""
+        """Roles and database from roles.sql as the superuser, then passwords required (idempotent).
+
+        The superuser's password is its own secret (POSTGRES_SUPERUSER_PASSWORD), never the app's. A stack
+        bootstrapped before roles existed gave the superuser the owner's password: that one is tried second,
+        then replaced.
+        """
         import psycopg
         from psycopg import sql
 
         port = self._port(tree, "postgres")
-        app_url = self.secrets(tree)["SCHEDGEN_DATABASE_URL"]
-        info = psycopg.conninfo.conninfo_to_dict(app_url)
-        user, password, dbname = str(info["user"]), str(info.get("password", "")), str(info["dbname"])
-        admin = f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5"
+        values = parse_env_file(
+            (tree / "local" / "secrets" / "postgres-init.env").read_text(encoding="utf-8")
+        )
+        superuser_pw = values["PGPASSWORD"]
+        candidates = [superuser_pw, values["SCHEDGEN_PG_OWNER_PASSWORD"]]
+        admin = f"host=127.0.0.1 port={port} user={PG_SUPERUSER} dbname=postgres connect_timeout=5"
         deadline = time.monotonic() + 30
         while True:
             try:
-                conn = psycopg.connect(admin, password=password, autocommit=True)
+                conn = _connect_first(admin, candidates)
                 break
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
         with conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
             conn.execute(
-                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(user), sql.Literal(password)
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(PG_SUPERUSER), sql.Literal(superuser_pw)
                 )
             )
-            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-                conn.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(dbname), sql.Identifier(user)
-                    )
-                )
-            hba = self.data_dir / "postgres" / "pg_hba.conf"
-            if not hba.read_text().startswith(_HBA_MARK):
-                owner = hba.stat()
-                hba.write_text(
-                    f"{_HBA_MARK}: TCP on loopback only, passwords required (no unix sockets are opened)\n"
-                    "host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
-                )
-                os.chown(hba, owner.st_uid, owner.st_gid)
-                conn.execute("SELECT pg_reload_conf()")
+        env = {k: v for k, v in self.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
+        env.update(values)
+        self.runner.run(
+            psql_script_argv(find_postgres_bindir(), port, tree / "local" / "roles.sql"),
+            env=env,
+            timeout_s=60,
+        )
+        hba = self.data_dir / "postgres" / "pg_hba.conf"
+        if not hba.read_text().startswith(_HBA_MARK):
+            owner = hba.stat()
+            hba.write_text(
+                f"{_HBA_MARK}: TCP on loopback only, passwords required (no unix sockets are opened)\n"
+                "host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
+            )
+            os.chown(hba, owner.st_uid, owner.st_gid)
+            with _connect_first(admin, [superuser_pw]) as reload:
+                reload.execute("SELECT pg_reload_conf()")
 
     def _ensure_running(self, tree: Path) -> None:
         """Data services first, then the desired api / worker slots; stop slots above the desired count."""
@@ -591,7 +607,7 @@ class LocalRuntime:
     def _live_workers(self, tree: Path) -> int | None:
         """RQ workers with a fresh heartbeat, from the api's /api/queue (None when it does not answer)."""
         urls = list(self.api_urls(tree).values())
-        token = self.secrets(tree).get("SCHEDGEN_OPS_TOKEN", "")
+        token = self.app_env(tree).get("SCHEDGEN_OPS_TOKEN", "")
         try:
             import httpx
 
@@ -662,10 +678,37 @@ class LocalRuntime:
             )
         raw = self._conf_parser().get(f"program:{slots[0]}", "environment").replace("%%", "%")
         env = dict(self.environ)
-        env.update(self.secrets())
+        env.update(self.app_env())
         env.update(dict_of_key_value_pairs(raw))
         self.runner.note("exec in " + service + ": " + " ".join(command))
         return subprocess.call(command, env=env)
+
+
+def psql_script_argv(bindir: Path, port: int, script: Path) -> list[str]:
+    """Run a SQL script as the superuser on the local Postgres (passwords come from the environment)."""
+    return [
+        str(bindir / "psql"),
+        "--no-psqlrc",
+        "--no-password",
+        "--quiet",
+        "--set=ON_ERROR_STOP=1",
+        f"--dbname=host=127.0.0.1 port={port} user={PG_SUPERUSER} dbname=postgres",
+        f"--file={script}",
+    ]
+
+
+def _connect_first(conninfo: str, passwords: list[str]) -> Any:
+    """An autocommit connection with the first password that works (the last error otherwise)."""
+    import psycopg
+
+    error: psycopg.OperationalError | None = None
+    for password in passwords:
+        try:
+            return psycopg.connect(conninfo, password=password, autocommit=True)
+        except psycopg.OperationalError as exc:
+            error = exc
+    assert error is not None
+    raise error
 
 
 def _probe_ready(port: int) -> str:

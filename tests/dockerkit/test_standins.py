@@ -33,7 +33,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 HARDENING = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
 PG_DATA = "/var/lib/postgresql/data"
 PG_TOOLS = ("postgres", "initdb", "pg_ctl", "pg_isready", "psql", "pg_dump", "pg_dumpall", "pg_restore")
-REDIS_COMMAND = 'exec redis-server /usr/local/etc/redis/redis.conf --requirepass "$REDIS_PASSWORD"'
+# The rendered compose command: the ACL users (password hashes) are in redis.conf, no requirepass.
+REDIS_COMMAND = "exec redis-server /usr/local/etc/redis/redis.conf"
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Rendered:
 
     tree: Path
     config: Config
+    secrets: dict[str, str]
 
     def env(self, name: str) -> dict[str, str]:
         """A rendered secrets/<name>.env file as a mapping (the compose service's env_file)."""
@@ -59,14 +61,15 @@ class Rendered:
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     project = tmp_path_factory.mktemp("project")
     config = load_config(project, profile="small")
-    files, secret_files = render_files(config, generate_secrets(), "compose", project)
+    values = generate_secrets()
+    files, secret_files = render_files(config, values, "compose", project)
     out = tmp_path_factory.mktemp("rendered")
     out.chmod(0o755)  # bind-mounted files must be reachable by the containers' unprivileged users
     for rel, text in {**files, **secret_files}.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    return Rendered(out / "compose", config)
+    return Rendered(out / "compose", config, values)
 
 
 @dataclass
@@ -243,7 +246,10 @@ def test_redis_standin_requires_its_password_and_keeps_its_data(rendered: Render
     assert (uid, gid, owner, cwd) == ("999", "1000", "999:1000", "/data")
 
     port = host_port(name, 6379)
-    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=10)
+    # REDISCLI_AUTH / REDIS_PASSWORD is `default`'s (backups, the probe); CONFIG and writes need `admin`.
+    assert redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=10).ping() is True
+    admin = {"username": "admin", "password": rendered.secrets["REDIS_ADMIN_PASSWORD"]}
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, **admin)
     assert client.ping() is True
     assert str(client.info("server")["redis_version"]).startswith("7.")
     conf = "redis/redis.conf"
@@ -257,7 +263,7 @@ def test_redis_standin_requires_its_password_and_keeps_its_data(rendered: Render
 
     docker("restart", "--time", "30", name)
     wait_ready(name, probe)
-    client = redis.Redis(host="127.0.0.1", port=host_port(name, 6379), password=password, socket_timeout=10)
+    client = redis.Redis(host="127.0.0.1", port=host_port(name, 6379), socket_timeout=10, **admin)
     assert client.get("schedgen:standin") == b"survives restart"
     client.close()
 
@@ -277,7 +283,11 @@ def test_rendered_compose_runs_with_the_standins(
     """Our rendered docker-compose.yml starts postgres and redis healthy with only the images swapped."""
     require_docker()
     ensure_compose_plugin()
-    images = {"postgres": standin_image("postgres"), "redis": standin_image("redis")}
+    images = {
+        "postgres": standin_image("postgres"),
+        "postgres-init": standin_image("postgres"),
+        "redis": standin_image("redis"),
+    }
     override = tmp_path / "standins.yml"
     override.write_text("services:\n" + "".join(f"  {s}:\n    image: {i}\n" for s, i in images.items()))
     project = f"sg-test-{scratch.suffix}"
@@ -287,6 +297,9 @@ def test_rendered_compose_runs_with_the_standins(
     wait = ["--wait", "--wait-timeout", "120"]
     up = run([*compose, "up", "--detach", *wait, "postgres", "redis"], timeout=240)
     assert up.returncode == 0, up.stdout + up.stderr
+    # The one-shot that creates the roles (the superuser is `postgres`; postgres.user is the owner role).
+    init = run([*compose, "run", "--rm", "postgres-init"], timeout=240)
+    assert init.returncode == 0, init.stdout + init.stderr
     pg = rendered.config.postgres
     psql = ["psql", "-U", pg.user, "-d", pg.database, "-tAc", "SELECT current_user"]
     assert run([*compose, "exec", "-T", "postgres", *psql], timeout=60, check=True).stdout.strip() == pg.user

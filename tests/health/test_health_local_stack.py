@@ -1,7 +1,8 @@
 """`schedgen health` against the real local stack (`schedgen up`: supervisord, Postgres, Redis, api,
 workers) with no URL flags: endpoints come from the deployed stack. Healthy -> 0; the queue Redis
 switched to allkeys-lru -> down. (Backup manifests are covered in test_health_live.py with the backup
-package's own Manifest model; a real `schedgen backup` here would add ~10-25 s.)"""
+package's own Manifest model.) The same stack then proves issue 13's items on the real thing: `backup verify
+--deep` (its scratch restore) works, and the service's own credentials are least privilege."""
 
 from __future__ import annotations
 
@@ -91,9 +92,8 @@ def test_healthy_local_stack_without_flags(stack: Stack) -> None:
 
 
 def test_eviction_policy_on_the_stacks_redis_is_critical(stack: Stack) -> None:
-    from schedgen_ops.runtime.local import LocalRuntime
-
-    conn = redis.Redis.from_url(LocalRuntime(stack.project).secrets()["SCHEDGEN_REDIS_URL"])
+    # Only the operator's admin user may CONFIG SET (the service's and the backup user may not).
+    conn = redis.Redis.from_url(_admin_redis_url(stack))
     conn.config_set("maxmemory-policy", "allkeys-lru")
     try:
         code, doc = stack.health("--only", "redis")
@@ -104,3 +104,60 @@ def test_eviction_policy_on_the_stacks_redis_is_critical(stack: Stack) -> None:
         conn.close()
     code, _ = stack.health("--only", "redis")
     assert code == 0
+
+
+def _secret(stack: Stack, name: str) -> str:
+    from schedgen_ops.config.secrets import load_secrets
+
+    return load_secrets(stack.project)[name]
+
+
+def _admin_redis_url(stack: Stack) -> str:
+    password, port = _secret(stack, "REDIS_ADMIN_PASSWORD"), stack.env["SCHEDGEN_PORTS__REDIS"]
+    return f"redis://admin:{password}@127.0.0.1:{port}/0"
+
+
+def test_backup_verify_deep_works_on_the_stack_schedgen_up_started(stack: Stack) -> None:
+    """Issue 13 item 11: the scratch restore of `verify --deep` runs as the database owner (CREATEDB), not
+    as the service's role, which may not create databases."""
+    created = stack.cli("backup", "--json", timeout=300)
+    assert created.returncode == 0, created.stdout + created.stderr
+    backup_id = json.loads(created.stdout)["id"]
+    verified = stack.cli("backup", "verify", backup_id, "--deep", "--json", timeout=300)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    result = json.loads(verified.stdout)["verification"]
+    deep = next(c for c in result["checks"] if c["name"].startswith("deep"))
+    assert (result["level"], result["status"]) == ("deep", "passed") and deep["ok"], deep
+    assert "counts equal; dropped" in deep["detail"], deep
+
+
+def test_the_stacks_service_credentials_are_least_privilege(stack: Stack) -> None:
+    """The service's own role and Redis user on the running stack, and a superuser password of its own."""
+    import psycopg
+
+    from schedgen_ops.runtime.local import LocalRuntime
+
+    app = LocalRuntime(stack.project).app_env()
+    with psycopg.connect(app["SCHEDGEN_DATABASE_URL"], autocommit=True) as conn:
+        for sql in ("CREATE ROLE intruder", "COPY (SELECT 1) TO PROGRAM 'id'", "CREATE DATABASE intruder"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+    queue = redis.Redis.from_url(app["SCHEDGEN_REDIS_URL"])
+    try:
+        for command in (("FLUSHALL",), ("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                queue.execute_command(*command)
+    finally:
+        queue.close()
+    superuser = f"host=127.0.0.1 port={stack.env['SCHEDGEN_PORTS__POSTGRES']} user=postgres dbname=postgres"
+    app_password = psycopg.conninfo.conninfo_to_dict(app["SCHEDGEN_DATABASE_URL"])["password"]
+    assert app_password != _secret(stack, "POSTGRES_SUPERUSER_PASSWORD")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(superuser, password=str(app_password)).close()
+    psycopg.connect(superuser, password=_secret(stack, "POSTGRES_SUPERUSER_PASSWORD")).close()
+    # The checklist agrees, on the rendered tree and against the running servers.
+    ids = ("live-least-privilege", "postgres-app-role", "redis-acl-users")
+    result = stack.cli("checklist", "--live", "--target", "local", "--json", *(f"--only={i}" for i in ids))
+    report = json.loads(result.stdout)
+    statuses = {r["id"]: r["status"] for r in report["results"]}
+    assert statuses == dict.fromkeys(ids, "pass"), [r for r in report["results"] if r["status"] != "pass"]

@@ -31,6 +31,39 @@ def _svc(image: str, **extra: Any) -> dict[str, Any]:
     return svc
 
 
+def _one_shot(image: str, **extra: Any) -> dict[str, Any]:
+    svc = copy.deepcopy(HARDENED)
+    svc.update(image=image, restart="on-failure", labels={"io.schedgen.one-shot": "true"}, **extra)
+    return svc
+
+
+# Least privilege (checks_privilege): the roles script, the ACL users, the MinIO app user, secret files.
+ROLES_SQL = """\\set owner 'schedgen'
+\\set app 'schedgen_app'
+\\set exporter 'schedgen_exporter'
+SELECT format('ALTER ROLE %I WITH LOGIN NOSUPERUSER CREATEDB NOCREATEROLE', :'owner') \\gexec
+SELECT format('ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS', :'app')
+\\gexec
+SELECT format('ALTER ROLE %I NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS',
+              :'exporter') \\gexec
+SELECT format('GRANT pg_monitor TO %I', :'exporter') \\gexec
+SELECT format('CREATE SCHEMA %I AUTHORIZATION %I', :'app', :'app') \\gexec
+"""
+REDIS_ACL = (
+    "user default reset on #7f5d ~* -@all +@read +sync\n"
+    "user app reset on #a1b2 ~* &* +@all -@dangerous +info\n"
+    "user exporter reset on #c3d4 -@all +info\n"
+)
+MINIO_INIT = "mc admin user add root $K $S && mc admin policy attach root app --user $K"
+APP_ENV = (
+    "SCHEDGEN_DATABASE_URL=postgresql://schedgen_app:s3cretpassw0rd@postgres/db\n"
+    "SCHEDGEN_REDIS_URL=redis://app:s3cretpassw0rd@redis:6379/0\n"
+    "SCHEDGEN_S3_ACCESS_KEY=sgappkey\n"
+)
+OPS_ENV = "SCHEDGEN_DATABASE_URL=postgresql://schedgen:0wnerpassw0rd@127.0.0.1/db\n"
+PG_INIT_ENV = "PGPASSWORD=sup3rpassw0rd\nSCHEDGEN_PG_OWNER_PASSWORD=0wnerpassw0rd\n"
+
+
 def compose_base() -> dict[str, Any]:
     app_env = {
         "SCHEDGEN_DB_POOL_MAX": "5",
@@ -58,8 +91,24 @@ def compose_base() -> dict[str, Any]:
                 stop_grace_period="330s",
                 depends_on={"redis": {"condition": "service_healthy"}},
             ),
-            "postgres": _svc("postgres:16.4", command=["postgres", "-c", "max_connections=100"]),
+            "postgres": _svc(
+                "postgres:16.4",
+                command=["postgres", "-c", "max_connections=100"],
+                environment={"POSTGRES_USER": "postgres"},
+            ),
+            "postgres-init": _one_shot(
+                "postgres:16.4",
+                command=["psql", "--file=/etc/schedgen/roles.sql"],
+                volumes=["./postgres/roles.sql:/etc/schedgen/roles.sql:ro"],
+                depends_on={"postgres": {"condition": "service_healthy"}},
+            ),
             "redis": _svc("redis:7.4.1", volumes=["./redis/redis.conf:/usr/local/etc/redis/redis.conf:ro"]),
+            "minio": _svc("minio/minio:RELEASE.2024-10-13T13-34-11Z", env_file=["secrets/minio.env"]),
+            "minio-init": _one_shot(
+                "minio/minio:RELEASE.2024-10-13T13-34-11Z",
+                command=[MINIO_INIT],
+                depends_on={"minio": {"condition": "service_healthy"}},
+            ),
         },
         "secrets": {},
     }
@@ -86,7 +135,9 @@ TRAEFIK_DYNAMIC = {
         },
     }
 }
-REDIS_CONF = "maxmemory 256mb\nmaxmemory-policy noeviction\nappendonly yes\nappendfsync everysec\n"
+REDIS_CONF = (
+    "maxmemory 256mb\nmaxmemory-policy noeviction\nappendonly yes\nappendfsync everysec\n" + REDIS_ACL
+)
 PG_CONF = "shared_buffers = 128MB\n"
 RULES = {
     "groups": [
@@ -125,7 +176,8 @@ logfile=/tmp/x/supervisord.log
 command=/usr/lib/postgresql/15/bin/postgres -D /data -p 5432 -c max_connections=60 -c shared_buffers=128MB
 
 [program:redis]
-command=/usr/bin/redis-server --port 6379 --appendonly yes --maxmemory 256mb --maxmemory-policy noeviction
+command=/usr/bin/redis-server %(here)s/redis-acl.conf
+  --port 6379 --appendonly yes --maxmemory 256mb --maxmemory-policy noeviction
 
 [program:api-1]
 command=python -m schedgen_ops.cli.main serve api --port 8000
@@ -166,7 +218,7 @@ def _deployment(
         "resources": copy.deepcopy(_RES),
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8000}},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8000}},
-        "envFrom": [{"configMapRef": {"name": "app-config"}}],
+        "envFrom": [{"configMapRef": {"name": "app-config"}}, {"secretRef": {"name": "app-secrets"}}],
     }
     if env:
         container["env"] = [{"name": k, "value": v} for k, v in env.items()]
@@ -200,6 +252,20 @@ def k8s_manifests() -> list[dict[str, Any]]:
                 "name": "backup",
                 "image": "ghcr.io/up/schedgen:1.0.0",
                 "command": ["sh", "-c", "schedgen backup && schedgen backup verify"],
+                "envFrom": [{"secretRef": {"name": "backup-secrets"}}],
+                "securityContext": copy.deepcopy(_C_SC),
+                "resources": copy.deepcopy(_RES),
+            }
+        ],
+    }
+    init = {
+        **cronjob_pod,
+        "volumes": [{"name": "roles", "configMap": {"name": "postgres-init"}}],
+        "containers": [
+            {
+                "name": "postgres-init",
+                "image": "postgres:16.4",
+                "command": ["psql", "--file=/etc/schedgen/roles.sql"],
                 "securityContext": copy.deepcopy(_C_SC),
                 "resources": copy.deepcopy(_RES),
             }
@@ -300,11 +366,27 @@ def k8s_manifests() -> list[dict[str, Any]]:
         },
         {
             "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "postgres-init"},
+            "spec": {"template": {"spec": init}},
+        },
+        {
+            "apiVersion": "batch/v1",
             "kind": "CronJob",
             "metadata": {"name": "backup"},
             "spec": {"schedule": "30 2 * * *", "jobTemplate": {"spec": {"template": {"spec": cronjob_pod}}}},
         },
     ]
+
+
+KUSTOMIZATION = {
+    "resources": ["all.yaml"],
+    "configMapGenerator": [{"name": "postgres-init", "files": ["roles.sql=postgres/roles.sql"]}],
+    "secretGenerator": [
+        {"name": "app-secrets", "envs": ["secrets/app.env"]},
+        {"name": "backup-secrets", "envs": ["secrets/backup.env"]},
+    ],
+}
 
 
 def write_tree(
@@ -321,7 +403,19 @@ def write_tree(
         "render.json": json.dumps({"profile": profile, "targets": ["compose", "kubernetes", "local"]}),
         "compose/docker-compose.yml": yaml.safe_dump(base if base is not None else compose_base()),
         "compose/docker-compose.prod.yml": yaml.safe_dump(prod if prod is not None else compose_prod()),
-        "compose/secrets/app.env": "SCHEDGEN_DATABASE_URL=postgresql://u:s3cretpassw0rd@postgres/db\n",
+        "compose/secrets/app.env": APP_ENV,
+        "compose/secrets/minio.env": "MINIO_ROOT_USER=sgrootkey\nMINIO_ROOT_PASSWORD=r00tpassw0rd\n",
+        "compose/postgres/roles.sql": ROLES_SQL,
+        "kubernetes/secrets/app.env": APP_ENV,
+        "kubernetes/secrets/backup.env": OPS_ENV.replace("127.0.0.1", "postgres"),
+        "kubernetes/postgres/roles.sql": ROLES_SQL,
+        "local/secrets/app.env": APP_ENV.replace("@postgres/", "@127.0.0.1/").replace(
+            "@redis:", "@127.0.0.1:"
+        ),
+        "local/secrets/ops.env": OPS_ENV,
+        "local/secrets/postgres-init.env": PG_INIT_ENV,
+        "local/roles.sql": ROLES_SQL,
+        "local/redis-acl.conf": REDIS_ACL,
         "compose/traefik/traefik.yml": yaml.safe_dump(TRAEFIK),
         "compose/traefik/dynamic.yml": yaml.safe_dump(TRAEFIK_DYNAMIC),
         "compose/redis/redis.conf": REDIS_CONF,
@@ -331,7 +425,7 @@ def write_tree(
         "local/supervisord.conf": SUPERVISORD,
         "systemd/schedgen-backup.timer": TIMER,
         "systemd/schedgen-backup.service": SERVICE,
-        "kubernetes/kustomization.yaml": yaml.safe_dump({"resources": ["all.yaml"]}),
+        "kubernetes/kustomization.yaml": yaml.safe_dump(KUSTOMIZATION),
         "kubernetes/all.yaml": yaml.safe_dump_all(manifests if manifests is not None else k8s_manifests()),
     }
     texts.update(files or {})

@@ -13,7 +13,7 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.readiness import Context, RenderedTree, evaluate, load_acks, record_ack, score
 from schedgen_ops.ops.readiness.model import Check, Result
 from schedgen_ops.ops.readiness.report import json_schema, render, to_junit, to_sarif
-from tests.readiness.fixtures import write_tree
+from tests.readiness.fixtures import REDIS_ACL, write_tree
 
 
 def _result(status: str, severity: str = "danger") -> Result:
@@ -46,7 +46,8 @@ def good(tmp_path: Path) -> Context:
 @pytest.fixture
 def broken(tmp_path: Path) -> Context:
     root = write_tree(
-        tmp_path / "broken" / "tree", files={"compose/redis/redis.conf": "maxmemory-policy allkeys-lru\n"}
+        tmp_path / "broken" / "tree",
+        files={"compose/redis/redis.conf": "maxmemory-policy allkeys-lru\n" + REDIS_ACL},
     )
     return Context(project=tmp_path / "broken", tree=RenderedTree(root), profile="medium")
 

@@ -12,7 +12,17 @@ import yaml
 from schedgen_ops.ops.readiness import Context, RenderedTree, all_checks, evaluate
 from schedgen_ops.ops.readiness.evaluate import run_check
 from schedgen_ops.ops.readiness.registry import get
-from tests.readiness.fixtures import RULES, SUPERVISORD, compose_base, compose_prod, k8s_manifests, write_tree
+from tests.readiness.fixtures import (
+    APP_ENV,
+    REDIS_ACL,
+    ROLES_SQL,
+    RULES,
+    SUPERVISORD,
+    compose_base,
+    compose_prod,
+    k8s_manifests,
+    write_tree,
+)
 
 SECRET = "s3cretpassw0rd"
 STATIC_IDS = [c.id for c in all_checks() if c.kind == "static"]
@@ -356,7 +366,133 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
         ("bad app limit", lambda t: t.svc("api")["environment"].update(SCHEDGEN_RATE_UPLOADS="lots")),
         ("k8s middleware unattached", lambda t: t.kind("Ingress", "api")["metadata"].pop("annotations")),
     ],
+    "postgres-app-role": [
+        (
+            "compose app is the superuser",
+            lambda t: t.files.update(
+                {"compose/secrets/app.env": APP_ENV.replace("schedgen_app:", "postgres:")}
+            ),
+        ),
+        (
+            "k8s script lets the app create roles",
+            lambda t: t.files.update(
+                {
+                    "kubernetes/postgres/roles.sql": ROLES_SQL.replace(
+                        "NOCREATEROLE NOREPLICATION NOBYPASSRLS', :'app'",
+                        "CREATEROLE NOREPLICATION NOBYPASSRLS', :'app'",
+                    )
+                }
+            ),
+        ),
+        ("compose script never applied", lambda t: t.svc("postgres-init").pop("volumes")),
+        (
+            "no roles script",
+            lambda t: t.files.update({"local/roles.sql": None}) or _drop(t, "local/roles.sql"),
+        ),
+        (
+            "local superuser shares the app's password",
+            lambda t: t.files.update({"local/secrets/postgres-init.env": f"PGPASSWORD={SECRET}\n"}),
+        ),
+    ],
+    "postgres-ops-roles": [
+        (
+            "k8s backups as the app",
+            lambda t: t.files.update({"kubernetes/secrets/backup.env": APP_ENV}),
+        ),
+        (
+            "exporter without pg_monitor",
+            lambda t: (
+                t.files.update(
+                    {
+                        "compose/postgres/roles.sql": ROLES_SQL.replace(
+                            "GRANT pg_monitor", "GRANT pg_read_all_data"
+                        ),
+                        "compose/secrets/exporter.env": "DATA_SOURCE_NAME=postgresql://schedgen_exporter:x@postgres/db\n",
+                    }
+                )
+                or t.base["services"].update(
+                    {
+                        "postgres-exporter": {
+                            **t.svc("api"),
+                            "image": "pe:1",
+                            "env_file": ["secrets/exporter.env"],
+                        }
+                    }
+                )
+            ),
+        ),
+    ],
+    "redis-acl-users": [
+        (
+            "compose one requirepass",
+            lambda t: t.files.update(
+                {"compose/redis/redis.conf": "maxmemory-policy noeviction\nappendonly yes\nrequirepass x\n"}
+            ),
+        ),
+        (
+            "local app user may FLUSHALL",
+            lambda t: t.files.update(
+                {"local/redis-acl.conf": REDIS_ACL.replace("+@all -@dangerous +info", "+@all")}
+            ),
+        ),
+        (
+            "k8s service logs in as default",
+            lambda t: t.files.update(
+                {"kubernetes/secrets/app.env": APP_ENV.replace("redis://app:", "redis://:")}
+            ),
+        ),
+        (
+            "default user without a password",
+            lambda t: t.files.update(
+                {
+                    "local/redis-acl.conf": REDIS_ACL.replace(
+                        "user default reset on #7f5d", "user default on nopass"
+                    )
+                }
+            ),
+        ),
+    ],
+    "minio-app-user": [
+        (
+            "app holds the root key",
+            lambda t: t.files.update({"compose/secrets/minio.env": "MINIO_ROOT_USER=sgappkey\n"}),
+        ),
+        (
+            "no app user made",
+            lambda t: _set(t.svc("minio-init"), "command", ["mc mb --ignore-existing root/b"]),
+        ),
+    ],
+    "webhook-urls-secret": [
+        (
+            "alertmanager url literal",
+            lambda t: t.files.update(
+                {
+                    "compose/alertmanager/alertmanager.yml": yaml.safe_dump(
+                        {
+                            "receivers": [
+                                {"name": "hook", "webhook_configs": [{"url": "https://hooks.example/T0/B1"}]}
+                            ]
+                        }
+                    )
+                }
+            ),
+        ),
+        (
+            "unit sets the URL",
+            lambda t: t.files.update(
+                {
+                    "systemd/schedgen-backup.service": "[Service]\n"
+                    'Environment="SCHEDGEN_BACKUP_WEBHOOK_URL=https://hooks.example/T0/B1"\n'
+                }
+            ),
+        ),
+    ],
 }
+
+
+def _drop(tree: Tree, rel: str) -> None:
+    """Leave ``rel`` out of the written tree (write_tree skips None)."""
+    tree.files[rel] = None
 
 
 def test_every_static_check_has_a_failing_fixture() -> None:

@@ -1,6 +1,7 @@
 """Where ``--live`` looks when no ``--url`` is given: the local runtime's active deployment.
 
-The local runtime (supervisord) knows the api port, the ledger/queue URLs and the rendered tree it runs;
+The local runtime (supervisord) knows the api port, the service's own ledger/queue URLs (app.env, not the
+operator's) and the rendered tree it runs;
 the checklist reuses them so `schedgen checklist --live` needs no flags after `schedgen deploy`.
 """
 
@@ -54,7 +55,7 @@ def local_deployment(project: Path) -> LocalDeployment:
     with contextlib.suppress(SchedgenError, OSError, KeyError, ValueError):
         urls = runtime.api_urls(tree)
     with contextlib.suppress(SchedgenError, OSError, KeyError, ValueError):
-        values = runtime.secrets(tree)
+        values = runtime.app_env(tree)  # the service's own credentials: what live checks must judge
     url = next(iter(urls.values()), DEFAULT_URL)
     return LocalDeployment(
         url,
