@@ -167,6 +167,9 @@ class Sandbox:
                     self._stop()
                     if attempt == 2:
                         raise SandboxUnavailable("the parser sandbox exits before taking requests") from None
+                except BaseException:  # interrupted mid-frame: the child would read the next request as
+                    self._stop(kill=True)  # the rest of this one
+                    raise
             deadline = time.monotonic() + wait_s
             try:
                 head = json.loads(_read_frame(proc, deadline))
@@ -225,7 +228,9 @@ class Sandbox:
         return self._proc
 
     def _spawn(self) -> None:
-        env = dict(os.environ)
+        # Only what Python needs: the child parses hostile bytes and must not hold the database, Redis or
+        # S3 credentials, or the ops token, that this process's environment carries.
+        env = {k: v for k, v in os.environ.items() if k in CHILD_ENV or k.startswith("LC_")}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), env.get("PYTHONPATH", "")) if p)
         argv = [sys.executable, "-m", self.child_module]
         argv += ["--memory-mb", str(self.memory_mb), "--preload", self.preload]
@@ -307,10 +312,19 @@ def _peak_of(pid: int) -> int | None:
     return None
 
 
-class SandboxPool:
-    """Up to ``size`` sandboxes for concurrent callers (the api's request threads); created on demand."""
+#: The environment a sandbox child inherits (plus LC_*): nothing secret.
+CHILD_ENV = frozenset({"PATH", "PYTHONPATH", "LANG", "HOME", "TMPDIR", "TZ", "PYTHONHASHSEED"})
 
-    def __init__(self, *, size: int, memory_mb: int, preload: Preload) -> None:
+
+class SandboxPool:
+    """Up to ``size`` sandboxes for concurrent callers (the api's request threads); created on demand.
+
+    A caller waits at most ``wait_s`` for a free one (then SandboxUnavailable): hostile uploads that keep
+    every child busy must not pile up request threads that the status and readiness routes need too.
+    """
+
+    def __init__(self, *, size: int, memory_mb: int, preload: Preload, wait_s: float = 10.0) -> None:
+        self.wait_s = wait_s
         self.size = size
         self.memory_mb = memory_mb
         self.preload = preload
@@ -335,7 +349,12 @@ class SandboxPool:
             if self._created < self.size:
                 self._created += 1
                 return Sandbox(memory_mb=self.memory_mb, preload=self.preload)
-        return self._idle.get()
+        try:
+            return self._idle.get(timeout=self.wait_s)
+        except queue.Empty:
+            raise SandboxUnavailable(
+                f"all {self.size} parser sandboxes stayed busy for {self.wait_s:g} s"
+            ) from None
 
     def parse(self, data: bytes, **options: Any) -> Run[Any]:
         with self.sandbox() as box:

@@ -198,3 +198,13 @@ def test_the_mode_follows_what_the_restoring_role_may_do(
         assert held.execute("SELECT current_database()").fetchone() == (name,)  # never ended
     allowed = "SELECT datallowconn FROM pg_database WHERE datname = %s"
     assert _fetch(postgres_server.url, allowed, name) == [(True,)]
+
+
+def test_derived_database_names_keep_their_suffix_even_for_a_63_character_database() -> None:
+    """Cutting the end of "<live>_restore_<id>" gave back <live> itself, which the swap then dropped."""
+    from schedgen_ops.ops.backup.restore import _derived_name
+
+    live = "d" * 63
+    incoming = _derived_name(live, "_restore_20261202t021500z")
+    assert incoming != live and len(incoming) == 63 and incoming.endswith("_restore_20261202t021500z")
+    assert _derived_name("schedgen", "_before_x") == "schedgen_before_x"

@@ -280,3 +280,10 @@ CASES: list[Case] = [
     Case("font cmap memory bomb", font_memory_bomb, "parse_limit_exceeded", "parse", sandbox_only=True),
 ]
 BY_NAME = {case.name: case for case in CASES}
+
+
+def ccitt_names() -> list[object]:
+    """The names a CCITT fax filter goes by (full and abbreviated)."""
+    from pdfminer.psparser import LIT
+
+    return [LIT("CCITTFaxDecode"), LIT("CCF")]

@@ -100,6 +100,36 @@ def test_run_length_bombs_are_capped_too() -> None:
     assert error.message.endswith("a stream decodes to more than 16 MiB") and peak_mb < 80
 
 
+def test_ascii85_zero_runs_are_refused_before_they_decode() -> None:
+    """Each "z" stands for 4 zero bytes: 4.5 M of them would be 18 MiB, past the 16 MiB stream cap."""
+    pdf = hostile.one_page(b"z" * 4_500_000 + b"~>", filters=b"/Filter /ASCII85Decode")
+    error, _, peak_mb = measured(lambda: parse_pdf(pdf))
+    assert error.message.endswith("a stream decodes to more than 16 MiB") and peak_mb < 80
+    # Refused before decoding: a decoder patched to fail shows it is never called.
+    from pdfminer.psparser import LIT
+
+    from schedgen_ops.parsing import decode
+    from schedgen_ops.parsing.limits import Budget, Deadline, Limits
+
+    budget = Budget(Limits(), Deadline(5))
+    original, decode.ascii85decode = decode.ascii85decode, None  # type: ignore[assignment]
+    try:
+        with pytest.raises(ParseError):
+            decode._apply(LIT("ASCII85Decode"), {}, b"z" * 100, 300, budget)
+    finally:
+        decode.ascii85decode = original
+
+
+def test_ccitt_image_data_is_never_decoded() -> None:
+    """pdfminer's CCITT decoder ignores /Rows and grows without a bound; text needs no pixels."""
+    from schedgen_ops.parsing.decode import _PASSTHROUGH, _apply
+
+    image = b"\x00\x01" * 1000
+    assert all(name in _PASSTHROUGH for name in hostile.ccitt_names())
+    for name in hostile.ccitt_names():
+        assert _apply(name, {"Columns": 10**8}, image, 16, None) is image  # type: ignore[arg-type]
+
+
 def test_the_operations_cap_names_its_value() -> None:
     error, _, _ = measured(lambda: parse_pdf(hostile.operator_flood(), limits=FAST))
     assert "more than 20,000 content operations" in error.message

@@ -143,3 +143,48 @@ def test_a_child_that_cannot_start_is_a_server_error(tmp_path: Path, monkeypatch
             box.quick_check(b"%PDF-1.4", timeout_s=1, **OPTIONS)
     finally:
         box.close()
+
+
+def test_the_child_holds_none_of_the_service_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It parses hostile bytes: the database/Redis/S3 credentials and the ops token stay in the parent."""
+    monkeypatch.setenv("SCHEDGEN_DATABASE_URL", "postgresql://app:secret@db/x")
+    monkeypatch.setenv("SCHEDGEN_OPS_TOKEN", "ops-token-value")
+    box = Sandbox(memory_mb=MEMORY_MB)
+    box.start()
+    try:
+        environ = Path(f"/proc/{box.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        box.close()
+    names = {item.split(b"=", 1)[0].decode() for item in environ if item}
+    assert "PYTHONPATH" in names
+    assert not any(name.startswith("SCHEDGEN_") for name in names), names
+
+
+def test_a_pool_whose_children_stay_busy_refuses_instead_of_queueing_forever(
+    up_pdf: Callable[[str], Path],
+) -> None:
+    from schedgen_ops.parsing.sandbox import SandboxPool
+
+    pool = SandboxPool(size=1, memory_mb=MEMORY_MB, preload="check", wait_s=0.5)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with pool.sandbox():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        with pytest.raises(SandboxUnavailable, match="stayed busy"):
+            pool.quick_check(up_pdf("UP_EXAM_SS.pdf").read_bytes(), timeout_s=5, **OPTIONS)
+        assert time.monotonic() - started < 3
+    finally:
+        release.set()
+        holder.join()
+    assert pool.quick_check(up_pdf("UP_EXAM_SS.pdf").read_bytes(), timeout_s=5, **OPTIONS).result() >= 1
+    with pool.sandbox() as box:
+        box.close()

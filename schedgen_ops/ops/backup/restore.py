@@ -235,11 +235,23 @@ def _live_database(target: Target, fallback: str) -> str:
     return str(conn.dbname) if conn is not None else str(getattr(target, "pg_database", fallback))
 
 
-def _free_name(target: Target, base: str) -> str:
-    name, n = base[:63], 1
+def _derived_name(live: str, suffix: str) -> str:
+    """``live`` + ``suffix`` within Postgres' 63-byte names, cutting ``live``, never the suffix.
+
+    Cutting the end instead could give back ``live`` itself (a 63-character database name), and the
+    swap drops its incoming database before restoring into it.
+    """
+    name = live[: 63 - len(suffix)] + suffix
+    if name == live:
+        raise SchedgenError(f"cannot derive a database name from {live!r}", code="restore_name")
+    return name
+
+
+def _free_name(target: Target, live: str, suffix: str) -> str:
+    name, n = _derived_name(live, suffix), 1
     while dbops.database_exists(target, name):
         n += 1
-        name = f"{base[:60]}_{n}"
+        name = _derived_name(live, f"{suffix}_{n}")
     return name
 
 
@@ -248,7 +260,7 @@ def _swap_restore(
 ) -> None:
     target, live = request.target, report.database
     assert manifest.postgres is not None
-    incoming = f"{live}_restore_{report.backup_id.lower().replace('-', '_')}"[:63]
+    incoming = _derived_name(live, f"_restore_{report.backup_id.lower().replace('-', '_')}")
     report.mark("restore postgres")
     clock = time.monotonic()
     try:
@@ -264,7 +276,7 @@ def _swap_restore(
         report.checks.append(check.model_dump())
         if not check.ok:
             raise SchedgenError(f"the restored row counts differ from the manifest: {check.detail}")
-        previous = _free_name(target, f"{live}_before_{utcnow().strftime('%Y%m%dt%H%M%Sz')}")
+        previous = _free_name(target, live, f"_before_{utcnow().strftime('%Y%m%dt%H%M%Sz')}")
     except SchedgenError as exc:
         with contextlib.suppress(SchedgenError):
             dbops.drop_database(target, incoming)
