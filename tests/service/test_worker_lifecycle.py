@@ -52,23 +52,28 @@ def test_each_worker_replica_serves_metrics_of_all_its_processes(
     stack.start_worker(
         2, env={"SCHEDGEN_WORKER_METRICS_PORT": str(port), "SCHEDGEN_METRICS_DIR": str(worker_dir)}
     )
+
+    def metrics(until: str) -> str:
+        deadline, text = time.monotonic() + 30, ""
+        while time.monotonic() < deadline:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+                if until in text:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        return text
+
+    # A process counts as alive once its parser sandbox is warm: wait for both before sending work, so
+    # that both take jobs (on a loaded machine one can still be warming up when the other has done six).
+    assert "schedgen_worker_processes 2.0" in metrics("schedgen_worker_processes 2.0")
     ids = [stack.upload(synthetic_pdfs["lectures"]).json()["job_id"] for _ in range(6)]
     for job_id in ids:
         assert stack.wait_done(job_id)["status"] == "completed"
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM results").fetchone() == (6,)
-    # A process counts as alive once its parser sandbox is warm: on a loaded machine the second may still
-    # be warming up after the first has done all six jobs, so wait for it (bounded) rather than read once.
-    deadline = time.monotonic() + 30
-    text = ""
-    while time.monotonic() < deadline:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            if "schedgen_worker_processes 2.0" in text:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
+    text = metrics('status="completed"} 6.0')
     assert 'schedgen_jobs_total{kind="lectures",status="completed"} 6.0' in text
     assert "schedgen_worker_processes 2.0" in text
     assert 'schedgen_parse_duration_seconds_count{kind="lectures"} 6.0' in text
