@@ -252,9 +252,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         """``key:<id>`` for a valid API key, else ``ip:<address or IPv6 /64>`` (health and metrics
         never look at a key: a probe must not depend on the database or on a client's header).
 
-        A key that is not cached as valid costs its address one of ``rate_key_failures`` when it turns
-        out unknown; once they are used up, keys from that address get 429 before any lookup. Known
-        unknown keys (a bounded negative cache) and malformed keys are refused without a lookup.
+        A key that is not cached as valid costs its address one of ``rate_key_failures`` when a
+        database lookup finds it unknown; once they are used up, keys from that address get 429 before
+        any lookup. Known unknown keys (a bounded negative cache) and malformed keys are refused without
+        a lookup and cost nothing, so junk sent from behind a campus NAT cannot use up the budget of
+        the students who share its address.
         """
         peer = request.client.host if request.client else None
         address = client_bucket(
@@ -268,6 +270,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         hit, key_id = keys.get(key)
         if key_id is not None:
             return f"key:{key_id}"
+        looked_up = False
         blocked = await limits.exhausted("key_failures", "ip:" + address)
         if blocked is None and not hit and clients.well_formed(key):
             async with state["lookups"]:
@@ -279,6 +282,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                         raise ApiError(
                             503, "database_unavailable", "cannot verify the API key right now"
                         ) from exc
+                    looked_up = True
                     key_id = valid.id if valid else None
                     keys.put(key, key_id, valid.expires_in_s if valid else None)
         if blocked is not None:
@@ -289,7 +293,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 blocked.headers(),
             )
         if key_id is None:
-            await limits.hit("key_failures", "ip:" + address)
+            if looked_up:
+                await limits.hit("key_failures", "ip:" + address)
             raise ApiError(401, "invalid_api_key", "the API key is unknown, revoked or expired")
         return f"key:{key_id}"
 

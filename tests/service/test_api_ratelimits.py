@@ -150,6 +150,23 @@ def test_random_api_keys_are_limited_before_any_database_lookup(
             conn.execute("ALTER TABLE api_keys_hidden RENAME TO api_keys")
 
 
+def test_junk_keys_from_a_shared_address_cost_no_one_else_their_budget(
+    service_stack: Callable[..., Stack], database_url: str
+) -> None:
+    """Behind a campus NAT one address is many students: keys refused without a lookup (malformed, or
+    already known to be unknown) must not use up ``rate_key_failures`` for the rest of them."""
+    stack = service_stack(SCHEDGEN_TRUSTED_PROXIES="127.0.0.1/32", SCHEDGEN_RATE_KEY_FAILURES="3/minute")
+    nat = "203.0.113.80"
+    assert {_poll(stack, nat, key=f"sgk_nope_{i}").status_code for i in range(20)} == {401}
+    unknown = _random_key()
+    assert {_poll(stack, nat, key=unknown).status_code for _ in range(20)} == {401}  # one lookup, then cached
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        _, student = create_key(conn, "student behind the NAT")
+    assert _poll(stack, nat, key=student).status_code == 404  # looked up, valid: the budget was intact
+    # Lookups that find an unknown key do count: one above, two here, and the third of three is spent.
+    assert [_poll(stack, nat, key=_random_key()).status_code for _ in range(3)] == [401, 401, 429]
+
+
 def test_uploads_stay_limited_while_redis_is_stopped(
     database_url: str, synthetic_pdfs: dict[str, bytes], tmp_path: Path
 ) -> None:
