@@ -180,9 +180,12 @@ async def read_upload(content_type: str, stream: AsyncIterator[bytes], *, max_by
             if collector.ended:
                 break  # the closing boundary: whatever follows is not read
         parser.finalize()
-    except FormParserError as exc:
+    except FormParserError:
+        # python-multipart's own wording is not ours to promise: clients get one stable message.
         raise UploadRejected(
-            400, "invalid_multipart", f"the body is not valid multipart/form-data: {exc}"
+            400,
+            "invalid_multipart",
+            "the body is not valid multipart/form-data: check the boundary, the part headers and the CRLFs",
         ) from None
     except ClientDisconnect:
         raise UploadRejected(
