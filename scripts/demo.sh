@@ -44,7 +44,10 @@ def _ok(port):
 path = Path(sys.argv[1]) / "schedgen.yaml"
 if not path.exists():
     ports = {"api": free(2), "postgres": free(), "redis": free(), "prometheus": free()}
-    path.write_text(yaml.safe_dump({"profile": "small", "ports": ports, "worker": {"metrics_port": free(3)}}))
+    # The small profile's slots, blue and green: 2 x 3 worker metrics ports, 2 x 2 api replica ports.
+    settings = {"profile": "small", "ports": ports, "worker": {"metrics_port": free(6)},
+                "frontdoor": {"upstream_port": free(4)}}
+    path.write_text(yaml.safe_dump(settings))
 EOF
 
 cleanup() {
@@ -60,6 +63,14 @@ trap cleanup EXIT
 echo "== schedgen up (project $project)"
 schedgen -P "$project" up
 api=$(schedgen -P "$project" status --json | python -c 'import json,sys; print(next(iter(json.load(sys.stdin)["urls"].values())))')
+
+echo "== the student page: $api/ (open it in a browser to upload a timetable)"
+curl -sS --fail-with-body "$api/" -o "$out/page.html"
+grep -q '<title>UP timetable to calendar</title>' "$out/page.html"
+for asset in $(grep -o '/static/[A-Za-z0-9._-]*' "$out/page.html"); do
+  curl -sS --fail-with-body "$api$asset" -o /dev/null
+done
+echo "   page and its $(grep -c '/static/' "$out/page.html") static files served"
 
 echo "== generating synthetic UP timetables in $out"
 schedgen samples generate "$out/lectures.pdf" --kind lectures --pages 2 --seed 1 --semester S2
@@ -97,3 +108,4 @@ echo "== schedgen status"
 schedgen -P "$project" status
 echo
 echo "demo: OK: 3 uploads parsed by the local stack; $total calendar entries in $out/*.ics"
+echo "demo: the student page is $api/ (SCHEDGEN_DEMO_KEEP=1 keeps the stack running to open it)"

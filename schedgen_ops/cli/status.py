@@ -46,6 +46,11 @@ def status(
             )
         if stack.services:
             out.print(table)
+        for service in stack.services:  # the front door and each api upstream, one line each
+            if service.name in ("frontdoor", "api"):
+                for process in service.processes:
+                    if process.health:
+                        out.print(f"  {process.name:<14} {process.health}")
         for name, url in stack.urls.items():
             out.print(f"{name}: {url}")
     if degraded or not stack.services:

@@ -233,6 +233,48 @@ class EdgeConfig(Strict):
         return int(self.api_bind.rpartition(":")[2])
 
 
+class FrontDoorConfig(Strict):
+    """The local runtime's reverse proxy (Caddy): it owns ports.api, balances the api replicas on
+    internal ports, health-checks them and terminates TLS. Defaults here (not in profiles) so every
+    existing schedgen.yaml stays valid."""
+
+    tls: Literal["off", "internal", "acme", "auto"] = Field(
+        "off",
+        description="off = plain HTTP on ports.api; internal = Caddy's local CA; acme = a public "
+        "certificate for `domain`; auto = acme when `domain` is a real public name, else internal.",
+    )
+    bind: str = Field("127.0.0.1", description="Address the front door listens on (0.0.0.0 = every one).")
+    http_port: int = Field(
+        80, ge=1, le=65535, description="With TLS on: the HTTP port that redirects to HTTPS (and ACME)."
+    )
+    upstream_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="First internal api port (2 x api.max_replicas ports from it); 0 = ports.api + 10000 "
+        "(ports.api - 10000 when that passes 65535).",
+    )
+    acme_email: str = Field("", description="Contact address given to the ACME CA (optional).")
+
+    def first_port(self, api_port: int, count: int) -> int:
+        """The first of the ``count`` internal api ports (blue then green slots)."""
+        if self.upstream_port:
+            return self.upstream_port
+        return api_port + 10000 if api_port + 10000 + count <= 65536 else max(1, api_port - 10000)
+
+    @field_validator("bind")
+    @classmethod
+    def _bind_addr(cls, value: str) -> str:
+        return bind_host(value)
+
+    @field_validator("acme_email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        from schedgen_ops.config.values import email
+
+        return email(value) if value else value
+
+
 def _no_webhook_here(value: str, secret: str) -> str:
     """Webhook URLs carry credentials (a hook's path is its key) and schedgen.yaml is committed."""
     if value:
@@ -316,6 +358,25 @@ class AlertThresholds(Strict):
         return value
 
 
+class PitrConfig(Strict):
+    """Point-in-time recovery: pgBackRest archives WAL continuously (docs/BACKUP.md)."""
+
+    enabled: bool = Field(False, description="Archive WAL with pgBackRest (on for medium and large).")
+    archive_timeout_s: int = Field(
+        60, ge=1, le=3600, description="Postgres archive_timeout: the most committed work a lost disk costs."
+    )
+    full_weekday: int = Field(
+        6, ge=0, le=6, description="Weekday (0 = Monday) of the full backup; other days take a differential."
+    )
+    retention_full: int = Field(2, ge=1, description="Full backups kept (with their WAL) in the repository.")
+    repo: Literal["local", "s3"] = Field("local", description="Repository: local disk or the S3 bucket.")
+    repo_path: str = Field(
+        "", description="Local repository directory (default: .schedgen/pgbackrest/repo in the project)."
+    )
+    s3_bucket: Bucket = Field("schedgen-pitr", description="Bucket of an s3 repository (MinIO or S3).")
+    process_max: int = Field(2, ge=1, le=32, description="pgBackRest parallel processes.")
+
+
 class BackupConfig(Strict):
     hour: int = Field(ge=0, le=23, description="Daily backup time (UTC), hour.")
     minute: int = Field(ge=0, le=59)
@@ -328,6 +389,7 @@ class BackupConfig(Strict):
         description="Always empty: the failure webhook of scheduled backups is a secret "
         "(`schedgen secrets set BACKUP_WEBHOOK_URL`; falls back to ALERT_WEBHOOK_URL).",
     )
+    pitr: PitrConfig = Field(default_factory=lambda: PitrConfig.model_validate({}))
 
     @field_validator("webhook_url")
     @classmethod
@@ -434,6 +496,10 @@ class Config(Strict):
     minio: MinioConfig
     traefik: TraefikConfig
     edge: EdgeConfig
+    frontdoor: FrontDoorConfig = Field(
+        default_factory=lambda: FrontDoorConfig.model_validate({}),
+        description="The local runtime's front door (Caddy, TLS).",
+    )
     monitoring: MonitoringConfig
     images: ImageConfig
     alerts: AlertThresholds
@@ -515,6 +581,27 @@ class Config(Strict):
             if reserved > self.host.memory_mb:
                 raise ValueError(
                     f"reservations need {reserved} MiB but host.memory_mb is {self.host.memory_mb}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _frontdoor_ports(self) -> Config:
+        """The front door's internal api ports must not collide with any other port of the stack."""
+        first = self.frontdoor.first_port(self.ports.api, 2 * self.api.max_replicas)
+        last = first + 2 * self.api.max_replicas - 1
+        if last > 65535:
+            raise ValueError(f"frontdoor.upstream_port: {first}..{last} passes 65535; pick a lower port")
+        taken = {f"ports.{k}": v for k, v in self.ports.model_dump().items()}
+        taken["worker.metrics_port"] = self.worker.metrics_port
+        if self.frontdoor.tls != "off":
+            taken["frontdoor.http_port"] = self.frontdoor.http_port
+            if self.frontdoor.http_port == self.ports.api:
+                raise ValueError("frontdoor.http_port must differ from ports.api (the HTTPS port)")
+        for name, port in taken.items():
+            if first <= port <= last:
+                raise ValueError(
+                    f"frontdoor.upstream_port: the api replicas' ports {first}..{last} include {name} "
+                    f"({port}); set frontdoor.upstream_port elsewhere"
                 )
         return self
 

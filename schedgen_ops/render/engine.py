@@ -25,6 +25,7 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.render.alerts import HEALTH_CHECKS, alert_rules, rules_file
 from schedgen_ops.render.context import build_context, secret_env_files
 from schedgen_ops.render.dashboards import overview
+from schedgen_ops.render.frontdoor import frontdoor_context
 from schedgen_ops.render.promtests import rule_tests
 from schedgen_ops.resources import data_dir
 
@@ -180,6 +181,8 @@ def render_files(
         ctx_target = name if name != "common" else ("local" if targets == ["local"] else targets[0])
         context = build_context(config, secrets, ctx_target, project_dir)
         context["targets"] = targets
+        if ctx_target == "local":
+            context.update(frontdoor_context(config))
         for src, dest in LAYOUT[name]:
             files.update(_render_dir(env, tpl_root, src, dest, context, Path(), config.profile))
         if name in ("compose", "kubernetes", "local"):

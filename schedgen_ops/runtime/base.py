@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     from schedgen_ops.runtime.gate import GateReport
 
+from schedgen_ops.errors import SchedgenError
+
 #: Services a user may scale, and the names each runtime gives them.
 SCALABLE_SERVICES = ("api", "pdf-worker")
 
@@ -129,3 +131,25 @@ class Runtime(Protocol):
 
     def urls(self) -> dict[str, str]:
         """Where the running stack's api answers, by replica (empty when not reachable from here)."""
+
+
+class NotSwitched(SchedgenError):
+    """A staged deploy failed before traffic moved: the serving release was never touched."""
+
+    def __init__(self, what: str):
+        super().__init__(what, code="deploy_not_switched")
+        self.what = what
+
+
+@runtime_checkable
+class StagedDeploy(Protocol):
+    """Optional hook (local runtime): start a tree beside the serving one, gate it, then switch traffic.
+
+    Runtimes without it are deployed with `Runtime.deploy` followed by `Runtime.gate`. A failure before the
+    switch raises `NotSwitched`; the operation then needs no rollback.
+    """
+
+    def deploy_gated(
+        self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None]
+    ) -> GateReport:
+        """Deploy ``tree`` with zero downtime and return the gate's report."""

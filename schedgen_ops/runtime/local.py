@@ -7,9 +7,16 @@ Layout under the project's ``.schedgen/``:
     data/postgres, data/redis, data/uploads, data/metrics   (never touched by deploy or rollback)
     logs/<program>.log  scale.json (desired api / pdf-worker count)
 
-Every api and worker replica is a supervisord program slot (``api-1..N``, ``pdf-worker-1..N`` up to the
-profile's max); scaling starts or stops slots. Stopping a worker slot sends one SIGTERM to its process,
-which lets each RQ worker finish its current job (stopwaitsecs is above the job timeout).
+Every api and worker replica is a supervisord program slot in one of two colours (``api-blue-1..N`` /
+``api-green-1..N``, likewise ``pdf-worker-<colour>-i``, up to the profile's max); scaling starts or stops
+slots of the serving colour. The front door (Caddy, program ``frontdoor``) owns ports.api and sends
+traffic to the serving api slots (runtime/frontdoor.py). Stopping a worker slot sends one SIGTERM to its
+process, which lets each RQ worker finish its current job (stopwaitsecs is above the job timeout).
+
+A deploy (and a rollback) on a running stack is blue/green (`_blue_green`): the other colour starts beside
+the serving one from the new tree, passes the gate on its own ports, the front door reloads onto it, the
+old api slots drain and stop, and workers are replaced one at a time. A gate failure stops only the new
+colour and puts the previous configuration back: the serving processes are never touched.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from schedgen_ops.config.roles import PG_SUPERUSER
 from schedgen_ops.config.secrets import parse_env_file
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime import argv as A
-from schedgen_ops.runtime.base import ProcessStatus, ServiceStatus
+from schedgen_ops.runtime.base import NotSwitched, ProcessStatus, ServiceStatus
 from schedgen_ops.runtime.dataservices import (
     SERVICE_USER,
     PostgresServer,
@@ -45,7 +52,8 @@ from schedgen_ops.runtime.dataservices import (
     find_redis_server,
     running_as_root,
 )
-from schedgen_ops.runtime.gate import GateReport, run_gate
+from schedgen_ops.runtime.frontdoor import FrontDoor, find_caddy, other
+from schedgen_ops.runtime.gate import GateFailure, GateReport, run_gate, wait_ready
 from schedgen_ops.runtime.runner import Runner
 
 SERVICES = ("api", "pdf-worker")
@@ -71,6 +79,7 @@ class LocalRuntime:
         self.active = self.run_dir / "active"
         self.runner = runner or Runner()
         self.environ = dict(os.environ if environ is None else environ)
+        self.frontdoor = FrontDoor(self.run_dir, self.project, self.runner)
 
     # ------------------------------------------------------------------------------------ paths & env
 
@@ -107,6 +116,8 @@ class LocalRuntime:
             str(find_redis_server()) if "SCHEDGEN_REDIS_URL" not in external else "redis-server"
         )
         env["SCHEDGEN_PROMETHEUS"] = shutil.which("prometheus", path=env.get("PATH")) or "prometheus"
+        env["SCHEDGEN_CADDY"] = find_caddy(env.get("PATH"))
+        env["SCHEDGEN_FRONTDOOR_ADMIN"] = self.frontdoor.admin
         return env
 
     # ------------------------------------------------------------------------------------ supervisord
@@ -204,14 +215,19 @@ class LocalRuntime:
         parser.read((tree or self.active) / "local" / "supervisord.conf")
         return parser
 
-    def slots(self, service: str, tree: Path | None = None) -> list[str]:
-        """Program names of a service's slots, in order (``api-1``, ``api-2``, ...)."""
+    def slots(self, service: str, tree: Path | None = None, colour: str | None = None) -> list[str]:
+        """Program names of a service's slots of one colour (default: the serving one), in order."""
         parser = self._conf_parser(tree)
-        section = f"group:{service}"
+        section = f"group:{service}-{colour or self.frontdoor.live()}"
         if not parser.has_section(section):
             return []
         programs = [p.strip() for p in parser.get(section, "programs").split(",") if p.strip()]
         return sorted(programs, key=lambda p: int(p.rsplit("-", 1)[1]))
+
+    def keys(self, service: str, tree: Path | None = None, colour: str | None = None) -> list[str]:
+        """supervisord process names (``group:program``) of a service's slots of one colour."""
+        colour = colour or self.frontdoor.live()
+        return [f"{service}-{colour}:{name}" for name in self.slots(service, tree, colour)]
 
     def _port(self, tree: Path, program: str) -> int:
         parser = self._conf_parser(tree)
@@ -221,9 +237,20 @@ class LocalRuntime:
             raise SchedgenError(f"no port in the {program} command of {tree}", code="bad_tree")
         return int(match.group(1))
 
-    def api_urls(self, tree: Path | None = None) -> dict[str, str]:
+    def api_urls(self, tree: Path | None = None, colour: str | None = None) -> dict[str, str]:
+        """Each api slot's own (internal) address; the public one is `public_url`."""
         tree = tree or self.active
-        return {slot: f"http://127.0.0.1:{self._port(tree, slot)}" for slot in self.slots("api", tree)}
+        return {s: f"http://127.0.0.1:{self._port(tree, s)}" for s in self.slots("api", tree, colour)}
+
+    def public_url(self, tree: Path | None = None) -> str:
+        """The front door's address: what users and clients call (from the rendered Caddyfile)."""
+        text = ((tree or self.active) / "local" / "Caddyfile").read_text(encoding="utf-8")
+        line = next((ln for ln in text.splitlines() if re.match(r"https?://", ln)), "")
+        sites = re.findall(r"(https?)://([^\s,{]*?):(\d+)", line)
+        if not sites:
+            raise SchedgenError(f"no site address in {tree or self.active}/local/Caddyfile", code="bad_tree")
+        scheme, host, port = next((s for s in sites if s[1] == "127.0.0.1"), sites[0])
+        return f"{scheme}://{host or '127.0.0.1'}:{port}"
 
     def gate(self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None]) -> GateReport:
         """The full HTTP gate against every desired api slot's port on this machine."""
@@ -237,9 +264,10 @@ class LocalRuntime:
         return run_gate(urls, token, timeout_s=timeout_s, with_canary=canary, echo=echo)
 
     def urls(self) -> dict[str, str]:
+        """The public address (the front door); each replica's internal address is in `status`."""
         if not self.active.exists():
             return {}
-        return dict(list(self.api_urls().items())[: self.desired().get("api", 1)])
+        return {"api": self.public_url()}
 
     def secrets(self, tree: Path | None = None) -> dict[str, str]:
         """What operator-side commands (backup, restore, health, checklist) connect with: the database
@@ -405,8 +433,8 @@ class LocalRuntime:
             with _connect_first(admin, [superuser_pw]) as reload:
                 reload.execute("SELECT pg_reload_conf()")
 
-    def _ensure_running(self, tree: Path) -> None:
-        """Data services first, then the desired api / worker slots; stop slots above the desired count."""
+    def _ensure_data(self, tree: Path) -> None:
+        """Postgres and Redis (unless external) and Prometheus (when installed), each started once."""
         external = self.external_urls()
         if "SCHEDGEN_DATABASE_URL" not in external:
             self._start("postgres")
@@ -420,16 +448,56 @@ class LocalRuntime:
         if shutil.which("prometheus"):
             with contextlib.suppress(SchedgenError):
                 self._start("prometheus")
+
+    def _ensure_running(self, tree: Path) -> None:
+        """Data services first, then the desired api / worker slots and the front door in front of them."""
+        self._ensure_data(tree)
         self._apply_scale(tree, self.desired(tree))
+        leftovers = [k for s in SERVICES for k in self.keys(s, tree, other(self.frontdoor.live()))]
+        self._stop_many(leftovers)  # an interrupted deploy's other colour
+
+    def _wait_ready(self, tree: Path, slots: list[str], timeout_s: float = 120) -> None:
+        """Each api slot answers /readyz (before the front door sends it anything)."""
+        if self.runner.dry_run or not slots:
+            return
+        import httpx
+
+        with httpx.Client() as client:
+            for slot in slots:
+                try:
+                    wait_ready(client, f"http://127.0.0.1:{self._port(tree, slot)}", timeout_s)
+                except GateFailure as exc:
+                    raise self._start_error(slot, exc.detail) from exc
+
+    def _switch(self, tree: Path, ports: list[int]) -> None:
+        """Point the front door at ``ports`` (graceful reload), starting it if it does not run."""
+        changed = self.frontdoor.write_upstreams(ports)
+        if self.runner.dry_run:
+            return
+        state = self.rpc().getProcessInfo("frontdoor")["statename"]
+        if state not in _RUNNING:
+            self._start("frontdoor")
+            self._wait_tcp(int(self.public_url(tree).rsplit(":", 1)[1]), "the front door")
+        elif changed:
+            self.frontdoor.reload(tree / "local" / "Caddyfile", self.machine_env())
 
     def _apply_scale(self, tree: Path, counts: Mapping[str, int]) -> None:
+        """Serving colour: start new slots, wait until ready, switch the front door, then stop the extra ones.
+
+        Slots leave the front door's rotation before they are stopped, and join it only once ready, so
+        scaling the api drops no request; workers stop with a warm shutdown (their job finishes first).
+        """
         start: list[str] = []
         stop: list[str] = []
         for service, count in counts.items():
-            slots = [f"{service}:{name}" for name in self.slots(service, tree)]
-            start += slots[:count]
-            stop += slots[count:]
+            keys = self.keys(service, tree)
+            start += keys[:count]
+            stop += keys[count:]
         self._start_many(start)
+        api_count = counts.get("api", self.desired(tree)["api"])
+        serving = self.slots("api", tree)[:api_count]
+        self._wait_ready(tree, serving)
+        self._switch(tree, [self._port(tree, slot) for slot in serving])
         self._stop_many(stop)
 
     # ------------------------------------------------------------------------------------ interface
@@ -458,41 +526,126 @@ class LocalRuntime:
         self._ensure_running(tree)
 
     def deploy(self, tree: Path) -> None:
-        """Switch supervisord to ``tree``: changed programs restart (workers finish their jobs first)."""
+        """Apply ``tree``: blue/green when the stack runs (new slots gated on readiness only)."""
+        self.deploy_gated(tree, canary=False, timeout_s=120, echo=lambda _: None, full_gate=False)
+
+    def rollback(self, tree: Path) -> None:
+        """Put an earlier tree back the same way as a deploy; data directories are never touched."""
+        self.deploy(tree)
+
+    def deploy_gated(
+        self,
+        tree: Path,
+        *,
+        canary: bool,
+        timeout_s: float,
+        echo: Callable[[str], None],
+        full_gate: bool = True,
+    ) -> GateReport:
+        """Start ``tree`` beside the serving release, gate it, then switch (the optional Runtime hook).
+
+        Raises `GateFailure` (or `SchedgenError`) with the serving replicas untouched and the previous
+        configuration back in supervisord when the new colour does not pass.
+        """
         tree = tree.resolve()
-        if self.runner.dry_run or not self.is_running():
-            if self.runner.dry_run and self.is_running():
-                self.runner.note(f"point {self.active} at {tree} and reload supervisord's configuration")
-                self.runner.note(
-                    "restart changed programs; restart api and pdf-worker slots (workers finish jobs)"
-                )
-                return
+        if self.runner.dry_run:
+            live = self.frontdoor.live()
+            self.runner.note(f"point {self.active} at {tree}; reload supervisord's configuration")
+            self.runner.note(f"start api-{other(live)} x{self.desired(tree)['api']} beside api-{live}")
+            self.gate(tree, canary=canary, timeout_s=timeout_s, echo=echo)
+            self.runner.note("front door -> the new api slots (graceful reload); stop the old ones")
+            self.runner.note("replace pdf-worker slots one at a time (each finishes its job)")
+            return GateReport()
+        if not self.is_running():
             self.up(tree)
-            return
-        self._point_active(tree)
+            return (
+                self.gate(tree, canary=canary, timeout_s=timeout_s, echo=echo) if full_gate else GateReport()
+            )
+        return self._blue_green(tree, canary=canary, timeout_s=timeout_s, echo=echo, full_gate=full_gate)
+
+    def _reload_groups(self, keep: set[str]) -> list[str]:
+        """supervisord re-reads the active conf; changed groups are re-added, except the ``keep`` ones
+        (the serving colour keeps its running definition). Returns the kept groups that changed."""
         rpc = self.rpc()
         added, changed, removed = rpc.reloadConfig()[0]
         for group in removed + changed:
+            if group in keep:
+                continue
             names = [f"{group}:{p['name']}" for p in rpc.getAllProcessInfo() if p["group"] == group]
             self._stop_many(names)
             rpc.removeProcessGroup(group)
         for group in changed + added:
-            rpc.addProcessGroup(group)
-        # Unchanged api/worker groups still restart: the secrets file may have changed under them.
-        restarted = set(changed) | set(added)
-        for service in SERVICES:
-            if service in restarted:
-                continue
-            for name in self.slots(service, tree):
-                info = rpc.getProcessInfo(f"{service}:{name}")
-                if info["statename"] in _RUNNING:
-                    self._stop_many([f"{service}:{name}"])
-                    self._start(f"{service}:{name}")
-        self._ensure_running(tree)
+            if group not in keep:
+                rpc.addProcessGroup(group)
+        return [g for g in changed if g in keep]
 
-    def rollback(self, tree: Path) -> None:
-        """Put an earlier tree back; data directories are never touched."""
-        self.deploy(tree)
+    def _running_keys(self, group: str) -> list[str]:
+        infos = [p for p in self.rpc().getAllProcessInfo() if p["group"] == group]
+        infos = [p for p in infos if p["statename"] in _RUNNING]
+        return [f"{group}:{p['name']}" for p in sorted(infos, key=lambda p: int(p["name"].rsplit("-", 1)[1]))]
+
+    def _refresh_group(self, group: str) -> None:
+        """Re-add a stopped group so its next start uses the active conf's definition."""
+        rpc = self.rpc()
+        with contextlib.suppress(xmlrpc.client.Fault):
+            rpc.removeProcessGroup(group)
+        with contextlib.suppress(xmlrpc.client.Fault):
+            rpc.addProcessGroup(group)
+
+    def _blue_green(
+        self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None], full_gate: bool
+    ) -> GateReport:
+        old_tree = self.active_tree()
+        old, new = self.frontdoor.live(), other(self.frontdoor.live())
+        serving = {f"{service}-{old}" for service in SERVICES} | {"frontdoor"}
+        want = self.desired(tree)
+        self._point_active(tree)
+        try:
+            kept_changed = self._reload_groups(serving)
+            for service in SERVICES:  # a leftover of an interrupted deploy must run the new definition
+                self._stop_many(self.keys(service, tree, new))
+                self._refresh_group(f"{service}-{new}")
+            self._ensure_data(tree)
+            new_api = self.keys("api", tree, new)[: max(1, want["api"])]
+            new_workers = self.keys("pdf-worker", tree, new)[: want["pdf-worker"]]
+            echo(f"deploy: starting {', '.join(new_api + new_workers[:1])} beside the {old} release")
+            self._start_many(new_api + new_workers[:1])
+            if full_gate:
+                urls = [f"http://127.0.0.1:{self._port(tree, k.split(':')[1])}" for k in new_api]
+                token = self.app_env(tree)["SCHEDGEN_OPS_TOKEN"]
+                report = run_gate(urls, token, timeout_s=timeout_s, with_canary=canary, echo=echo)
+            else:
+                self._wait_ready(tree, [k.split(":")[1] for k in new_api], timeout_s)
+                report = GateReport()
+        except (GateFailure, SchedgenError) as exc:
+            what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
+            echo(f"deploy: the {new} release failed; stopping it, the {old} release keeps serving")
+            self._stop_many([k for service in SERVICES for k in self.keys(service, tree, new)])
+            if old_tree is not None:
+                self._point_active(old_tree)
+                self._reload_groups(serving)
+                for service in SERVICES:
+                    self._refresh_group(f"{service}-{new}")
+            raise NotSwitched(what) from exc
+        # Switch: the front door sends new requests to the new slots; the old ones finish theirs, then stop.
+        self.frontdoor.set_live(new)
+        self._switch(tree, [self._port(tree, k.split(":")[1]) for k in new_api])
+        if "frontdoor" in kept_changed:  # its program definition changed: a restart is the only way
+            self._stop_many(["frontdoor"])
+            self._refresh_group("frontdoor")
+            self._start("frontdoor")
+        echo(f"deploy: front door -> {', '.join(new_api)}; draining the {old} api slots")
+        self._stop_many(self._running_keys(f"api-{old}"))
+        # Workers one at a time: stop an old one (it finishes its job), start the next new one.
+        old_workers = self._running_keys(f"pdf-worker-{old}")
+        for i, key in enumerate(old_workers):
+            self._stop_many([key])
+            if i + 1 < len(new_workers):
+                self._start_many([new_workers[i + 1]])
+        self._start_many(new_workers)
+        for group in serving - {"frontdoor"}:
+            self._refresh_group(group)
+        return report
 
     def down(self, *, volumes: bool = False) -> None:
         """Stop every program (workers finish their current job), then supervisord itself."""
@@ -560,11 +713,13 @@ class LocalRuntime:
         desired = self.desired(tree)
         by_group: dict[str, list[dict[str, Any]]] = {}
         for info in infos:
-            by_group.setdefault(info["group"], []).append(info)
+            service = re.sub(r"-(blue|green)$", "", info["group"])
+            by_group.setdefault(service, []).append(info)
         result = []
         now = time.time()
         usage = _usage_all([i["pid"] for i in infos if i["statename"] in _RUNNING and i["pid"]])
-        for group in ("api", "pdf-worker", "postgres", "redis", "prometheus"):
+        in_rotation = set(self.frontdoor.ports())
+        for group in ("frontdoor", "api", "pdf-worker", "postgres", "redis", "prometheus"):
             members = by_group.get(group, [])
             if group == "prometheus" and all(m["statename"] == "STOPPED" for m in members):
                 continue
@@ -590,8 +745,17 @@ class LocalRuntime:
             health = "ok" if running_count >= want else "degraded"
             if group == "api":
                 for process in processes:
-                    process.health = _probe_ready(self._port(tree, process.name))
-                if any(p.health != "ready" for p in processes):
+                    port = self._port(tree, process.name)
+                    rotation = "in rotation" if port in in_rotation else "not in rotation"
+                    process.health = f"{_probe_ready(port)}, {rotation}, :{port}"
+                if any(not (p.health or "").startswith("ready") for p in processes):
+                    health = "degraded"
+                if not any(self._port(tree, p.name) in in_rotation for p in processes):
+                    health = "degraded"
+            if group == "frontdoor" and processes:
+                url = self.public_url(tree)
+                processes[0].health = f"{_probe_url(url + '/healthz')}, {url}, {len(in_rotation)} upstream(s)"
+                if not processes[0].health.startswith("ready"):
                     health = "degraded"
             if group == "pdf-worker" and processes:
                 alive = self._live_workers(tree)
@@ -643,7 +807,12 @@ class LocalRuntime:
 
     def log_files(self, service: str) -> list[Path]:
         if service in SERVICES:
-            names = self.slots(service) if self.active.exists() else []
+            live = self.frontdoor.live()
+            names = (
+                [n for c in (live, other(live)) for n in self.slots(service, colour=c)]
+                if self.active.exists()
+                else []
+            )
             return [self.logs_dir / f"{n}.log" for n in names if (self.logs_dir / f"{n}.log").exists()]
         path = self.logs_dir / f"{service}.log"
         return [path] if path.exists() else []
@@ -654,11 +823,11 @@ class LocalRuntime:
         from schedgen_ops.runtime.logview import follow_files, read_files
 
         files = self.log_files(service)
-        if not files and service not in (*SERVICES, *DATA_PROGRAMS, "prometheus", "supervisord"):
+        if not files and service not in (*SERVICES, *DATA_PROGRAMS, "prometheus", "supervisord", "frontdoor"):
             raise SchedgenError(
                 f"no service {service!r}",
                 code="bad_service",
-                hint="use api, pdf-worker, postgres, redis",
+                hint="use api, pdf-worker, frontdoor, postgres, redis",
                 exit_code=2,
             )
         yield from read_files(files, since=since, tail=tail)
@@ -720,6 +889,17 @@ def _probe_ready(port: int) -> str:
     except httpx.HTTPError as exc:
         return f"unreachable ({type(exc).__name__})"
     return "ready" if response.status_code == 200 else f"not ready (HTTP {response.status_code})"
+
+
+def _probe_url(url: str) -> str:
+    """``ready`` when the front door answers 200 (its certificate is judged by `schedgen health`)."""
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=3, verify=False)
+    except httpx.HTTPError as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return "ready" if response.status_code == 200 else f"HTTP {response.status_code}"
 
 
 def _usage_all(pids: list[int]) -> dict[int, tuple[float | None, int | None]]:

@@ -23,7 +23,7 @@ from schedgen_ops.config.secrets import secrets_path
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.audit import AuditLog
-from schedgen_ops.runtime.base import SCALABLE_SERVICES, Runtime, StackStatus
+from schedgen_ops.runtime.base import SCALABLE_SERVICES, NotSwitched, Runtime, StackStatus, StagedDeploy
 from schedgen_ops.runtime.compose import ComposeRuntime
 from schedgen_ops.runtime.gate import GateFailure, GateReport
 from schedgen_ops.runtime.kubernetes import KubernetesRuntime
@@ -187,6 +187,17 @@ def stage(ops: Ops, config: Config, target: str) -> Path:
     return staging
 
 
+def apply_gated(
+    ops: Ops, runtime: Runtime, tree: Path, *, canary: bool, rollback: bool = False
+) -> GateReport | None:
+    """Deploy ``tree`` and pass the gate: staged (gate before the switch) when the runtime can, else
+    `Runtime.deploy`/`rollback` followed by the gate."""
+    if isinstance(runtime, StagedDeploy) and not ops.dry_run:
+        return runtime.deploy_gated(tree, canary=canary, timeout_s=ops.gate_timeout_s, echo=ops.echo)
+    (runtime.rollback if rollback else runtime.deploy)(tree)
+    return gate(ops, runtime, tree, canary=canary)
+
+
 def gate(
     ops: Ops, runtime: Runtime, tree: Path, *, canary: bool, timeout_s: float | None = None
 ) -> GateReport | None:
@@ -240,14 +251,21 @@ def deploy(
         ops.echo(f"release {release.id} ({target}, profile {config.profile})")
         runtime = runtime_for(ops, target, config, ops.releases.tree(release.id))
         try:
-            runtime.deploy(ops.releases.tree(release.id))
-            report = gate(ops, runtime, ops.releases.tree(release.id), canary=canary)
+            report = apply_gated(ops, runtime, ops.releases.tree(release.id), canary=canary)
         except (GateFailure, SchedgenError) as exc:
             what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
+            untouched = isinstance(exc, NotSwitched) and previous is not None
+            if isinstance(exc, NotSwitched):
+                what = exc.what
             ops.releases.mark(release.id, "failed", note=what)
             outcome = DeployOutcome(release, previous.id if previous else None, None, failure=what)
             rollback_error: str | None = None
-            if rollback_on_failure and previous is not None and previous.target == target:
+            if untouched and previous is not None:
+                # The gate ran before the switch: the previous release never stopped serving.
+                ops.echo(f"deploy failed ({what}); {previous.id} kept serving throughout")
+                ops.releases.set_current(previous.id)
+                outcome.rolled_back_to = previous.id
+            elif rollback_on_failure and previous is not None and previous.target == target:
                 ops.echo(f"deploy failed ({what}); rolling back to {previous.id}")
                 try:
                     prev_runtime = runtime_for(ops, target, config, ops.releases.tree(previous.id))
@@ -265,6 +283,8 @@ def deploy(
                 except (GateFailure, SchedgenError) as again:
                     rollback_error = str(again) if isinstance(again, GateFailure) else again.one_line()
             result = "failed, rolled back" if outcome.rolled_back_to else "failed"
+            if untouched:
+                result = "failed, previous kept serving"
             if rollback_error:
                 result = "failed, rollback failed"
             ops.audit.append(
@@ -279,6 +299,8 @@ def deploy(
             )
             if rollback_error:
                 suffix = f"; the rollback to {previous.id if previous else '?'} failed too: {rollback_error}"
+            elif untouched:
+                suffix = f"; {outcome.rolled_back_to} kept serving (the new release never took traffic)"
             elif outcome.rolled_back_to:
                 suffix = f"; rolled back to {outcome.rolled_back_to}, which is live"
             else:
@@ -371,8 +393,7 @@ def rollback(ops: Ops, release_id: str | None = None, *, canary: bool = True) ->
         tree = ops.releases.tree(target_release.id)
         runtime = runtime_for(ops, target_release.target, tree=tree)
         try:
-            runtime.rollback(tree)
-            gate(ops, runtime, tree, canary=canary)
+            apply_gated(ops, runtime, tree, canary=canary, rollback=True)
         except (GateFailure, SchedgenError) as exc:
             what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
             ops.audit.append(

@@ -81,7 +81,9 @@ def stack() -> Iterator[Stack]:
         "SCHEDGEN_PORTS__REDIS": str(free_port()),
         "SCHEDGEN_PORTS__PROMETHEUS": str(free_port()),
         "SCHEDGEN_WORKER__MAX_REPLICAS": "4",
-        "SCHEDGEN_WORKER__METRICS_PORT": str(free_port_block(4)),
+        "SCHEDGEN_WORKER__METRICS_PORT": str(free_port_block(8)),  # blue + green slots
+        "SCHEDGEN_API__MAX_REPLICAS": "3",
+        "SCHEDGEN_FRONTDOOR__UPSTREAM_PORT": str(free_port_block(6)),
         "SCHEDGEN_SERVICE__WORKER_PROCESSES": "1",
         "SCHEDGEN_SERVICE__RATE_UPLOADS": "100000/hour",
         "SCHEDGEN_SERVICE__RATE_STATUS": "100000/minute",
@@ -137,6 +139,79 @@ def _wait_done(
     return final
 
 
+class Load:
+    """Steady clients through the front door while an operation runs: health checks (~20/s) and an upload
+    every 0.5 s, in a bounded loop (at most `max_s`). Any connection error or 5xx is a failed request."""
+
+    def __init__(self, stack: Stack, max_s: float = 400):
+        import threading
+
+        self.stack, self.max_s = stack, max_s
+        self.ok = 0
+        self.failures: list[str] = []
+        self.jobs: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _call(self, client: httpx.Client, method: str, path: str, **kw: object) -> httpx.Response | None:
+        try:
+            response = client.request(method, f"{self.stack.api}{path}", timeout=30, **kw)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            self.failures.append(f"{method} {path}: {type(exc).__name__} {exc}")
+            return None
+        if response.status_code >= 500:
+            self.failures.append(f"{method} {path}: HTTP {response.status_code} {response.text[:200]}")
+            return None
+        self.ok += 1
+        return response
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_s
+        next_upload = 0.0
+        seed = 5000
+        with httpx.Client() as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                self._call(client, "GET", "/healthz")
+                if time.monotonic() >= next_upload:
+                    next_upload = time.monotonic() + 0.5
+                    seed += 1
+                    files = {"file": (f"l{seed}.pdf", _sample(seed), "application/pdf")}
+                    response = self._call(client, "POST", "/api/uploads", files=files)
+                    if response is not None and response.status_code == 202:
+                        self.jobs.append(response.json()["job_id"])
+                    elif response is not None:
+                        self.failures.append(f"upload: HTTP {response.status_code} {response.text[:200]}")
+                time.sleep(0.05)
+
+    def assert_clean(self, min_ok: int = 20) -> None:
+        assert self.failures == [], (
+            f"{len(self.failures)} failed request(s) of {self.ok + len(self.failures)}"
+        )
+        assert self.ok >= min_ok, f"only {self.ok} requests ran: the load did not overlap the operation"
+        with httpx.Client() as client:
+            final = _wait_done(client, self.stack, self.jobs, timeout_s=180)
+        assert sorted({f["status"] for f in final.values()}) == ["completed"], "a job was lost or failed"
+        print(f"load: {self.ok} requests, 0 failed, {len(self.jobs)} uploads all completed")
+
+
+def _api_worker_pids(stack: Stack) -> dict[str, int]:
+    status = json.loads(stack.ok("status", "--json"))
+    return {
+        p["name"]: p["pid"]
+        for s in status["services"]
+        if s["name"] in ("api", "pdf-worker")
+        for p in s["processes"]
+    }
+
+
 def _program_pids(stack: Stack) -> dict[str, int]:
     status = json.loads(stack.ok("status", "--json"))
     return {p["name"]: p["pid"] for s in status["services"] for p in s["processes"]}
@@ -147,7 +222,7 @@ def test_up_from_an_empty_project_then_idempotent(stack: Stack) -> None:
     started = time.monotonic()
     result = json.loads(stack.ok("up", "--json", timeout=300))
     took = time.monotonic() - started
-    assert result["urls"] == {"api-1": stack.api}
+    assert result["urls"] == {"api": stack.api}  # the front door's address
     assert result["services"]["api"] == {"desired": 1, "running": 1}
     assert result["services"]["pdf-worker"] == {"desired": 2, "running": 2}
     assert (stack.project / ".schedgen" / "secrets.env").stat().st_mode & 0o777 == 0o600
@@ -157,11 +232,18 @@ def test_up_from_an_empty_project_then_idempotent(stack: Stack) -> None:
     again = json.loads(stack.ok("up", "--json"))
     assert again["unchanged"] is True and again["release"] == result["release"]
     assert _program_pids(stack) == pids_before, "a second `up` restarted processes"
-    status = json.loads(stack.ok("status", "--json"))
-    by_name = {s["name"]: s for s in status["services"]}
+    deadline = time.monotonic() + 60  # `up` waits for one worker heartbeat; the second may follow later
+    while True:
+        status = json.loads(stack.ok("status", "--json"))
+        by_name = {s["name"]: s for s in status["services"]}
+        if by_name["pdf-worker"]["processes"][0]["health"] == "2 live" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert by_name["postgres"]["running"] == 1 and by_name["redis"]["running"] == 1
     assert all(p["pid"] and p["memory_bytes"] > 0 for p in by_name["pdf-worker"]["processes"])
-    assert [p["health"] for p in by_name["api"]["processes"]] == ["ready"]
+    assert [p["health"].split(",")[:2] for p in by_name["api"]["processes"]] == [["ready", " in rotation"]]
+    assert by_name["frontdoor"]["health"] == "ok", by_name["frontdoor"]
+    assert by_name["frontdoor"]["processes"][0]["health"].startswith(f"ready, {stack.api}, 1 upstream")
     assert by_name["pdf-worker"]["health"] == "ok" and by_name["api"]["health"] == "ok"
     assert by_name["pdf-worker"]["processes"][0]["health"] == "2 live"  # heartbeats seen through /api/queue
     print(f"up from empty project: {took:.1f}s")
@@ -206,19 +288,23 @@ def test_scale_workers_2_4_1_with_jobs_in_flight(stack: Stack) -> None:
     assert refused.returncode == 1 and "outside the profile's bounds 1..4" in refused.stderr
 
 
-def test_deploy_failing_readiness_rolls_back(stack: Stack) -> None:
+def test_deploy_failing_its_gate_never_touches_the_serving_replicas(stack: Stack) -> None:
     live = json.loads(stack.ok("releases", "--json"))["current"]
-    result = stack.cli(
-        "deploy",
-        "--set",
-        "service.readiness_timeout_s=0.0001",
-        "--gate-timeout",
-        "10",
-        "--no-canary",
-        timeout=300,
-    )
+    serving = _api_worker_pids(stack)
+    with Load(stack) as load:
+        result = stack.cli(
+            "deploy",
+            "--set",
+            "service.readiness_timeout_s=0.0001",
+            "--gate-timeout",
+            "10",
+            "--no-canary",
+            timeout=300,
+        )
+    load.assert_clean()
+    assert _api_worker_pids(stack) == serving, "a failed deploy restarted a serving process"
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "failed its health gate" in result.stderr and f"rolled back to {live}" in result.stderr
+    assert "failed its health gate" in result.stderr and f"{live} kept serving" in result.stderr
     releases = json.loads(stack.ok("releases", "--json"))
     assert releases["current"] == live
     assert releases["releases"][-1]["status"] == "failed"
@@ -227,12 +313,14 @@ def test_deploy_failing_readiness_rolls_back(stack: Stack) -> None:
         accepted = _upload(client, stack, _sample(7))
         assert _wait_done(client, stack, [accepted["job_id"]])[accepted["job_id"]]["status"] == "completed"
     audit = [json.loads(line) for line in stack.ok("audit", "--json", "-n", "3").splitlines()]
-    assert audit[-1]["action"] == "deploy" and audit[-1]["result"] == "failed, rolled back"
+    assert audit[-1]["action"] == "deploy" and audit[-1]["result"] == "failed, previous kept serving"
     assert audit[-1]["rolled_back_to"] == live
 
 
-def test_second_deploy_is_refused_while_one_holds_the_lock(stack: Stack) -> None:
+def test_deploy_under_load_drops_nothing_and_a_second_is_refused(stack: Stack) -> None:
     env = stack.env
+    before = _api_worker_pids(stack)
+    load = Load(stack).__enter__()
     first = subprocess.Popen(
         [
             sys.executable,
@@ -259,7 +347,14 @@ def test_second_deploy_is_refused_while_one_holds_the_lock(stack: Stack) -> None
     assert "deploy lock is held" in second.stderr and f"(pid {first.pid})" in second.stderr
     assert stack.cli("scale", "pdf-worker=2").returncode == 1
     out, err = first.communicate(timeout=300)
+    load.__exit__(None)
     assert first.returncode == 0, out + err
+    load.assert_clean()
+    after = _api_worker_pids(stack)
+    assert not set(before.values()) & set(after.values()), (
+        f"not every api/worker was replaced: {before} {after}"
+    )
+    assert len([n for n in after if n.startswith("api-")]) == len([n for n in before if n.startswith("api-")])
     releases = json.loads(stack.ok("releases", "--json"))
     assert (
         releases["releases"][-1]["status"] == "live" and releases["current"] == releases["releases"][-1]["id"]
@@ -271,7 +366,9 @@ def test_manual_rollback_puts_the_earlier_release_back(stack: Stack) -> None:
     before = json.loads(stack.ok("releases", "--json"))
     live = before["current"]
     earlier = [r["id"] for r in before["releases"] if r["status"] == "superseded"][-1]
-    out = stack.ok("rollback", "--no-canary")
+    with Load(stack) as load:
+        out = stack.ok("rollback", "--no-canary")
+    load.assert_clean()
     assert f"release {earlier} is live again" in out
     after = json.loads(stack.ok("releases", "--json"))
     assert after["current"] == earlier
@@ -279,6 +376,23 @@ def test_manual_rollback_puts_the_earlier_release_back(stack: Stack) -> None:
     assert httpx.get(f"{stack.api}/readyz", timeout=5).status_code == 200
     bad = stack.cli("rollback", "20990101-000000-abcdef")
     assert bad.returncode == 1 and "no release" in bad.stderr
+
+
+def test_scale_api_1_3_1_under_load(stack: Stack) -> None:
+    with Load(stack) as load:
+        stack.ok("scale", "api=3")
+        status = json.loads(stack.ok("status", "--json"))
+        api = next(s for s in status["services"] if s["name"] == "api")
+        assert api["running"] == 3 and api["health"] == "ok", api
+        assert all(" in rotation" in p["health"] for p in api["processes"]), api
+        door = next(s for s in status["services"] if s["name"] == "frontdoor")
+        assert "3 upstream(s)" in door["processes"][0]["health"]
+        time.sleep(2)  # traffic through three replicas
+        stack.ok("scale", "api=1")
+    load.assert_clean()
+    status = json.loads(stack.ok("status", "--json"))
+    api = next(s for s in status["services"] if s["name"] == "api")
+    assert api["running"] == 1 and api["desired"] == 1
 
 
 def test_down_leaves_no_process(stack: Stack) -> None:

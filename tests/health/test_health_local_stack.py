@@ -57,8 +57,9 @@ def stack() -> Iterator[Stack]:
             "SCHEDGEN_PORTS__POSTGRES": str(free_port()),
             "SCHEDGEN_PORTS__REDIS": str(free_port()),
             "SCHEDGEN_PORTS__PROMETHEUS": str(free_port()),
-            # one metrics port per worker replica, consecutive: the whole block must be free
-            "SCHEDGEN_WORKER__METRICS_PORT": str(free_port_block(4)),
+            # one metrics port per worker slot (blue and green), consecutive: the whole block must be free
+            "SCHEDGEN_WORKER__METRICS_PORT": str(free_port_block(6)),
+            "SCHEDGEN_FRONTDOOR__UPSTREAM_PORT": str(free_port_block(4)),  # api slots, blue and green
             "SCHEDGEN_SERVICE__WORKER_PROCESSES": "1",
         }
     )

@@ -147,21 +147,22 @@ def test_local_logs_merge_replicas_in_time_order_with_filters(project: Path) -> 
     _active_local_tree(project)
     logs = project / ".schedgen" / "logs"
     logs.mkdir(parents=True)
-    (logs / "pdf-worker-1.log").write_text(
+    (logs / "pdf-worker-blue-1.log").write_text(
         '{"ts": "2026-11-28T10:00:01.000Z", "msg": "job A started"}\n'
         "Traceback (most recent call last):\n"
         '{"ts": "2026-11-28T10:00:05.000Z", "msg": "job C done"}\n'
     )
-    (logs / "pdf-worker-2.log").write_text('{"ts": "2026-11-28T10:00:03.000Z", "msg": "job B done"}\n')
+    (logs / "pdf-worker-blue-2.log").write_text('{"ts": "2026-11-28T10:00:03.000Z", "msg": "job B done"}\n')
     result = cli(project, "logs", "pdf-worker", "-n", "3")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "pdf-worker-1 | Traceback (most recent call last):",
-        'pdf-worker-2 | {"ts": "2026-11-28T10:00:03.000Z", "msg": "job B done"}',
-        'pdf-worker-1 | {"ts": "2026-11-28T10:00:05.000Z", "msg": "job C done"}',
+        "pdf-worker-blue-1 | Traceback (most recent call last):",
+        'pdf-worker-blue-2 | {"ts": "2026-11-28T10:00:03.000Z", "msg": "job B done"}',
+        'pdf-worker-blue-1 | {"ts": "2026-11-28T10:00:05.000Z", "msg": "job C done"}',
     ]
     grep = cli(project, "logs", "pdf-worker", "--grep", "DONE")
-    assert [line.split(" | ")[0] for line in grep.stdout.splitlines()] == ["pdf-worker-2", "pdf-worker-1"]
+    names = [line.split(" | ")[0] for line in grep.stdout.splitlines()]
+    assert names == ["pdf-worker-blue-2", "pdf-worker-blue-1"]
     since = cli(project, "logs", "pdf-worker", "--since", "2026-11-28T10:00:04")
     assert since.stdout.count("\n") == 1 and "job C done" in since.stdout
     bad = cli(project, "logs", "pdf-worker", "--since", "yesterday")

@@ -23,6 +23,8 @@ MACHINE = {
     "SCHEDGEN_PG_USER": "nobody",
     "SCHEDGEN_REDIS_SERVER": "/usr/bin/redis-server",
     "SCHEDGEN_PROMETHEUS": "prometheus",
+    "SCHEDGEN_CADDY": "/usr/bin/caddy",
+    "SCHEDGEN_FRONTDOOR_ADMIN": "unix//tmp/schedgen-test-caddy.sock",
 }
 
 
@@ -43,14 +45,26 @@ def test_supervisord_accepts_the_rendered_config(
     options = ServerOptions()
     options.realize(args=["-c", str(conf)])
     groups = {g.name: g for g in options.process_group_configs}
-    assert set(groups) == {"postgres", "redis", "prometheus", "api", "pdf-worker"}
-    api = groups["api"].process_configs
-    workers = groups["pdf-worker"].process_configs
-    assert [p.name for p in api] == [f"api-{i}" for i in range(1, config.api.max_replicas + 1)]
-    assert len(workers) == config.worker.max_replicas
-    # every replica has its own port; nothing autostarts (the runtime starts data services first)
+    colours = ("blue", "green")
+    assert set(groups) == {
+        "postgres",
+        "redis",
+        "prometheus",
+        "frontdoor",
+        *(f"{s}-{c}" for s in ("api", "pdf-worker") for c in colours),
+    }
+    api = [p for c in colours for p in groups[f"api-{c}"].process_configs]
+    workers = [p for c in colours for p in groups[f"pdf-worker-{c}"].process_configs]
+    n = config.api.max_replicas
+    assert [p.name for p in api] == [f"api-{c}-{i}" for c in colours for i in range(1, n + 1)]
+    assert len(workers) == 2 * config.worker.max_replicas
+    # every replica of both colours has its own internal port (the front door owns ports.api)
     ports = [int(p.command.split("--port ")[1].split()[0]) for p in api]
-    assert ports == list(range(config.ports.api, config.ports.api + len(api)))
+    first = config.ports.api + 10000
+    assert ports == list(range(first, first + 2 * n))
+    assert "--config" in groups["frontdoor"].process_configs[0].command
+    for replica in api:  # SIGTERM to uvicorn only: it drains in-flight requests, its sandbox children stay
+        assert replica.stopasgroup is False and replica.killasgroup is True
     metrics = [p.environment["SCHEDGEN_WORKER_METRICS_PORT"] for p in workers]
     assert len(set(metrics)) == len(workers)
     assert not any(p.autostart for g in groups.values() for p in g.process_configs)
@@ -58,7 +72,8 @@ def test_supervisord_accepts_the_rendered_config(
     for worker in workers:
         assert worker.stopsignal == 15 and worker.stopasgroup is False  # one SIGTERM: warm shutdown
         assert worker.stopwaitsecs > job_timeout + 10  # above the job timeout and the slot's own wait
-    assert ["--reconcile" in p.command for p in workers] == [True] + [False] * (len(workers) - 1)
+    one_colour = [False] * (config.worker.max_replicas - 1)
+    assert ["--reconcile" in p.command for p in workers] == [True, *one_colour] * 2
     assert groups["postgres"].process_configs[0].uid == 65534  # nobody
     # no secret value anywhere in the configuration; programs read them from local/secrets/*.env
     text = conf.read_text()

@@ -686,7 +686,8 @@ def check_postgres_budget(ctx: Context) -> list[Finding]:
         # One program slot per possible replica (api-1..api-N): the slots are the maximum scale.
         slots: dict[tuple[str, int], int] = {}
         for p in local:
-            if _uses_db(p.env):
+            # Blue/green slots (api-blue-N, api-green-N): the second colour only overlaps during a deploy.
+            if _uses_db(p.env) and "-green-" not in p.name:
                 key = (re.sub(r"-\d+$", "", p.name), _pool_demand(p.env, role(p.name))[2])
                 slots[key] = slots.get(key, 0) + 1
         demand = [(name, count, per) for (name, per), count in slots.items()]

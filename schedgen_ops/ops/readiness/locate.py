@@ -50,13 +50,12 @@ def local_deployment(project: Path) -> LocalDeployment:
     tree = runtime.active_tree()
     if tree is None:
         return LocalDeployment(DEFAULT_URL)
-    urls: dict[str, str] = {}
+    url = DEFAULT_URL
     values: dict[str, str] = {}
     with contextlib.suppress(SchedgenError, OSError, KeyError, ValueError):
-        urls = runtime.api_urls(tree)
+        url = runtime.public_url(tree)  # the front door: what clients see, headers and TLS included
     with contextlib.suppress(SchedgenError, OSError, KeyError, ValueError):
         values = runtime.app_env(tree)  # the service's own credentials: what live checks must judge
-    url = next(iter(urls.values()), DEFAULT_URL)
     return LocalDeployment(
         url,
         tree,

@@ -15,22 +15,38 @@ C = "tls"
 
 def probe(ctx: ProbeContext) -> list[CheckResult]:
     ep = ctx.endpoints
-    th = ctx.thresholds
     host, port = ep.domain, ep.tls_port
     if ":" in host:
         host, _, raw_port = host.rpartition(":")
         port = int(raw_port)
-    context = ssl.create_default_context()
+    return expiry(ctx, host, port)
+
+
+def expiry(
+    ctx: ProbeContext,
+    host: str,
+    port: int,
+    *,
+    cafile: str | None = None,
+    component: str = C,
+    check: str = "expiry",
+    server_hostname: str | None = None,
+    level: Level | None = None,
+) -> list[CheckResult]:
+    """Days until ``host:port``'s certificate expires, its chain verified against the system trust store
+    or ``cafile`` (the local runtime's front door with its own CA)."""
+    th = ctx.thresholds
+    context = ssl.create_default_context(cafile=cafile)
     try:
         with socket.create_connection((host, port), timeout=ctx.deadline.remaining()) as raw:
             raw.settimeout(ctx.deadline.remaining())
-            with context.wrap_socket(raw, server_hostname=host) as tls:
+            with context.wrap_socket(raw, server_hostname=server_hostname or host) as tls:
                 cert = tls.getpeercert()
     except ssl.SSLCertVerificationError as exc:
         return [
             CheckResult(
-                C,
-                "expiry",
+                component,
+                check,
                 Status.CRITICAL,
                 f"{host}:{port}: {exc.verify_message}",
                 threshold="valid chain",
@@ -41,8 +57,8 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
     except (OSError, ssl.SSLError) as exc:
         return [
             CheckResult(
-                C,
-                "expiry",
+                component,
+                check,
                 Status.UNKNOWN,
                 f"{host}:{port} unreachable: {exc}"[:200],
                 hint="the domain does not answer on HTTPS from here: check DNS and the edge proxy",
@@ -51,16 +67,18 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
     not_after = cert.get("notAfter") if cert else None
     if not isinstance(not_after, str):
         return [
-            CheckResult(C, "expiry", Status.UNKNOWN, "no certificate expiry", hint="inspect with openssl")
+            CheckResult(
+                component, check, Status.UNKNOWN, "no certificate expiry", hint="inspect with openssl"
+            )
         ]
     expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
     days = (expires - datetime.now(UTC)).total_seconds() / 86400
-    level = Level(th.tls_expiry_warn_days, th.tls_expiry_critical_days, rising=False)
+    level = level or Level(th.tls_expiry_warn_days, th.tls_expiry_critical_days, rising=False)
     status = level.judge(days)
     return [
         CheckResult(
-            C,
-            "expiry",
+            component,
+            check,
             status,
             f"{days:.1f} days (until {expires:%Y-%m-%d})",
             value=round(days, 2),
