@@ -82,6 +82,59 @@ def compose_scale(project: ComposeProject, counts: Mapping[str, int]) -> list[st
     return argv + sorted(counts)
 
 
+def compose_services(project: ComposeProject) -> list[str]:
+    """Every service of the merged files, one per line (a rolling deploy converges all but the app)."""
+    return [*project.prefix(), "config", "--services"]
+
+
+def compose_up_services(project: ComposeProject, services: Sequence[str]) -> list[str]:
+    """Converge only ``services`` (the data services and one-shots before a roll). No ``--wait``: it
+    fails on a targeted one-shot that exits 0; the one-shots are awaited with `docker_wait`."""
+    return [*project.prefix(), "up", "-d", "--remove-orphans", "--pull", "never", *services]
+
+
+def compose_surge(project: ComposeProject, counts: Mapping[str, int], *, timeout_s: int = 300) -> list[str]:
+    """Start new containers beside the running ones (docker-rollout): ``--no-recreate`` keeps every
+    existing container as it is, so only the added replicas run the new configuration; ``--no-deps``:
+    the dependencies were converged (and the migrations run) just before; ``--wait`` returns once every
+    container of the services is healthy."""
+    argv = [*project.prefix(), "up", "-d", "--no-deps", "--no-recreate", "--pull", "never"]
+    for service in sorted(counts):
+        argv += ["--scale", f"{service}={counts[service]}"]
+    return [*argv, "--wait", "--wait-timeout", str(timeout_s), *sorted(counts)]
+
+
+def compose_recreate(project: ComposeProject, services: Sequence[str]) -> list[str]:
+    """Recreate ``services`` whose mounted files changed under the same path (compose compares paths)."""
+    return [*project.prefix(), "up", "-d", "--no-deps", "--force-recreate", "--pull", "never", *services]
+
+
+def compose_up_no_deps(project: ComposeProject, services: Sequence[str]) -> list[str]:
+    """Converge ``services`` alone (Traefik after a roll: recreated only when its own config changed)."""
+    return [*project.prefix(), "up", "-d", "--no-deps", "--pull", "never", *services]
+
+
+def docker_stop(containers: Sequence[str]) -> list[str]:
+    """SIGTERM, then each container's own stop_grace_period before SIGKILL (no ``-t``: the grace is
+    the container's, so a worker finishes its job and uvicorn its in-flight requests)."""
+    return ["docker", "stop", *containers]
+
+
+def docker_rm(containers: Sequence[str], *, force: bool = False) -> list[str]:
+    """Remove stopped containers; ``force`` only for ones that are not running anyway (restarting)."""
+    return ["docker", "rm", *(["--force"] if force else []), *containers]
+
+
+def docker_wait(containers: Sequence[str]) -> list[str]:
+    """Block until each container has exited; prints one exit code per line (the one-shots of a roll)."""
+    return ["docker", "wait", *containers]
+
+
+def docker_exec(container: str, command: Sequence[str]) -> list[str]:
+    """Run a command in one container by id, without a TTY (replica numbers change in a roll)."""
+    return ["docker", "exec", container, *command]
+
+
 def compose_ps(project: ComposeProject) -> list[str]:
     """Every container of the project, stopped ones included, as JSON lines."""
     return [*project.prefix(), "ps", "--all", "--format", "json"]

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import docker
-from docker.errors import DockerException
+from docker.errors import DockerException, NotFound
 
 from schedgen_ops.errors import SchedgenError
 
@@ -39,6 +39,11 @@ class ContainerState:
     started_at: datetime | None
     restarts: int
     one_shot: bool = False
+    #: What a rolling deploy compares with the tree: the image id and the container's labels.
+    image_id: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    #: Host (address, port) pairs the container publishes.
+    published: tuple[tuple[str, int], ...] = ()
 
     def uptime_s(self, now: datetime | None = None) -> float | None:
         if self.state != "running" or self.started_at is None:
@@ -87,6 +92,22 @@ def memory_bytes(stats: dict[str, Any]) -> int | None:
     return max(0, int(usage) - int(cache))
 
 
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+def _published(detail: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """Host bindings of a running container (``NetworkSettings.Ports``), sorted."""
+    ports = (detail.get("NetworkSettings") or {}).get("Ports") or {}
+    found = {
+        (str(b.get("HostIp") or ""), int(b["HostPort"]))
+        for bindings in ports.values()
+        for b in bindings or []
+        if str(b.get("HostPort") or "").isdigit()
+    }
+    return tuple(sorted(found))
+
+
 class DockerEngine:
     """Read container facts and run exec through the Engine API."""
 
@@ -121,7 +142,12 @@ class DockerEngine:
         )
         states = []
         for summary in listed:
-            detail = self._call("inspect", self.client.inspect_container, summary["Id"])
+            try:
+                detail = self.client.inspect_container(summary["Id"])
+            except NotFound:
+                continue  # removed between the list and the inspect (a rolling deploy retires containers)
+            except DockerException as exc:
+                detail = self._call("inspect", _raise, exc)
             labels = detail.get("Config", {}).get("Labels") or summary.get("Labels") or {}
             state = detail.get("State") or {}
             health = (state.get("Health") or {}).get("Status")
@@ -136,6 +162,9 @@ class DockerEngine:
                     started_at=parse_docker_time(state.get("StartedAt")),
                     restarts=int(detail.get("RestartCount", 0) or 0),
                     one_shot=labels.get(ONE_SHOT_LABEL) == "true",
+                    image_id=str(detail.get("Image") or ""),
+                    labels=dict(labels),
+                    published=_published(detail),
                 )
             )
         return sorted(states, key=lambda c: (c.service, c.number))

@@ -3,111 +3,37 @@ three real PDFs through the published api, scale to three workers and back, roll
 fails, back up / deep-verify / damage / restore, keep data across `down` and deploy, and `down --volumes`
 leaving nothing of the project behind.
 
-Images: the service image is built by `schedgen build` on a debootstrap Debian base; Postgres and Redis
-are stand-ins from Debian packages with the official images' interfaces (tests/dockerkit). The rendered
-files run unchanged apart from those image names. Traefik and the monitoring stack cannot run here, so the
-stack runs with edge.enabled and monitoring.enabled false (the api published on 127.0.0.1).
-
-The tests run in file order against one stack (module fixture).
+The stack (tests/e2e/composekit.py) is shared with test_compose_rolling.py for the session; the rendered
+files run unchanged apart from the stand-in image names. The tests run in file order; when the rolling
+module ran first, the first deploy here is a rolling one onto its stack, which these tests accept.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from schedgen_ops.runtime.dataservices import free_port_block, service_tempdir
 from tests.conftest import shared_path
-from tests.dockerkit import base_image, ensure_compose_plugin, require_docker, standin_image
+from tests.dockerkit import base_image
+from tests.e2e.composekit import ComposeStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.timeout(900)]
 
 REAL = {"UP_MOD_XLS.pdf": 46, "UP_TST_PDF.pdf": 12, "UP_EXAM_SS.pdf": 5}
 
 
-class ComposeStack:
-    def __init__(self, project: Path, api_port: int, name: str):
-        self.project = project
-        self.name = name
-        self.api = f"http://127.0.0.1:{api_port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
-
-    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "schedgen_ops.cli.main", "-P", str(self.project), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env,
-            check=False,
-        )
-
-    def ok(self, *args: str, timeout: float = 600) -> str:
-        result = self.cli(*args, timeout=timeout)
-        assert result.returncode == 0, f"schedgen {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    def docker(self, *args: str) -> str:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
-
-    def containers(self, service: str | None = None) -> list[str]:
-        label = f"label=com.docker.compose.project={self.name}"
-        argv = ["ps", "--filter", label, "--format", "{{.Names}}"]
-        if service:
-            argv[1:1] = ["--filter", f"label=com.docker.compose.service={service}"]
-        return [line for line in self.docker(*argv).splitlines() if line]
-
-    def psql(self, sql: str) -> str:
-        return self.ok("exec", "postgres", "--", "psql", "-U", "schedgen", "-d", "schedgen", "-tAc", sql)
-
-
 @pytest.fixture(scope="module")
-def stack() -> Iterator[ComposeStack]:
+def stack(shared_compose_stack: ComposeStack) -> ComposeStack:
     for name in REAL:
         shared_path("fixtures", "up-pdfs", name)
-    require_docker()
-    ensure_compose_plugin()
-    base = base_image()
-    postgres, redis = standin_image("postgres"), standin_image("redis")
-    root = service_tempdir("schedgen-e2e-compose-")
-    project = root / "project"
-    project.mkdir()
-    api_port = free_port_block(2)
-    name = f"sgtest{os.getpid()}"
-    s = ComposeStack(project, api_port, name)
-    s.ok("init", "--profile", "small")
-    for key, value in {
-        "name": name,
-        "edge.enabled": "false",
-        "edge.api_bind": f"127.0.0.1:{api_port}",
-        "monitoring.enabled": "false",
-        "postgres.image": postgres,
-        "redis.image": redis,
-        "images.service": f"schedgen-test/service-{name}",
-        "service.rate_uploads": "100000/hour",
-        "service.rate_status": "100000/minute",
-        "service.rate_requests": "100000/minute",
-    }.items():
-        s.ok("config", "set", key, value)
-    started = time.monotonic()
-    s.ok("build", "--base-image", base, timeout=900)
-    s.build_s = time.monotonic() - started  # type: ignore[attr-defined]
-    try:
-        yield s
-    finally:
-        s.cli("down", "--volumes", timeout=300)
-        subprocess.run(["docker", "image", "rm", "-f", f"schedgen-test/service-{name}:0.1.0"], check=False)
-        shutil.rmtree(root, ignore_errors=True)
+    return shared_compose_stack
 
 
 def _upload(stack: ComposeStack, path: Path) -> dict[str, str]:
@@ -153,10 +79,11 @@ def _upload_and_wait(stack: ComposeStack, path: Path) -> tuple[str, dict]:
 def test_a_missing_image_is_reported_as_a_pull_error(stack: ComposeStack) -> None:
     """No registry is reachable here: the deploy must say it failed at pull, not at the health gate."""
     missing = f"schedgen-test/no-such-image-{stack.name}:1"
+    before = stack.containers()
     result = stack.cli("deploy", "--target", "compose", "--set", f"redis.image={missing}", timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"pulling {missing} failed" in result.stderr, result.stderr
-    assert stack.containers() == []
+    assert stack.containers() == before  # nothing started (or, on a live stack, nothing replaced)
 
 
 def test_build_without_an_engine_says_how_to_start_one(stack: ComposeStack) -> None:
@@ -174,7 +101,7 @@ def test_build_without_an_engine_says_how_to_start_one(stack: ComposeStack) -> N
 def test_deploy_parses_the_real_pdfs_through_the_published_api(stack: ComposeStack) -> None:
     deployed = json.loads(stack.ok("deploy", "--target", "compose", "--json", timeout=900))
     assert deployed["target"] == "compose" and deployed["canary_job"]
-    assert "canary" in deployed["gate"] and "ready api-1" in deployed["gate"]
+    assert "canary" in deployed["gate"] and any(k.startswith("ready api-") for k in deployed["gate"])
     for name, expected in REAL.items():
         job_id, events = _upload_and_wait(stack, shared_path("fixtures", "up-pdfs", name))
         assert [len(t["events"]) for t in events["timetables"]] == [expected], name
@@ -251,33 +178,42 @@ def test_scale_workers_to_three_and_back(stack: ComposeStack) -> None:
     assert refused.returncode == 1 and "outside the profile's bounds" in refused.stderr
 
 
-def test_a_deploy_whose_gate_fails_rolls_back(stack: ComposeStack) -> None:
+def test_a_deploy_whose_gate_fails_never_replaces_the_serving_containers(stack: ComposeStack) -> None:
+    """The new api containers start beside the serving ones and fail readiness: they are removed, the
+    serving containers are the same ones afterwards, and the live release stays current."""
     live = json.loads(stack.ok("releases", "--json"))["current"]
+    serving = stack.container_ids("api") | stack.container_ids("pdf-worker")
     result = stack.cli(
         "deploy", "--target", "compose", "--set", "service.readiness_timeout_s=0.0001",
-        "--gate-timeout", "15", "--no-canary", timeout=900,
+        "--gate-timeout", "8", "--no-canary", timeout=900,
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"rolled back to {live}" in result.stderr, result.stderr
+    assert f"{live} kept serving" in result.stderr and "api ready" in result.stderr, result.stderr
     assert json.loads(stack.ok("releases", "--json"))["current"] == live
+    assert stack.container_ids("api") | stack.container_ids("pdf-worker") == serving
     assert httpx.get(f"{stack.api}/readyz", timeout=10).status_code == 200
     _, events = _upload_and_wait(stack, shared_path("fixtures", "up-pdfs", "UP_EXAM_SS.pdf"))
     assert [len(t["events"]) for t in events["timetables"]] == [5]
 
 
-def test_a_broken_image_under_the_same_tag_is_rolled_back_to_the_image_that_was_live(
+def test_a_broken_image_under_the_same_tag_never_replaces_the_serving_containers(
     stack: ComposeStack,
 ) -> None:
-    """A rebuilt tag that cannot start: the rollback re-tags the image id the live release ran."""
+    """A rebuilt tag that cannot start (the migrate one-shot runs it first): the serving containers are
+    the same ones afterwards and the tag points again at the image id they run."""
     live = json.loads(stack.ok("releases", "--json"))["current"]
+    serving = stack.container_ids("api") | stack.container_ids("pdf-worker")
     tag = f"schedgen-test/service-{stack.name}:0.1.0"
     good = stack.docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
     stack.docker("tag", base_image(), tag)  # "a new build" without schedgen in it
     result = stack.cli("deploy", "--target", "compose", "--set", "service.log_level=DEBUG", timeout=900)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"rolled back to {live}" in result.stderr, result.stderr
+    # The migrate one-shot fails before any app container is touched; the rollback then starts nothing.
+    assert f"rolled back to {live}" in result.stderr or f"{live} kept serving" in result.stderr, result.stderr
+    assert json.loads(stack.ok("releases", "--json"))["current"] == live
     assert stack.docker("image", "inspect", "--format", "{{.Id}}", tag).strip() == good
-    assert _ready(stack), "the earlier release does not answer after the rollback"
+    assert stack.container_ids("api") | stack.container_ids("pdf-worker") == serving
+    assert stack.ready(), "the serving release does not answer after the failed deploy"
 
 
 def test_backup_deep_verify_damage_restore(stack: ComposeStack) -> None:
@@ -307,7 +243,7 @@ def test_backup_deep_verify_damage_restore(stack: ComposeStack) -> None:
     assert sorted(restored["stopped"]) == ["api", "pdf-worker"] == sorted(restored["restarted"]), restored
     assert restored["upload_objects"] == 1 and restored["safety_backup_id"], restored
     assert int(stack.psql("SELECT count(*) FROM jobs").strip()) == before
-    assert _ready(stack), "the api did not come back after the restore"
+    assert stack.ready(), "the api did not come back after the restore"
     # `restore` started every worker container again: the restored pending upload is parsed.
     assert _wait(stack, pending["status_url"])["status"] == "completed"
 
@@ -325,18 +261,6 @@ def test_the_scheduled_backup_unit_backs_up_and_verifies_the_compose_stack(stack
     after = json.loads(stack.ok("backup", "list", "--json"))["backups"]
     new = [b for b in after if b["id"] not in before]
     assert len(new) == 1 and new[0]["verification"]["status"] == "passed", new
-
-
-def _ready(stack: ComposeStack, timeout_s: float = 90) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{stack.api}/readyz", timeout=5).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    return False
 
 
 def test_down_keeps_data_and_a_new_deploy_serves_it(stack: ComposeStack) -> None:

@@ -66,6 +66,39 @@ def test_compose_scale_sorted_without_recreate() -> None:
     ]
 
 
+def test_rolling_deploy_commands() -> None:
+    """A roll: list services and their config hashes, converge the rest, surge beside the serving ones."""
+    assert A.compose_services(PROJECT) == [*DC, "config", "--services"]
+    assert A.compose_up_services(PROJECT, ["postgres", "migrate"]) == [
+        *DC, "up", "-d", "--remove-orphans", "--pull", "never", "postgres", "migrate",
+    ]  # fmt: skip
+    assert A.compose_surge(PROJECT, {"pdf-worker": 4, "api": 2}, timeout_s=120) == [
+        *DC, "up", "-d", "--no-deps", "--no-recreate", "--pull", "never",
+        "--scale", "api=2", "--scale", "pdf-worker=4", "--wait", "--wait-timeout", "120", "api", "pdf-worker",
+    ]  # fmt: skip
+    assert A.compose_recreate(PROJECT, ["postgres"]) == [
+        *DC, "up", "-d", "--no-deps", "--force-recreate", "--pull", "never", "postgres",
+    ]  # fmt: skip
+    assert A.compose_up_no_deps(PROJECT, ["traefik"]) == [
+        *DC,
+        "up",
+        "-d",
+        "--no-deps",
+        "--pull",
+        "never",
+        "traefik",
+    ]
+
+
+def test_retiring_containers_keeps_their_own_grace_period() -> None:
+    """No ``-t``: docker stop waits each container's stop_grace_period (a worker's job timeout + 30 s)."""
+    assert A.docker_stop(["c1", "c2"]) == ["docker", "stop", "c1", "c2"]
+    assert A.docker_rm(["c1"]) == ["docker", "rm", "c1"]
+    assert A.docker_rm(["c1", "c2"], force=True) == ["docker", "rm", "--force", "c1", "c2"]
+    assert A.docker_wait(["m1", "m2"]) == ["docker", "wait", "m1", "m2"]
+    assert A.docker_exec("c1", ["python", "-V"]) == ["docker", "exec", "c1", "python", "-V"]
+
+
 def test_compose_ps_logs_exec_restart() -> None:
     assert A.compose_ps(PROJECT) == [*DC, "ps", "--all", "--format", "json"]
     assert A.compose_logs(PROJECT, "api") == [*DC, "logs", "--no-color", "--timestamps", "api"]

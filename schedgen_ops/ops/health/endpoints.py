@@ -136,7 +136,7 @@ def resolve_endpoints(
             # No Traefik: the api itself is published on edge.api_bind (first replica's port).
             host = config.edge.api_host
             host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-            ep.api_url = f"http://{host}:{config.edge.api_port}"
+            ep.api_url = _live_compose_api(config.name) or f"http://{host}:{config.edge.api_port}"
         # compose and kubernetes keep Postgres/Redis on internal networks: on-call passes URLs (a
         # port-forward or exec tunnel) rather than this command guessing one.
         ep.notes["database_url"] = f"--database-url (the {target} stack does not publish Postgres)"
@@ -155,3 +155,15 @@ def resolve_endpoints(
     if data_dir is not None:
         ep.data_dir = data_dir
     return ep
+
+
+def _live_compose_api(project_name: str) -> str | None:
+    """A running api replica's published URL: a rolling deploy moves replicas within the port range."""
+    from schedgen_ops.runtime.compose import ComposeRuntime
+    from schedgen_ops.runtime.runner import Runner
+
+    try:
+        urls = ComposeRuntime(project_name, Runner()).urls()
+    except SchedgenError:
+        return None  # no engine here: the configured address is the best guess
+    return urls[min(urls)] if urls else None
