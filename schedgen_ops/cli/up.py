@@ -28,11 +28,14 @@ def up(
     outcome = operations.up(ops, profile=profile, overrides=overrides)
     if dry_run:
         return
+    pitr = _enable_pitr(ops, profile, overrides, quiet=as_json)
     stack = operations.status(ops, target="local")
     result = {
         "release": outcome.release.id if outcome.release else None,
         "unchanged": outcome.unchanged,
         "urls": stack.urls,
+        "page_url": page_url(stack.urls),
+        "pitr": pitr,
         "services": {s.name: {"desired": s.desired, "running": s.running} for s in stack.services},
     }
     if as_json:
@@ -42,8 +45,34 @@ def up(
     out.print(f"local stack {verb}: release {result['release']}")
     for name, url in stack.urls.items():
         out.print(f"  {name:<12} {url}   (metrics {url}/metrics)")
+    if result["page_url"]:
+        out.print(f"  {'page':<12} {result['page_url']}   (open it in a browser: upload a timetable PDF)")
     for service in stack.services:
         out.print(f"  {service.name:<12} {service.running}/{service.desired} running")
+
+
+def _enable_pitr(
+    ops: operations.Ops, profile: str | None, overrides: list[str], *, quiet: bool
+) -> dict[str, object] | None:
+    """With backup.pitr on, archiving starts with the stack: the stanza, the archive check and (once)
+    the first full backup, so the recovery window opens at once and WAL never piles up unarchived.
+    Idempotent: later `up`s only re-check. None when PITR is off."""
+    config = operations.load(ops, profile, overrides)
+    if not config.backup.pitr.enabled:
+        return None
+    from schedgen_ops.ops.backup import pitr
+    from schedgen_ops.ops.backup.pgbackrest import PitrSite
+
+    if not quiet:
+        out.print("pitr: checking WAL archiving (the first time also takes a full backup) ...")
+    report = pitr.ensure_enabled(PitrSite.for_project(ops.project, config))
+    return {"stanza": report["stanza"], "first_backup": report["first_backup"]}
+
+
+def page_url(urls: dict[str, str]) -> str | None:
+    """The student page (/ of the api), from the stack's api URL."""
+    api = urls.get("api") or next(iter(urls.values()), None)
+    return api.rstrip("/") + "/" if api else None
 
 
 def down(

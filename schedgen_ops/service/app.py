@@ -543,6 +543,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         )
         return Response(body, media_type=content_type)
 
+    from schedgen_ops.service.web import mount as mount_web
+
+    mount_web(app, ctx, cfg)  # the student page at / (its own security headers and CSP)
     return app
 
 

@@ -339,3 +339,61 @@ def oldest_queued_age_s(conn: psycopg.Connection) -> float:
         "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM jobs WHERE status = 'queued'"
     ).fetchone()
     return float(row[0]) if row else 0.0
+
+
+# --- calendar subscriptions (migration 0005): capability token -> jobs + choices ----------------------
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A stored subscription: the jobs it merges (in upload order) and the student's choices."""
+
+    job_ids: list[str]
+    choices: dict[str, Any]
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
+def insert_subscription(
+    conn: psycopg.Connection, token_hash: str, job_ids: list[str], choices: dict[str, Any]
+) -> dt.datetime | None:
+    """Store a subscription over completed jobs; it expires with the last of their results.
+
+    Returns its expiry, or None when a job is unknown, not completed or already past its retention
+    (nothing is stored then). Expired subscriptions are deleted here too (no purge loop of their own).
+    """
+    with conn.transaction():
+        conn.execute("DELETE FROM subscriptions WHERE expires_at < now()")
+        row = conn.execute(
+            "SELECT count(*), max(expires_at) FROM jobs WHERE id = ANY(%s) AND status = 'completed'"
+            " AND expires_at > now()",
+            (job_ids,),
+        ).fetchone()
+        if row is None or row[0] != len(set(job_ids)) or row[1] is None:
+            return None
+        conn.execute(
+            "INSERT INTO subscriptions (token_hash, job_ids, choices, expires_at) VALUES (%s, %s, %s, %s)",
+            (token_hash, job_ids, Jsonb(choices), row[1]),
+        )
+    expires: dt.datetime = row[1]
+    return expires
+
+
+def get_subscription(conn: psycopg.Connection, token_hash: str) -> Subscription | None:
+    """The live subscription with this token hash (None when unknown or expired)."""
+    row = conn.execute(
+        "SELECT job_ids, choices, created_at, expires_at FROM subscriptions"
+        " WHERE token_hash = %s AND expires_at > now()",
+        (token_hash,),
+    ).fetchone()
+    return Subscription(list(row[0]), dict(row[1]), row[2], row[3]) if row else None
+
+
+def results_of(conn: psycopg.Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Timetables of those of ``job_ids`` that completed and are still kept, by job id."""
+    rows = conn.execute(
+        "SELECT r.job_id, r.timetable FROM results r JOIN jobs j ON j.id = r.job_id"
+        " WHERE r.job_id = ANY(%s) AND j.status = 'completed'",
+        (job_ids,),
+    ).fetchall()
+    return {row[0]: row[1] for row in rows}

@@ -57,6 +57,7 @@ def test_backup_damage_restore_gives_the_original_back(
         "public.jobs": 40,
         "public.results": 15,
         "public.schema_migrations": len(original["public.schema_migrations"]),
+        "public.subscriptions": 0,
     }
     assert manifest.redis is not None and manifest.redis.keys == 2
     assert manifest.uploads is not None and manifest.uploads.objects == 25

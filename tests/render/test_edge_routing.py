@@ -22,6 +22,10 @@ from schedgen_ops.render.context import project_paths, role_env
 
 INTERNAL = ["/metrics", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"]
 PUBLIC = ["/api/uploads", "/api/jobs/0123456789abcdef0123456789abcdef/calendar.ics", "/api/queue", "/healthz"]
+# The student page (service/web): the page, its hashed files, its calls and calendar subscriptions.
+PAGE = ["/", "/static/app.0123456789ab.js", "/api/subscriptions", "/api/calendars/preview",
+        "/cal/" + "A" * 43 + ".ics"]  # fmt: skip
+NOT_PAGE = ["/index.html", "/staticx", "/calx/a.ics", "/static", "/cal", "/docs/", "/metrics/x"]
 RFC1918 = [ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
 
 Request = tuple[str, str]  # (host, path)
@@ -117,9 +121,9 @@ def routed_by_traefik(dynamic: dict[str, Any], host: str, path: str) -> list[str
 def test_traefik_routes_only_public_api_paths(rendered: Callable[[str], Path], profile: str) -> None:
     domain = config_for(profile).domain
     dynamic = yaml.safe_load((rendered(profile) / "compose/traefik/dynamic.yml").read_text())
-    for path in PUBLIC:
+    for path in [*PUBLIC, *PAGE]:
         assert routed_by_traefik(dynamic, domain, path) == ["api"], path
-    for path in [*INTERNAL, "/", "/apix", "/api"]:
+    for path in [*INTERNAL, *NOT_PAGE, "/apix", "/api"]:
         assert routed_by_traefik(dynamic, domain, path) == [], f"{path} is routed from the internet"
     assert routed_by_traefik(dynamic, f"grafana.{domain}", "/d/abc") == ["grafana"]
     assert routed_by_traefik(dynamic, f"grafana.{domain}", "/metrics") == []
@@ -154,9 +158,9 @@ def test_kubernetes_ingress_routes_only_public_api_paths(
     ingresses = [d for d in docs if d and d.get("kind") == "Ingress"]
     assert [i["metadata"]["name"] for i in ingresses] == ["api"]
     ingress = ingresses[0]
-    for path in PUBLIC:
+    for path in [*PUBLIC, *PAGE]:
         assert ingress_routes(ingress, domain, path), path
-    for path in [*INTERNAL, "/", "/apix"]:
+    for path in [*INTERNAL, *NOT_PAGE[:3], "/apix"]:
         assert not ingress_routes(ingress, domain, path), f"{path} is routed from the internet"
     # Probes and Prometheus reach the pods directly.
     api = {
@@ -219,3 +223,30 @@ def test_edge_networks_that_trust_too_much_are_refused(override: str, message: s
 
     with pytest.raises(SchedgenError, match=message):
         config_for("small", override)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_edges_csp_lets_the_student_page_run(rendered: Callable[[str], Path], profile: str) -> None:
+    """Traefik's security-headers middleware sets its own CSP on the page: it must allow the page's own
+    script, style and fetches (all 'self') and still refuse inline scripts."""
+    from schedgen_ops.ops.readiness.checks_page import UNSAFE_SOURCES, csp_directives
+
+    dynamic = yaml.safe_load((rendered(profile) / "compose/traefik/dynamic.yml").read_text())
+    assert "security-headers" in dynamic["http"]["routers"]["api"]["middlewares"]
+    csp = csp_directives(
+        dynamic["http"]["middlewares"]["security-headers"]["headers"]["contentSecurityPolicy"]
+    )
+    for directive in ("script-src", "style-src", "connect-src"):
+        sources = csp.get(directive, csp["default-src"])
+        assert "'self'" in sources and not set(sources) & set(UNSAFE_SOURCES), (directive, sources)
+    assert csp["frame-ancestors"] == ["'none'"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_edge_access_log_never_records_a_path(rendered: Callable[[str], Path], profile: str) -> None:
+    """A path can be a capability (a calendar subscription token, a job id): Traefik's access log
+    drops the request path and line and keeps the router, status and timings."""
+    static = yaml.safe_load((rendered(profile) / "compose/traefik/traefik.yml").read_text())
+    names = static["accessLog"]["fields"]["names"]
+    assert names == {"RequestPath": "drop", "RequestLine": "drop"}
+    assert static["accessLog"]["fields"].get("defaultMode", "keep") == "keep"  # router, status, timings stay

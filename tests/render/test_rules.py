@@ -224,7 +224,8 @@ def test_traefik_files_are_fully_rendered(rendered, profile: str) -> None:
     domain = config_for(profile).domain
     assert (
         dynamic["http"]["routers"]["api"]["rule"]
-        == f"Host(`{domain}`) && (PathPrefix(`/api/`) || Path(`/healthz`))"
+        == f"Host(`{domain}`) && (PathPrefix(`/api/`) || Path(`/healthz`) || Path(`/`)"
+        " || PathPrefix(`/static/`) || PathPrefix(`/cal/`))"
     )
 
 

@@ -162,7 +162,7 @@ def test_migration_0004_clears_the_insert_time_expiry_of_unfinished_jobs(databas
                 " now() - interval '1 day')",
                 (job_id, status, job_id),
             )
-    assert [m.version for m in db.migrate(database_url)] == [4]
+    assert [m.version for m in db.migrate(database_url)] == [m.version for m in db.migrations()][3:]
     with db.connect(database_url) as conn:
         rows = dict(conn.execute("SELECT status, expires_at IS NULL FROM jobs").fetchall())
         assert rows == {"queued": True, "processing": True, "completed": False}
