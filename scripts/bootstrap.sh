@@ -8,16 +8,21 @@ cd "$(dirname "$0")/.."
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)  # point-in-time recovery (docs/BACKUP.md)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v curl >/dev/null 2>&1 || need+=(curl)  # scripts/demo.sh talks to the api with curl
+command -v caddy >/dev/null 2>&1 || need+=(caddy)  # the local runtime's front door (TLS, balancing)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # The tests build their images (debootstrap base) and run them on a local Docker Engine, which they start
 # themselves when needed; both commands live in sbin, which a non-root PATH may lack.
 command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+# The student page's browser tests drive Debian's Chromium through Selenium (tests/web); no browser download.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "error: missing Debian packages: ${need[*]} (run this script as root, or apt-get install them)" >&2
@@ -28,7 +33,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   # Debian's packages start their own services; schedgen and its tests start their own servers.
-  for svc in redis-server prometheus postgresql; do
+  for svc in redis-server prometheus postgresql caddy; do
     if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
     service "$svc" stop >/dev/null 2>&1 || true
   done

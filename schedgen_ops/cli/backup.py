@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from schedgen_ops.cli import pitr as cli_pitr
 from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup import ledger
@@ -148,6 +149,8 @@ def backup(
             project_name=ctx_.project_name,
         )
         manifest = create_backup(request, Reporter(quiet=as_json))
+        pitr_site = cli_pitr.site(ctx_)
+        pitr_backup = cli_pitr.scheduled(pitr_site) if pitr_site is not None else None
     path = ctx_.directory / manifest.id
     _warn(ledger.record(request.target, [manifest]))
 
@@ -159,9 +162,23 @@ def backup(
             f"in {manifest.duration_s:.1f}s -> {path}",
             markup=False,
         )
+        if pitr_backup is not None:
+            b = pitr_backup["backup"]
+            _out.print(
+                f"pgBackRest {b['type']} backup {b['label']} (stanza {pitr_backup['stanza']})", markup=False
+            )
         _out.print("next: schedgen backup verify " + manifest.id, markup=False)
 
-    emit(as_json, {**manifest.to_json(), "path": str(path)}, human)
+    emit(as_json, {**manifest.to_json(), "path": str(path), "pitr": pitr_backup}, human)
+
+
+@backup_app.command("pitr-enable")
+def pitr_enable(
+    directory: Path | None = DirOpt, as_json: bool = JsonOpt, webhook: str | None = WebhookOpt
+) -> None:
+    """PITR: write pgbackrest.conf, create the stanza, check archiving, take the first full backup."""
+    with notify_on_failure("backup pitr-enable", webhook, directory):
+        cli_pitr.enable_command(context(directory, "local"), as_json)
 
 
 @backup_app.command("verify")
@@ -181,6 +198,12 @@ def verify(
     """Check a set (signature, checksums, archive TOC, full read; --deep: scratch restore), record it."""
     with notify_on_failure("backup verify", webhook, directory):
         ctx_ = context(directory, target, database_url)
+        pitr_site = cli_pitr.site(ctx_)
+        pitr_result = (
+            cli_pitr.verify(pitr_site, deep=deep, database=_database_name(ctx_))
+            if pitr_site is not None and backup_id is None
+            else None
+        )
         db_target = ctx_.target() if deep else None
         entry, result = verify_backup(
             ctx_.directory,
@@ -204,7 +227,19 @@ def verify(
 
         if entry.manifest is not None:
             _warn(_record_verified(ctx_, db_target, entry.manifest))
-        emit(as_json, {"id": entry.id, "path": str(entry.path), "verification": result.model_dump()}, human)
+        if pitr_result is not None and not as_json:
+            drill = pitr_result.get("drill")
+            _out.print(
+                f"pgbackrest verify: {pitr_result['repository']}"
+                + (
+                    f"; drill: {drill['detail']} ({drill['restore_s'] + drill['recover_s']:.1f}s)"
+                    if drill
+                    else ""
+                ),
+                markup=False,
+            )
+        document = {"id": entry.id, "path": str(entry.path), "verification": result.model_dump()}
+        emit(as_json, {**document, "pitr": pitr_result}, human)
         if result.status != "passed":
             failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
             raise SchedgenError(
@@ -217,8 +252,12 @@ def list_cmd(directory: Path | None = DirOpt, as_json: bool = JsonOpt) -> None:
     """Backup sets, oldest first, with state, size and last verification."""
     ctx_ = context(directory)
     entries = list_backups(ctx_.directory)
+    pitr_site = cli_pitr.site(ctx_)
+    window = cli_pitr.window_json(pitr_site) if pitr_site is not None else None
 
     def human() -> None:
+        if window is not None:
+            cli_pitr.print_window(window)
         if not entries:
             _out.print(f"no backups in {ctx_.directory}", markup=False)
             return
@@ -240,7 +279,8 @@ def list_cmd(directory: Path | None = DirOpt, as_json: bool = JsonOpt) -> None:
             )
         _out.print(table)
 
-    emit(as_json, {"directory": str(ctx_.directory), "backups": [e.summary() for e in entries]}, human)
+    document = {"directory": str(ctx_.directory), "backups": [e.summary() for e in entries]}
+    emit(as_json, {**document, "pitr": window}, human)
 
 
 @backup_app.command("prune")
@@ -343,6 +383,11 @@ def pull(
             markup=False,
         ),
     )
+
+
+def _database_name(ctx_: BackupContext) -> str:
+    pg = getattr(ctx_.config, "postgres", None)
+    return str(getattr(pg, "database", None) or "schedgen")
 
 
 def _warn(problem: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -23,13 +24,20 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.create import BackupRequest
 from schedgen_ops.ops.backup.progress import Reporter
 from schedgen_ops.ops.backup.restore import RestoreRequest, health_after_restore, restore_backup
+from schedgen_ops.ops.backup.targets import LocalTarget
 
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def restore(
-    backup_id: str = typer.Argument(..., help="Backup id from `schedgen backup list`."),
+    backup_id: str | None = typer.Argument(None, help="Backup id from `schedgen backup list`."),
+    to: str | None = typer.Option(
+        None,
+        "--to",
+        help="Point-in-time recovery instead of a set: an ISO 8601 time with a zone, or 'latest' "
+        "(every archived WAL segment). Needs backup.pitr on.",
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (scripts, CI)."),
     directory: Path | None = DirOpt,
     target: str | None = TargetOpt,
@@ -61,8 +69,21 @@ def restore(
     no_health: bool = typer.Option(False, "--no-health", help="Skip `schedgen health` after the restore."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Restore a verified backup set over the current data, then run health and report."""
+    """Restore a verified backup set (or, with --to, a point in time) over the current data, then report."""
+    if (backup_id is None) == (to is None):
+        raise SchedgenError(
+            "name a backup set or pass --to TIME|latest (exactly one)",
+            code="usage",
+            hint="`schedgen backup list` shows both the sets and the recoverable window",
+            exit_code=2,
+        )
     ctx_ = context(directory, target, database_url, redis_url, storage_url, supervisor_sock)
+    if to is not None:
+        _restore_to(
+            ctx_, to, yes=yes, no_safety_backup=no_safety_backup, no_health=no_health, as_json=as_json
+        )
+        return
+    assert backup_id is not None
     db_target = ctx_.target()
     if not yes and not typer.confirm(
         f"Replace the data of {ctx_.target_name} ({ctx_.database_url.rsplit('/', 1)[-1] or 'database'}) "
@@ -160,3 +181,87 @@ def restore(
 
 def register(app: typer.Typer) -> None:
     app.command("restore")(restore)
+
+
+def _restore_to(
+    ctx_: Any, to: str, *, yes: bool, no_safety_backup: bool, no_health: bool, as_json: bool
+) -> None:
+    """`restore --to`: pgBackRest into a scratch directory, checked, then swapped in with writers stopped."""
+    from schedgen_ops.cli import pitr as cli_pitr
+    from schedgen_ops.ops.backup.pitr_restore import PitrRestoreRequest, local_postgres, restore_to
+    from schedgen_ops.ops.backup.pitr_scratch import RecoveryTarget
+
+    recovery = RecoveryTarget.parse(to)
+    site = cli_pitr.site(ctx_, required=True)
+    assert site is not None
+    if not yes and not typer.confirm(
+        f"Replace the local Postgres data with its state at {recovery.describe()}? Writers will be stopped "
+        "meanwhile",
+        default=False,
+    ):
+        raise SchedgenError("restore cancelled", code="cancelled", hint="pass --yes to skip the question")
+    key = signing_key(ctx_)
+    db_target = LocalTarget(ctx_.database_url, None) if ctx_.database_url else None
+    if db_target is None and not no_safety_backup:
+        raise SchedgenError(
+            "no database URL for the safety backup",
+            code="backup_no_database",
+            hint="is the local runtime up? pass --database-url, or --no-safety-backup when the data is lost",
+        )
+    base = RestoreRequest(
+        target=db_target or LocalTarget("postgresql://127.0.0.1/none", None),
+        directory=ctx_.directory,
+        backup_id=f"pitr:{recovery.describe()}",
+        key=key,
+        writers=ctx_.writers(),
+    )
+    safety = None
+    if not no_safety_backup and db_target is not None:
+        safety = BackupRequest(
+            target=db_target,
+            directory=ctx_.directory,
+            project_dir=ctx_.project,
+            profile=ctx_.profile,
+            key=key,
+            project_name=ctx_.project_name,
+        )
+    pg = getattr(ctx_.config, "postgres", None)
+    request = PitrRestoreRequest(
+        site=site,
+        target=recovery,
+        base=base,
+        postgres=local_postgres(ctx_.supervisor_sock),
+        safety_request=safety,
+        database=str(getattr(pg, "database", None) or "schedgen"),
+    )
+    report = restore_to(request, Reporter(quiet=as_json))
+    if not no_health and request.postgres is not None:
+        report.health = health_after_restore(
+            ctx_.target_name,
+            ctx_.project,
+            database_url=ctx_.database_url,
+            redis_url=ctx_.redis_url,
+            storage_url=ctx_.storage_url,
+            backup_dir=ctx_.directory,
+            config=ctx_.config,
+        )
+
+    def human() -> None:
+        _out.print(f"restored the local Postgres to {report.target} ({report.mode_reason})", markup=False)
+        _out.print(
+            f"  {report.verification}; safety backup: {report.safety_backup_id or 'skipped'}", markup=False
+        )
+        _out.print(f"  {report.rows_total} rows in {len(report.tables)} tables", markup=False)
+        if report.previous_database:
+            _out.print(f"  previous data directory kept as {report.previous_database}", markup=False)
+        if request.postgres is None:
+            _out.print("  the local runtime is down: start it with `schedgen up`", markup=False)
+        _out.print(f"  writers restarted: {', '.join(report.restarted) or 'none'}", markup=False)
+        _out.print(f"  archiving after the restore: {report.archive_check}", markup=False)
+        _out.print(
+            f"  took {report.duration_s:.1f}s (recovery {report.postgres_restore_s:.1f}s)", markup=False
+        )
+        if report.health is not None:
+            _out.print(f"  health after the restore: {report.health['verdict']}", markup=False)
+
+    emit(as_json, report.to_json(), human)

@@ -14,7 +14,11 @@ from typing import Any
 
 from schedgen_ops import __version__
 from schedgen_ops.config.model import SECRET_SERVICE_FIELDS, Config
+from schedgen_ops.render.pitr import archive_settings, stanza
 from schedgen_ops.service.settings import to_env
+
+#: Secrets read by `schedgen backup` only (signing key, pgBackRest cipher pass): adding them rolls no pod.
+_NOT_HASHED = frozenset({"BACKUP_HMAC_KEY", "PGBACKREST_CIPHER_PASS"})
 
 # Host names of the data services per target (compose service names / Kubernetes Services).
 HOSTS: dict[str, dict[str, str]] = {
@@ -106,7 +110,7 @@ def build_context(config: Config, secrets: dict[str, str], target: str, project_
     rendered = config.model_dump(mode="json", exclude={"health"})
     # The backup signing key is read by `schedgen backup` (and the CronJob), not by a pod: adding it on a
     # project's first backup must not roll the api and workers.
-    hashed_secrets = sorted((k, v) for k, v in secrets.items() if k != "BACKUP_HMAC_KEY")
+    hashed_secrets = sorted((k, v) for k, v in secrets.items() if k not in _NOT_HASHED)
     digest = hashlib.sha256(json.dumps([rendered, hashed_secrets], sort_keys=True).encode()).hexdigest()[:16]
     return {
         "config": config,
@@ -120,7 +124,9 @@ def build_context(config: Config, secrets: dict[str, str], target: str, project_
         "hosts": _hosts(config, target),
         "budget": config.connection_budget(),
         "max_connections": config.max_connections(),
-        "pg_tuning": config.postgres_tuning(),
+        # WAL archiving through pgBackRest when backup.pitr is on (render/pitr.py).
+        "pg_tuning": {**config.postgres_tuning(), **archive_settings(config, target, Path(paths["state"]))},
+        "pitr_stanza": stanza(config),
         "api_settings": config.role_settings("api"),
         "worker_settings": config.role_settings("worker"),
         "config_hash": digest,

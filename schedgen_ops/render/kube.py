@@ -19,6 +19,7 @@ CRD_REQUIRED: dict[str, list[str]] = {
     "ScaledObject": ["spec.scaleTargetRef.name", "spec.triggers"],
     "TriggerAuthentication": ["spec.secretTargetRef"],
     "Cluster": ["spec.instances", "spec.storage.size"],
+    "ScheduledBackup": ["spec.schedule", "spec.cluster.name"],
     "RedisReplication": ["spec.clusterSize", "spec.kubernetesConfig.image"],
     "RedisSentinel": ["spec.clusterSize", "spec.redisSentinelConfig.redisReplicationName"],
     "Tenant": ["spec.pools"],

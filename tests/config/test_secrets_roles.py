@@ -63,7 +63,7 @@ def test_an_older_secrets_file_gains_the_role_passwords_once(tmp_path: Path) -> 
     assert len({first[n] for n in GENERATED_ON_LOAD} | set(old.values())) == len(GENERATED_ON_LOAD) + len(old)
     assert stat.S_IMODE(secrets_path(tmp_path).stat().st_mode) == 0o600
     assert load_secrets(tmp_path) == first  # generated once, then stable
-    assert set(SECRET_NAMES) - set(first) <= {"BACKUP_HMAC_KEY"}
+    assert set(SECRET_NAMES) - set(first) <= {"BACKUP_HMAC_KEY", "PGBACKREST_CIPHER_PASS"}
 
 
 def test_webhook_urls_are_set_from_stdin_validated_and_never_shown(

@@ -173,7 +173,8 @@ SUPERVISORD = """[supervisord]
 logfile=/tmp/x/supervisord.log
 
 [program:postgres]
-command=/usr/lib/postgresql/15/bin/postgres -D /data -p 5432 -c max_connections=60 -c shared_buffers=128MB
+command=/usr/lib/postgresql/15/bin/postgres -D /data -p 5432 -c max_connections=60 -c shared_buffers=128MB \
+ -c archive_mode=on -c archive_command="pgbackrest --stanza=schedgen archive-push %%p"
 
 [program:redis]
 command=/usr/bin/redis-server %(here)s/redis-acl.conf

@@ -348,6 +348,14 @@ BREAKERS: dict[str, list[tuple[str, Breaker]]] = {
             ),
         ),
     ],
+    "backup-pitr": [
+        (
+            "local postgres not archiving",
+            lambda t: t.files.update(
+                {"local/supervisord.conf": SUPERVISORD.replace(" -c archive_mode=on", "")}
+            ),
+        ),
+    ],
     "backup-schedule": [
         ("no timer", lambda t: t.files.update({"systemd/schedgen-backup.timer": "[Timer]\n"})),
         ("k8s bad schedule", lambda t: t.kind("CronJob", "backup")["spec"].update(schedule="daily")),

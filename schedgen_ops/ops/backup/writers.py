@@ -7,6 +7,7 @@ with checked exit codes. Only what was running before is started again.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import xmlrpc.client
 from collections.abc import Sequence
@@ -75,7 +76,12 @@ class SupervisorWriters:
                 code="supervisor_unreachable",
                 hint="is the local runtime up (`schedgen up`)? or restore with --no-writers-control",
             ) from exc
-        return {f"{p['group']}:{p['name']}": p["statename"] for p in infos if p["group"] in self.groups}
+        # A blue/green local runtime runs each service as two colour groups (api-blue, api-green, ...).
+        return {
+            f"{p['group']}:{p['name']}": p["statename"]
+            for p in infos
+            if re.sub(r"-(blue|green)$", "", p["group"]) in self.groups
+        }
 
     def stop(self) -> list[str]:
         running = sorted(name for name, state in self._states().items() if state in ACTIVE_STATES)

@@ -62,6 +62,8 @@ def _load() -> None:
         checks_k8s,
         checks_live,
         checks_observability,
+        checks_page,
+        checks_pitr,
         checks_privilege,
         checks_privilege_live,
         checks_stack,
