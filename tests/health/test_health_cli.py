@@ -33,6 +33,13 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _sigint_deliverable() -> None:
+    """preexec_fn for a child the test interrupts with SIGINT: an ignored or blocked SIGINT survives exec,
+    and the whole-suite run (after the e2e stacks) was seen to hand one down, so reset both."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["health", "--only", "kafka"]) == 2
     assert main(["health", "--target", "mars"]) == 2
@@ -134,6 +141,7 @@ def test_watch_refreshes_until_interrupted(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=_clean_env(COLUMNS="120"),
+        preexec_fn=_sigint_deliverable,
     )
     assert proc.stdout is not None
     verdicts = 0
@@ -295,6 +303,7 @@ def test_watch_on_a_terminal_refreshes_in_place(tmp_path: Path) -> None:
         stderr=slave,
         env=_clean_env(COLUMNS="120", LINES="40", TERM="xterm-256color"),
         start_new_session=True,
+        preexec_fn=_sigint_deliverable,
     )
     os.close(slave)
     out = b""
