@@ -21,6 +21,7 @@ from schedgen_ops.cli.backup import (
     signing_key,
 )
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.ops.backup.context import BackupContext
 from schedgen_ops.ops.backup.create import BackupRequest
 from schedgen_ops.ops.backup.progress import Reporter
 from schedgen_ops.ops.backup.restore import RestoreRequest, health_after_restore, restore_backup
@@ -128,15 +129,7 @@ def restore(
     )
     report = restore_backup(request, Reporter(quiet=as_json))
     if not no_health:
-        report.health = health_after_restore(
-            ctx_.target_name,
-            ctx_.project,
-            database_url=ctx_.database_url,
-            redis_url=ctx_.redis_url,
-            storage_url=ctx_.storage_url,
-            backup_dir=ctx_.directory,
-            config=ctx_.config,
-        )
+        report.health = _health_after(ctx_)
 
     if report.ledger_warning:
         _err.print(f"warning: {report.ledger_warning}", markup=False)
@@ -177,6 +170,19 @@ def restore(
                 _out.print(f"    {problem}", markup=False)
 
     emit(as_json, report.to_json(), human)
+
+
+def _health_after(ctx_: BackupContext) -> dict[str, Any]:
+    """`schedgen health` of the restored stack, with the endpoints the restore itself used."""
+    return health_after_restore(
+        ctx_.target_name,
+        ctx_.project,
+        database_url=ctx_.database_url,
+        redis_url=ctx_.redis_url,
+        storage_url=ctx_.storage_url,
+        backup_dir=ctx_.directory,
+        config=ctx_.config,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -236,15 +242,7 @@ def _restore_to(
     )
     report = restore_to(request, Reporter(quiet=as_json))
     if not no_health and request.postgres is not None:
-        report.health = health_after_restore(
-            ctx_.target_name,
-            ctx_.project,
-            database_url=ctx_.database_url,
-            redis_url=ctx_.redis_url,
-            storage_url=ctx_.storage_url,
-            backup_dir=ctx_.directory,
-            config=ctx_.config,
-        )
+        report.health = _health_after(ctx_)
 
     def human() -> None:
         _out.print(f"restored the local Postgres to {report.target} ({report.mode_reason})", markup=False)

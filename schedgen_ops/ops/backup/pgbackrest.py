@@ -61,6 +61,19 @@ class PitrSite:
 
     # --------------------------------------------------------------------------------------- files
 
+    def connect_superuser(self, timeout_s: int = 3) -> Any:
+        """A psycopg connection to the live server as ``postgres`` (pg_stat_archiver, recovery state)."""
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.pg_port,
+            user="postgres",
+            password=self.superuser_password,
+            dbname="postgres",
+            connect_timeout=timeout_s,
+        )
+
     def write_conf(self) -> Path:
         """pgbackrest.conf (0600, owned by Postgres' user) and the directories it names."""
         conf = Path(self.paths["conf"])

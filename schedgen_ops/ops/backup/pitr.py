@@ -129,14 +129,7 @@ def last_archived_time(site: PitrSite) -> dt.datetime | None:
     import psycopg
 
     try:
-        with psycopg.connect(
-            host="127.0.0.1",
-            port=site.pg_port,
-            user="postgres",
-            password=site.superuser_password,
-            dbname="postgres",
-            connect_timeout=3,
-        ) as conn:
+        with site.connect_superuser() as conn:
             row = conn.execute("SELECT last_archived_time FROM pg_stat_archiver").fetchone()
     except psycopg.Error:
         return None

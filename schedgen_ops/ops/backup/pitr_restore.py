@@ -239,14 +239,7 @@ def _wait_answers(site: PitrSite, timeout_s: float) -> None:
     deadline, last = time.monotonic() + timeout_s, ""
     while time.monotonic() < deadline:
         try:
-            with psycopg.connect(
-                host="127.0.0.1",
-                port=site.pg_port,
-                user="postgres",
-                password=site.superuser_password,
-                dbname="postgres",
-                connect_timeout=3,
-            ) as conn:
+            with site.connect_superuser() as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             if row is not None and not row[0]:
                 return
