@@ -220,6 +220,11 @@ def test_backup_deep_verify_damage_restore(stack: ComposeStack) -> None:
     """With the workers stopped an upload stays pending, its bytes in the uploads volume: the backup must
     carry them, and after the database and the volume are damaged, restore --uploads brings both back and
     the job completes once the workers run again."""
+    # Earlier tests' jobs must be finished first, or their upload files still in the volume skew the count.
+    deadline = time.monotonic() + 120
+    while stack.psql("SELECT count(*) FROM jobs WHERE status IN ('queued', 'processing')").strip() != "0":
+        assert time.monotonic() < deadline, "earlier jobs never finished"
+        time.sleep(0.5)
     for worker in stack.containers("pdf-worker"):
         stack.docker("stop", worker)
     pending = _upload(stack, shared_path("fixtures", "up-pdfs", "UP_TST_PDF.pdf"))
