@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from schedgen_ops.config.health import HealthThresholds, from_alerts
 from schedgen_ops.config.values import (
     Bucket,
     Email,
@@ -26,7 +27,6 @@ from schedgen_ops.config.values import (
     bind_host,
     safe_text,
 )
-from schedgen_ops.ops.health.thresholds import HealthThresholds, from_alerts
 from schedgen_ops.parsing.semesters import SemesterDates
 from schedgen_ops.service.settings import ServiceSettings
 
@@ -461,7 +461,7 @@ def private_cidr(value: str) -> str:
 
 
 def _health_overrides() -> type[BaseModel]:
-    """Every `HealthThresholds` field, optional, with the same bounds: the one source stays thresholds.py."""
+    """Every `HealthThresholds` field, optional, with the same bounds: the one source is config/health.py."""
     fields: dict[str, Any] = {
         name: (
             Optional[Annotated[info.annotation, *info.metadata]],  # noqa: UP045 (built at run time)

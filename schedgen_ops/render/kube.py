@@ -11,7 +11,7 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from schedgen_ops.render.validate import Problem
+from schedgen_ops.render.problems import Problem
 
 K8S_VERSION = "1.30.0"
 # Operator kinds (no schema in kubernetes-validate): the fields each must carry.

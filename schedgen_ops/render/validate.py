@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import jsonschema
 import yaml
 
 from schedgen_ops.render.engine import MANIFEST, SECRETS_DIR
+from schedgen_ops.render.problems import Problem
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.prod.yml", "docker-compose.dev.yml")
 # The one process allowed to start as root: a one-shot that chowns fresh volumes (CHOWN only, no network).
@@ -41,15 +41,6 @@ _SEQ_MERGE = {
     "security_opt",
     "networks",
 }
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.message}"
 
 
 def _compose_schema_path() -> Path:

@@ -8,9 +8,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from schedgen_ops.config.health import HealthThresholds, from_alerts
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.health import CheckResult, HealthReport, Status, Verdict, json_schema, load_thresholds
-from schedgen_ops.ops.health.thresholds import HealthThresholds, Level, from_alerts
+from schedgen_ops.ops.health.model import Level
 
 
 def _check(component: str, name: str, status: Status, hint: str | None = "do something") -> CheckResult:

@@ -9,7 +9,7 @@ import pytest
 from renderkit import PROJECT, SECRETS, config_for
 
 from schedgen_ops.render import render_tree, validate_tree
-from schedgen_ops.render.validate import Problem
+from schedgen_ops.render.problems import Problem
 
 
 @pytest.fixture(scope="session")

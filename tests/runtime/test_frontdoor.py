@@ -169,10 +169,11 @@ def test_tls_internal_https_redirect_hsts_headers_and_no_spoofed_client(
             assert client.get(f"https://127.0.0.1:{https}/metrics").status_code == 404
             assert client.get(f"https://localhost:{https}/healthz").status_code == 200
         # `health` judges the certificate against the local CA; Caddy's 12-hour leaves are judged in hours.
+        from schedgen_ops.config.health import HealthThresholds
         from schedgen_ops.ops.health.checks.tls import expiry
         from schedgen_ops.ops.health.endpoints import Endpoints
+        from schedgen_ops.ops.health.model import Level
         from schedgen_ops.ops.health.runner import Deadline, ProbeContext
-        from schedgen_ops.ops.health.thresholds import HealthThresholds, Level
 
         ctx = ProbeContext(Endpoints(), HealthThresholds.model_validate({}), Deadline(10))
         hours = Level(3 / 24, 1 / 24, rising=False)

@@ -7,9 +7,7 @@ own services (its rendered secrets and data directory) > the project's validated
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,31 +129,13 @@ def _local_runtime_sock(project: Path) -> Path | None:
     return runtime.sock if runtime.is_running() else None
 
 
-@contextlib.contextmanager
-def _without_secret_env() -> Iterator[None]:
-    """Hide the service's secret SCHEDGEN_* variables while the config loads.
-
-    Backups read the URLs from the environment themselves, but the config loader's nested
-    ServiceSettings would pick them up from the environment and refuse them as secrets that did not
-    come from the secrets file.
-    """
-    from schedgen_ops.config.model import SECRET_SERVICE_FIELDS
-
-    names = [f"SCHEDGEN_{field.upper()}" for field in SECRET_SERVICE_FIELDS]
-    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-
-
 def _load_config(project: Path) -> Any:
+    """The project's configuration (service secrets in the environment hidden), None without schedgen.yaml."""
     if not (project / "schedgen.yaml").is_file():
         return None
-    from schedgen_ops.config import load_config
+    from schedgen_ops.config.ops_loader import load_ops_config
 
-    with _without_secret_env():
-        return load_config(project)
+    return load_ops_config(project)
 
 
 def _secret(value: Any) -> str:

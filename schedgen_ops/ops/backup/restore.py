@@ -434,27 +434,15 @@ def health_after_restore(
     backup_dir: Path,
     config: Any = None,
 ) -> dict[str, Any]:
-    """Run `schedgen health` against what was just restored; the verdict and components go in the report."""
-    from schedgen_ops.ops.health import load_thresholds, resolve_endpoints, run_health
+    """Moved to `schedgen_ops.ops.health.after_restore`; goes once cli/restore.py imports it from there."""
+    from schedgen_ops.ops.health.after_restore import health_after_restore as run
 
-    endpoints = resolve_endpoints(
+    return run(
         target_name,
         project,
-        database_url=database_url or None,
-        redis_url=redis_url or None,
-        storage_url=storage_url or None,
+        database_url=database_url,
+        redis_url=redis_url,
+        storage_url=storage_url,
         backup_dir=backup_dir,
         config=config,
     )
-    report = run_health(endpoints, load_thresholds(project, config=config)).to_dict()
-    failing = [
-        f"{c['component']}.{c['name']}: {c.get('measured', '')}".strip()
-        for c in report["checks"]
-        if c.get("status") != "ok"
-    ]
-    return {
-        "verdict": report["verdict"],
-        "exit_code": report["exit_code"],
-        "components": report["components"],
-        "problems": failing,
-    }

@@ -8,14 +8,18 @@ report.to_dict()   # the --json document (schema: schema.json next to this file)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from schedgen_ops.config.health import HealthThresholds, config_thresholds
+from schedgen_ops.config.ops_loader import try_load_config
+from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.health.endpoints import Endpoints, resolve_endpoints
 from schedgen_ops.ops.health.model import COMPONENTS, CheckResult, HealthReport, Status, Verdict
-from schedgen_ops.ops.health.thresholds import HealthThresholds, load_thresholds
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 
@@ -59,3 +63,33 @@ def run_health(
     if not endpoints.domain:
         probes = [p for p in probes if p.component != "tls"]
     return run_probes(probes, endpoints, thresholds, target=endpoints.target, hard_deadline=hard_deadline)
+
+
+def load_thresholds(
+    project_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    config: Any | None = None,
+    warnings: list[str] | None = None,
+) -> HealthThresholds:
+    """Defaults < the profile's alerts < the config's ``health:`` (schedgen.yaml, --set) < ``overrides``.
+
+    ``config`` is the already loaded `Config` (else it is loaded from ``project_dir``; a configuration
+    that does not load leaves the defaults and a line in ``warnings``). Bad values name the key.
+    """
+    values: dict[str, Any] = {}
+    if config is None and project_dir is not None:
+        config = try_load_config(project_dir, warnings)
+    if config is not None:
+        values.update(config_thresholds(config))
+    values.update(overrides or {})
+    try:
+        return HealthThresholds(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "health"
+        raise SchedgenError(
+            f"invalid health threshold {key}: {first['msg']}",
+            code="bad_config",
+            hint="see docs/HEALTH.md for every threshold and its unit",
+        ) from exc

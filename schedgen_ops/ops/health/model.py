@@ -38,6 +38,28 @@ class Verdict(StrEnum):
         return {"healthy": 0, "degraded": 1, "down": 2}[self.value]
 
 
+@dataclass(frozen=True)
+class Level:
+    """A warn/critical pair. ``rising``: bigger is worse (latency); else smaller is worse (free disk)."""
+
+    warn: float
+    critical: float
+    rising: bool = True
+
+    def judge(self, value: float) -> Status:
+        if self.rising:
+            if value >= self.critical:
+                return Status.CRITICAL
+            return Status.WARN if value >= self.warn else Status.OK
+        if value < self.critical:
+            return Status.CRITICAL
+        return Status.WARN if value < self.warn else Status.OK
+
+    def describe(self, fmt: str = "{}") -> str:
+        op = "≥" if self.rising else "<"
+        return f"warn {op} {fmt.format(self.warn)}, critical {op} {fmt.format(self.critical)}"
+
+
 @dataclass
 class CheckResult:
     """One check's outcome: ``value`` is machine-readable (number/bool/str/None), ``measured`` human."""

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from schedgen_ops.config.health import HealthThresholds
 from schedgen_ops.ops.health.endpoints import Endpoints
 from schedgen_ops.ops.health.model import CheckResult, HealthReport, Status
-from schedgen_ops.ops.health.thresholds import HealthThresholds
 
 #: Grace added to a probe's budget before the runner gives up on it (thread start, result hand-over).
 GRACE_S = 0.25

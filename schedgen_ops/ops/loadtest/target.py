@@ -118,8 +118,8 @@ def resolve_target(
     rate_uploads = settings.rate_uploads
     worker_port = settings.worker_metrics_port
     if target is not None:
+        from schedgen_ops.config.ops_loader import try_load_config
         from schedgen_ops.ops.health.endpoints import TARGETS, resolve_endpoints
-        from schedgen_ops.ops.health.thresholds import try_load_config
 
         if target not in TARGETS:
             raise SchedgenError(

@@ -9,9 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from schedgen_ops.ops.backup.catalog import BackupEntry, list_backups
-from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status
 from schedgen_ops.ops.health.runner import ProbeContext
-from schedgen_ops.ops.health.thresholds import Level
 
 C = "backup"
 

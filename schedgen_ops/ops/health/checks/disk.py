@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status
 from schedgen_ops.ops.health.runner import ProbeContext
-from schedgen_ops.ops.health.thresholds import Level
 
 C = "disk"
 

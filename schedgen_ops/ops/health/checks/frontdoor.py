@@ -13,9 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from schedgen_ops.ops.health.checks.tls import expiry
-from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status
 from schedgen_ops.ops.health.runner import ProbeContext
-from schedgen_ops.ops.health.thresholds import Level
 
 C = "api"
 

@@ -14,9 +14,8 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from schedgen_ops.ops.health.checks.postgres import connect, connect_failure
-from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status
 from schedgen_ops.ops.health.runner import ProbeContext
-from schedgen_ops.ops.health.thresholds import Level
 
 C = "queue"
 

@@ -13,9 +13,8 @@ from typing import Any
 import psycopg
 
 from schedgen_ops.ops.health.endpoints import redact
-from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status
 from schedgen_ops.ops.health.runner import ProbeContext
-from schedgen_ops.ops.health.thresholds import Level
 
 C = "postgres"
 

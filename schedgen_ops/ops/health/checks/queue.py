@@ -15,9 +15,8 @@ from rq.job import Job
 
 from schedgen_ops.ops.health.checks.redis_ import client, failure_hint
 from schedgen_ops.ops.health.endpoints import redact
-from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status
 from schedgen_ops.ops.health.runner import ProbeContext
-from schedgen_ops.ops.health.thresholds import Level
 
 C = "queue"
 

@@ -13,10 +13,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from schedgen_ops.config.health import HealthThresholds
 from schedgen_ops.ops.health.endpoints import redact
-from schedgen_ops.ops.health.model import CheckResult, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status
 from schedgen_ops.ops.health.runner import ProbeContext
-from schedgen_ops.ops.health.thresholds import HealthThresholds, Level
 
 C = "redis"
 

@@ -1,24 +1,18 @@
-"""Health thresholds: one model, one set of defaults, overridable per project.
+"""Health thresholds: one model, one set of defaults, and their derivation from the alert rules.
 
-These are the numbers the rendered Prometheus alert rules must use too (one source): `load_thresholds`
-reads the project's configuration (its ``alerts:``), and the configuration's typed ``health:`` section
-(``schedgen.yaml`` or ``--set health.KEY=VALUE``) may override any field. Field names say the unit
-(``_s`` seconds, ``_ratio`` 0..1).
+These are the numbers the rendered Prometheus alert rules use too (one source): `from_alerts` reads a
+configuration's ``alerts:``, and its typed ``health:`` section (``schedgen.yaml`` or
+``--set health.KEY=VALUE``, built from `HealthThresholds` in config/model.py) may override any field.
+It lives in `config` because the `Config` model validates against it; `schedgen_ops.ops.health` judges
+with it. Field names say the unit (``_s`` seconds, ``_ratio`` 0..1).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from schedgen_ops.errors import SchedgenError
-from schedgen_ops.ops.health.model import Status
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class HealthThresholds(BaseModel):
@@ -104,28 +98,6 @@ class HealthThresholds(BaseModel):
         return self
 
 
-@dataclass(frozen=True)
-class Level:
-    """A warn/critical pair. ``rising``: bigger is worse (latency); else smaller is worse (free disk)."""
-
-    warn: float
-    critical: float
-    rising: bool = True
-
-    def judge(self, value: float) -> Status:
-        if self.rising:
-            if value >= self.critical:
-                return Status.CRITICAL
-            return Status.WARN if value >= self.warn else Status.OK
-        if value < self.critical:
-            return Status.CRITICAL
-        return Status.WARN if value < self.warn else Status.OK
-
-    def describe(self, fmt: str = "{}") -> str:
-        op = "≥" if self.rising else "<"
-        return f"warn {op} {fmt.format(self.warn)}, critical {op} {fmt.format(self.critical)}"
-
-
 def from_alerts(alerts: Any) -> dict[str, Any]:
     """Health thresholds implied by the profile's ``alerts:`` section (the rendered Prometheus rules').
 
@@ -159,51 +131,6 @@ def from_alerts(alerts: Any) -> dict[str, Any]:
     return out
 
 
-def _secret_env_names() -> set[str]:
-    """``SCHEDGEN_*`` names of the service's secret settings (URLs with passwords, tokens)."""
-    from pydantic import SecretStr
-
-    from schedgen_ops.service.settings import ENV_PREFIX, ServiceSettings
-
-    return {
-        ENV_PREFIX + name.upper()
-        for name, f in ServiceSettings.model_fields.items()
-        if f.annotation is SecretStr
-    }
-
-
-@contextlib.contextmanager
-def _without_secret_env() -> Iterator[None]:
-    """Hide the service's secret variables from the config loader for the duration of the load.
-
-    On-call sets SCHEDGEN_DATABASE_URL / SCHEDGEN_REDIS_URL for the service and for this command, but
-    the loader (its nested ServiceSettings reads the environment) refuses secrets that do not come from
-    the secrets file. Health needs the thresholds, not the secrets. Runs before any probe thread starts.
-    """
-    saved = {name: os.environ.pop(name) for name in _secret_env_names() if name in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-
-
-def try_load_config(project_dir: Path, warnings: list[str] | None = None) -> Any | None:
-    """The project's validated `Config`, or None (reason appended to ``warnings``) when it does not load.
-
-    On-call must be able to run health with a broken or missing configuration, so this never raises.
-    """
-    try:
-        from schedgen_ops.config import load_config
-
-        with _without_secret_env():
-            return load_config(project_dir)
-    except (SchedgenError, ImportError, OSError) as exc:
-        if warnings is not None:
-            reason = exc.one_line() if isinstance(exc, SchedgenError) else str(exc)
-            warnings.append(f"configuration not loaded, using built-in defaults: {reason}")
-        return None
-
-
 def config_thresholds(cfg: Any) -> dict[str, Any]:
     """Thresholds from a validated configuration: implied by its alerts, then its typed ``health`` section."""
     values = from_alerts(cfg.alerts)
@@ -211,33 +138,3 @@ def config_thresholds(cfg: Any) -> dict[str, Any]:
     if health is not None:
         values.update(health.model_dump(exclude_none=True))
     return values
-
-
-def load_thresholds(
-    project_dir: Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    config: Any | None = None,
-    warnings: list[str] | None = None,
-) -> HealthThresholds:
-    """Defaults < the profile's alerts < the config's ``health:`` (schedgen.yaml, --set) < ``overrides``.
-
-    ``config`` is the already loaded `Config` (else it is loaded from ``project_dir``; a configuration
-    that does not load leaves the defaults and a line in ``warnings``). Bad values name the key.
-    """
-    values: dict[str, Any] = {}
-    if config is None and project_dir is not None:
-        config = try_load_config(project_dir, warnings)
-    if config is not None:
-        values.update(config_thresholds(config))
-    values.update(overrides or {})
-    try:
-        return HealthThresholds(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "health"
-        raise SchedgenError(
-            f"invalid health threshold {key}: {first['msg']}",
-            code="bad_config",
-            hint="see docs/HEALTH.md for every threshold and its unit",
-        ) from exc
