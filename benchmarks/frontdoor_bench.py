@@ -7,6 +7,8 @@ api replica, measured in the same run (alternating blocks, so machine load hits 
 The client is open-loop: a request is sent every 1/rate s whatever the previous answers did, so a slow
 path shows as latency, not as a lower rate. Prints p50/p95/p99 per path and the front-door/direct ratio
 (goal: p95 ratio <= 1.2). The stack runs with api=1 so both paths reach the same replica.
+`--interleave` takes the two paths in turn within one series (half the rate each) instead of in blocks:
+it isolates the hop's latency from the CPU the extra process takes from a small machine.
 """
 
 from __future__ import annotations
@@ -58,40 +60,44 @@ def _env() -> dict[str, str]:
             "SCHEDGEN_SERVICE__WORKER_PROCESSES": "1",
             "SCHEDGEN_SERVICE__RATE_STATUS": "1000000/minute",
             "SCHEDGEN_SERVICE__RATE_REQUESTS": "1000000/minute",
+            "SCHEDGEN_SERVICE__RATE_UPLOADS": "1000/hour",  # a canary upload per run on a kept stack
         }
     )
     return env
 
 
-async def _paced(url: str, rate: float, seconds: float, client: httpx.AsyncClient) -> tuple[list[float], int]:
-    """Open-loop: one GET every 1/rate s for ``seconds``; latencies (ms) of the 200s and the error count."""
-    latencies: list[float] = []
-    errors = 0
+async def _paced(
+    urls: dict[str, str], rate: float, seconds: float, client: httpx.AsyncClient
+) -> dict[str, tuple[list[float], int]]:
+    """Open-loop: one GET every 1/rate s for ``seconds``, taking the paths in ``urls`` in turn; per path, the
+    latencies (ms) of the 200s and the error count."""
+    latencies: dict[str, list[float]] = {name: [] for name in urls}
+    errors = dict.fromkeys(urls, 0)
 
-    async def one() -> None:
-        nonlocal errors
+    async def one(name: str) -> None:
         begin = time.perf_counter()
         try:
-            response = await client.get(url, timeout=10)
+            response = await client.get(urls[name], timeout=10)
         except httpx.HTTPError:
-            errors += 1
+            errors[name] += 1
             return
         if response.status_code != 200:
-            errors += 1
-            if errors == 1:
-                print(f"{url}: HTTP {response.status_code} {response.text[:200]}", file=sys.stderr)
+            errors[name] += 1
+            if errors[name] == 1:
+                print(f"{urls[name]}: HTTP {response.status_code} {response.text[:200]}", file=sys.stderr)
             return
-        latencies.append((time.perf_counter() - begin) * 1000)
+        latencies[name].append((time.perf_counter() - begin) * 1000)
 
+    names = list(urls)
     tasks = []
     start = time.perf_counter()
     for i in range(int(rate * seconds)):
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one()))
+        tasks.append(asyncio.create_task(one(names[i % len(names)])))
     await asyncio.gather(*tasks)
-    return latencies, errors
+    return {name: (latencies[name], errors[name]) for name in urls}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -100,19 +106,24 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _measure(
-    paths: dict[str, str], rate: float, seconds: float, blocks: int
+    paths: dict[str, str], rate: float, seconds: float, blocks: int, interleave: bool
 ) -> dict[str, dict[str, float]]:
+    """Blocks (the default): ``rate`` req/s on one path at a time, the paths alternating block by block, so
+    each path carries the full rate and the front door's own CPU is charged to it. Interleaved: one series
+    at ``rate`` req/s in all that takes the paths in turn, so a load spike hits both alike and the figure is
+    the hop's own latency (each path gets half the rate)."""
     samples: dict[str, list[float]] = {name: [] for name in paths}
     errors = dict.fromkeys(paths, 0)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    series = [paths] if interleave else [{name: url} for name, url in paths.items()]
     async with httpx.AsyncClient(limits=limits) as client:
-        for url in paths.values():  # warm-up: connections, caches
-            await _paced(url, rate, 2, client)
+        for urls in series:  # warm-up: connections, caches
+            await _paced(urls, rate, 2, client)
         for _ in range(blocks):
-            for name, url in paths.items():
-                got, bad = await _paced(url, rate, seconds / blocks, client)
-                samples[name] += got
-                errors[name] += bad
+            for urls in series:
+                for name, (got, bad) in (await _paced(urls, rate, seconds / blocks, client)).items():
+                    samples[name] += got
+                    errors[name] += bad
     return {
         name: {
             "requests": len(v) + errors[name],
@@ -130,6 +141,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second on each path")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per path")
     parser.add_argument("--blocks", type=int, default=6, help="alternating blocks per path")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="one series taking the paths in turn (the hop's own latency)",
+    )
     parser.add_argument("--project", type=Path, help="a project whose local stack already runs")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     args = parser.parse_args()
@@ -159,7 +175,11 @@ def main() -> int:
         path = f"/api/jobs/{job_id}"
         results = asyncio.run(
             _measure(
-                {"frontdoor": door + path, "direct": direct + path}, args.rate, args.seconds, args.blocks
+                {"frontdoor": door + path, "direct": direct + path},
+                args.rate,
+                args.seconds,
+                args.blocks,
+                args.interleave,
             )
         )
     finally:
@@ -171,7 +191,14 @@ def main() -> int:
     }
     print(
         json.dumps(
-            {"rate_per_s": args.rate, "seconds_per_path": args.seconds, **results, "ratio": ratio}, indent=2
+            {
+                "rate_per_s": args.rate,
+                "seconds_per_path": args.seconds,
+                "interleaved": args.interleave,
+                **results,
+                "ratio": ratio,
+            },
+            indent=2,
         )
     )
     print(
