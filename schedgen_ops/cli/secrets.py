@@ -25,9 +25,15 @@ _out = Console(highlight=False, soft_wrap=True)
 def rotate(
     name: str = typer.Argument(..., help=f"One of: {', '.join(SECRET_NAMES)}."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (never the value)."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Rotate a key existing data depends on (PGBACKREST_CIPHER_PASS, BACKUP_HMAC_KEY); refused "
+        "without it, with what would be lost and how to rotate safely.",
+    ),
 ) -> None:
     """Regenerate one secret; re-render and redeploy afterwards so every service picks it up."""
-    rotate_secret(OPTIONS.project, name)
+    rotate_secret(OPTIONS.project, name, force=force)
     if as_json:
         typer.echo(json.dumps({"rotated": name, "file": str(secrets_path(OPTIONS.project))}))
         return

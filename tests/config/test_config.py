@@ -232,3 +232,23 @@ def test_service_environment_of_the_shell_does_not_leak_into_the_config(
     assert c.role_settings("worker").job_timeout_s == 300
     monkeypatch.setenv("SCHEDGEN_SERVICE__JOB_TIMEOUT_S", "200")
     assert load_config(tmp_path, profile="small").role_settings("worker").job_timeout_s == 200
+
+
+@pytest.mark.parametrize("name", ["PGBACKREST_CIPHER_PASS", "BACKUP_HMAC_KEY"])
+def test_rotating_a_key_existing_data_depends_on_needs_force(tmp_path: Path, name: str) -> None:
+    """A new cipher pass cannot read the old repository, a new HMAC key cannot vouch for the old sets."""
+    from schedgen_ops.config.secrets import parse_env_file, write_env_file
+
+    init_project(tmp_path)
+    path = secrets_path(tmp_path)
+    values = parse_env_file(path.read_text(encoding="utf-8"))
+    values.pop(name, None)
+    write_env_file(path, values)
+    rotate_secret(tmp_path, name)  # absent: adding it loses nothing
+    first = parse_env_file(path.read_text(encoding="utf-8"))[name]
+    with pytest.raises(SchedgenError) as info:
+        rotate_secret(tmp_path, name)
+    assert info.value.code == "rotation_loses_data" and "--force" in info.value.one_line()
+    assert parse_env_file(path.read_text(encoding="utf-8"))[name] == first  # untouched
+    rotate_secret(tmp_path, name, force=True)
+    assert parse_env_file(path.read_text(encoding="utf-8"))[name] != first

@@ -72,6 +72,10 @@ def test_secrets_rotate_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, tmp_path, "secrets", "rotate", "OPS_TOKEN", "--json")
     assert code == 0 and json.loads(out)["rotated"] == "OPS_TOKEN"
     assert load_secrets(tmp_path)["OPS_TOKEN"] not in out
+    code, _, err = run(capsys, tmp_path, "secrets", "rotate", "BACKUP_HMAC_KEY")
+    assert code == 2 and "foreign" in err and "--force" in err
+    code, out, _ = run(capsys, tmp_path, "secrets", "rotate", "BACKUP_HMAC_KEY", "--force")
+    assert code == 0 and "rotated BACKUP_HMAC_KEY" in out
 
 
 def test_profiles_list_show_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
