@@ -224,3 +224,31 @@ def test_restore_needs_exactly_one_of_a_set_and_a_time(
     # PITR is opt-in on small: --to says how to turn it on instead of touching anything.
     assert main([*base, "--to", "latest", "--target", "local"]) == 1
     assert "point-in-time recovery is off" in capsys.readouterr().err
+
+
+def test_an_s3_repository_needs_https_and_a_ca_file_that_exists(tmp_path: Path) -> None:
+    """pgBackRest 2.45 has no plain-HTTP S3: the default http MinIO would fail after minutes of retries."""
+    from schedgen_ops.config.project import init_project
+    from schedgen_ops.ops.backup.pgbackrest import s3_options
+
+    init_project(tmp_path, profile="medium")
+    config = load_config(tmp_path, overrides=["backup.pitr.repo=s3"], environ={})
+    secrets = {"S3_ACCESS_KEY": "k", "S3_SECRET_KEY": "s"}
+    with pytest.raises(SchedgenError) as info:
+        s3_options(config, secrets, {})
+    assert (
+        info.value.code == "pitr_s3_needs_https" and "SCHEDGEN_S3_ENDPOINT_URL=https" in info.value.one_line()
+    )
+    https = {"SCHEDGEN_S3_ENDPOINT_URL": "https://minio.internal:9443"}
+    options = s3_options(config, secrets, https)
+    assert (options["endpoint"], options["port"], options["verify_tls"], options["ca_file"]) == (
+        "minio.internal",
+        "9443",
+        "y",
+        "",
+    )
+    with pytest.raises(SchedgenError, match="is not a file"):
+        s3_options(config, secrets, {**https, "SCHEDGEN_S3_CA_FILE": str(tmp_path / "nope.pem")})
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert s3_options(config, secrets, {**https, "SCHEDGEN_S3_CA_FILE": str(ca)})["ca_file"] == str(ca)

@@ -188,11 +188,30 @@ def s3_options(config: Config, secrets: dict[str, str], environ: dict[str, str])
 
     url = environ.get("SCHEDGEN_S3_ENDPOINT_URL") or f"http://127.0.0.1:{config.ports.minio}"
     parts = urlsplit(url)
+    if parts.scheme != "https":
+        # pgBackRest 2.45 (Debian 12) speaks S3 only over TLS: against plain HTTP it retries for about three
+        # minutes, then fails with "TLS error ... wrong version number". Say so before it starts.
+        raise SchedgenError(
+            f"backup.pitr.repo=s3 needs an https S3 endpoint; {url} is {parts.scheme or 'not a URL'}",
+            code="pitr_s3_needs_https",
+            hint="serve MinIO over TLS and set SCHEDGEN_S3_ENDPOINT_URL=https://HOST:PORT (a private CA's "
+            "certificate in SCHEDGEN_S3_CA_FILE), or keep the repository on disk: backup.pitr.repo=local",
+            exit_code=2,
+        )
+    ca_file = environ.get("SCHEDGEN_S3_CA_FILE", "")
+    if ca_file and not Path(ca_file).is_file():
+        raise SchedgenError(
+            f"SCHEDGEN_S3_CA_FILE={ca_file} is not a file",
+            code="pitr_s3_ca_missing",
+            hint="point it at the PEM certificate of the CA that signed the S3 endpoint's certificate",
+            exit_code=2,
+        )
     return {
         "endpoint": parts.hostname or "127.0.0.1",
-        "port": str(parts.port or (443 if parts.scheme == "https" else 80)),
+        "port": str(parts.port or 443),
         "region": environ.get("SCHEDGEN_S3_REGION") or "us-east-1",
         "key": environ.get("SCHEDGEN_S3_ACCESS_KEY") or secrets.get("S3_ACCESS_KEY", ""),
         "key_secret": environ.get("SCHEDGEN_S3_SECRET_KEY") or secrets.get("S3_SECRET_KEY", ""),
-        "verify_tls": "y" if parts.scheme == "https" else "n",
+        "verify_tls": "y",
+        "ca_file": ca_file,
     }
