@@ -309,7 +309,7 @@ class MonitoringConfig(Strict):
     @field_validator("retention", "scrape_interval")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not DURATION_RE.match(value):
+        if not DURATION_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a duration like 30s, 5m, 15d")
         return value
 
@@ -353,7 +353,7 @@ class AlertThresholds(Strict):
     )
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not DURATION_RE.match(value):
+        if not DURATION_RE.fullmatch(value):
             raise ValueError(f"{value!r} is not a duration like 30s, 5m, 1h")
         return value
 
@@ -442,7 +442,7 @@ class KubernetesConfig(Strict):
     @field_validator("namespace")
     @classmethod
     def _dns_label(cls, value: str) -> str:
-        if not NAME_RE.match(value) or len(value) > 63:
+        if not NAME_RE.fullmatch(value) or len(value) > 63:
             raise ValueError(f"{value!r} is not a DNS label (lowercase letters, digits, '-')")
         return value
 
@@ -519,7 +519,7 @@ class Config(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
+        if not NAME_RE.fullmatch(value):
             raise ValueError(f"{value!r} must be lowercase letters, digits and '-'")
         return value
 

@@ -33,7 +33,7 @@ _UNSAFE_TEXT_RE = re.compile(r"[^\x20-\x7e]|[\"\\`$]")
 
 def hostname(value: str) -> str:
     """A DNS name (RFC 1123, lowercase): the only thing a ``Host(`...`)`` rule or a TLS SAN may hold."""
-    if len(value) > 253 or not _HOSTNAME_RE.match(value):
+    if len(value) > 253 or not _HOSTNAME_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a DNS name: lowercase letters, digits, '-' and '.' "
             "(e.g. schedule.example.ac.za)"
@@ -43,15 +43,15 @@ def hostname(value: str) -> str:
 
 def email(value: str) -> str:
     """An ACME account address: plain local part and a DNS domain."""
-    match = _EMAIL_RE.match(value)
-    if not match or not _HOSTNAME_RE.match(match["domain"].lower()):
+    match = _EMAIL_RE.fullmatch(value)
+    if not match or not _HOSTNAME_RE.fullmatch(match["domain"].lower()):
         raise ValueError(f"{value!r} is not an e-mail address like ops@example.ac.za")
     return value
 
 
 def bucket(value: str) -> str:
     """An S3 bucket name (3-63 lowercase letters, digits, '.', '-'; not an IP address)."""
-    if not _BUCKET_RE.match(value) or ".." in value or _is_ip(value):
+    if not _BUCKET_RE.fullmatch(value) or ".." in value or _is_ip(value):
         raise ValueError(
             f"{value!r} is not an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', "
             "starting and ending with a letter or digit"
@@ -61,7 +61,7 @@ def bucket(value: str) -> str:
 
 def pg_identifier(value: str) -> str:
     """A Postgres database or role name that needs no quoting in SQL, URLs or shell."""
-    if not _PG_IDENT_RE.match(value):
+    if not _PG_IDENT_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} must be lowercase letters, digits and '_', starting with a letter or '_'"
         )
@@ -70,14 +70,14 @@ def pg_identifier(value: str) -> str:
 
 def queue_name(value: str) -> str:
     """An RQ queue name: it becomes a Redis key and a command-line argument."""
-    if not _QUEUE_RE.match(value):
+    if not _QUEUE_RE.fullmatch(value):
         raise ValueError(f"{value!r} must be lowercase letters, digits, '_' and '-'")
     return value
 
 
 def image_ref(value: str) -> str:
     """A container image reference (``registry/path:tag`` or ``@sha256:...``)."""
-    if len(value) > 255 or not _IMAGE_RE.match(value):
+    if len(value) > 255 or not _IMAGE_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not an image reference like docker.io/library/postgres:15")
     return value
 
@@ -89,7 +89,7 @@ def dns_subdomain_or_empty(value: str) -> str:
 
 def relative_path(value: str) -> str:
     """A path inside the project: no absolute path, no '..', no characters a shell would read."""
-    if not _RELPATH_RE.match(value) or any(part == ".." for part in value.split("/")):
+    if not _RELPATH_RE.fullmatch(value) or any(part == ".." for part in value.split("/")):
         raise ValueError(f"{value!r} must be a relative path inside the project (letters, digits, '._-/')")
     return value
 

@@ -172,7 +172,7 @@ class ReleaseStore:
 
     def get(self, release_id: str) -> Release:
         path = self._dir(release_id) / "release.json"
-        if not _ID_RE.match(release_id) or not path.exists():
+        if not _ID_RE.fullmatch(release_id) or not path.exists():
             known = ", ".join(r.id for r in self.history()[-5:]) or "none yet"
             raise SchedgenError(
                 f"no release {release_id!r}", code="unknown_release", hint=f"recent releases: {known}"
@@ -198,7 +198,7 @@ class ReleaseStore:
         """Every release, oldest first."""
         if not self.root.is_dir():
             return []
-        ids = [p.name for p in self.root.iterdir() if p.is_dir() and _ID_RE.match(p.name)]
+        ids = [p.name for p in self.root.iterdir() if p.is_dir() and _ID_RE.fullmatch(p.name)]
         return sorted((self.get(i) for i in ids), key=lambda r: (r.created, r.id))
 
     def current_id(self) -> str | None:

@@ -252,3 +252,35 @@ def test_rotating_a_key_existing_data_depends_on_needs_force(tmp_path: Path, nam
     assert parse_env_file(path.read_text(encoding="utf-8"))[name] == first  # untouched
     rotate_secret(tmp_path, name, force=True)
     assert parse_env_file(path.read_text(encoding="utf-8"))[name] != first
+
+
+@pytest.mark.parametrize(
+    ("validator", "good"),
+    [
+        ("hostname", "schedule.example.org"),
+        ("email", "ops@example.org"),
+        ("bucket", "schedgen-pitr"),
+        ("pg_identifier", "schedgen_app"),
+        ("queue_name", "pdf-jobs"),
+        ("image_ref", "schedgen/service:1.0"),
+        ("relative_path", "backups/daily"),
+    ],
+)
+def test_a_trailing_newline_is_refused_by_every_pattern_validator(validator: str, good: str) -> None:
+    """`$` also matches before a final newline: "0\\n" passed as a domain and split Traefik's rule in two."""
+    from schedgen_ops.config import values
+
+    check = getattr(values, validator)
+    assert check(good) == good
+    for bad in (f"{good}\n", f"{good}\r\n"):
+        with pytest.raises(ValueError):
+            check(bad)
+
+
+def test_a_backup_id_with_a_trailing_newline_is_refused() -> None:
+    """Backup ids become directory names and S3 keys."""
+    from schedgen_ops.ops.backup.manifest import check_backup_id
+
+    assert check_backup_id("20261128T023000Z") == "20261128T023000Z"
+    with pytest.raises(SchedgenError):
+        check_backup_id("20261128T023000Z\n")

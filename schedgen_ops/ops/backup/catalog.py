@@ -71,7 +71,7 @@ def list_backups(directory: Path) -> list[BackupEntry]:
         if path.is_symlink():  # never followed: prune would otherwise delete wherever it points
             entries.append(BackupEntry(backup_id, path, "invalid", None, "a symbolic link, not a backup set"))
             continue
-        if not BACKUP_ID_RE.match(backup_id):
+        if not BACKUP_ID_RE.fullmatch(backup_id):
             entries.append(BackupEntry(backup_id, path, "invalid", None, "not a backup id"))
             continue
         if (path / MANIFEST).exists():

@@ -53,7 +53,7 @@ def check_backup_id(value: str) -> str:
     Ids become directory names, S3 keys and database names: anything else (``..``, ``/``, a suffix) is
     refused before it forms a path.
     """
-    if not BACKUP_ID_RE.match(value):
+    if not BACKUP_ID_RE.fullmatch(value):
         raise SchedgenError(
             f"{value!r} is not a backup id",
             code="usage",
