@@ -52,15 +52,7 @@ LAYERS: dict[str, int] = {
 ALLOWED_UPWARD: frozenset[str] = frozenset()
 
 # Imports left out of the package graph, each of which closes a cycle between packages.
-ALLOWED_PACKAGE_CYCLE_EDGES: frozenset[str] = frozenset(
-    {
-        # ops/backup <-> ops/health: health's backup probe reads backup's catalog, and restore.py keeps a
-        # lazy alias of health_after_restore (now in ops/health/after_restore.py) only because
-        # cli/restore.py still imports it from ops.backup.restore. Fix: import it from ops.health there,
-        # delete the alias and this entry.
-        "schedgen_ops.ops.backup.restore -> schedgen_ops.ops.health.after_restore",
-    }
-)
+ALLOWED_PACKAGE_CYCLE_EDGES: frozenset[str] = frozenset()
 
 # Imports left out of the module graph, each of which closes a cycle between modules.
 ALLOWED_MODULE_CYCLE_EDGES: frozenset[str] = frozenset(

@@ -24,8 +24,9 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.context import BackupContext
 from schedgen_ops.ops.backup.create import BackupRequest
 from schedgen_ops.ops.backup.progress import Reporter
-from schedgen_ops.ops.backup.restore import RestoreRequest, health_after_restore, restore_backup
+from schedgen_ops.ops.backup.restore import RestoreRequest, restore_backup
 from schedgen_ops.ops.backup.targets import LocalTarget
+from schedgen_ops.ops.health.after_restore import health_after_restore
 
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)

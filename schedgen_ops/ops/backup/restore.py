@@ -422,27 +422,3 @@ def _redis_check(url: str) -> Check:
         return Check(name="redis answers", ok=False, detail=str(exc))
     finally:
         client.close()
-
-
-def health_after_restore(
-    target_name: str,
-    project: Path,
-    *,
-    database_url: str,
-    redis_url: str,
-    storage_url: str,
-    backup_dir: Path,
-    config: Any = None,
-) -> dict[str, Any]:
-    """Moved to `schedgen_ops.ops.health.after_restore`; goes once cli/restore.py imports it from there."""
-    from schedgen_ops.ops.health.after_restore import health_after_restore as run
-
-    return run(
-        target_name,
-        project,
-        database_url=database_url,
-        redis_url=redis_url,
-        storage_url=storage_url,
-        backup_dir=backup_dir,
-        config=config,
-    )
