@@ -95,9 +95,11 @@ class Stack:
         return [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    root = service_tempdir("schedgen-pitr-")
+@contextlib.contextmanager
+def running_stack(prefix: str, extra_env: dict[str, str]) -> Iterator[Stack]:
+    """A local stack with PITR on (archive_timeout 2 s) in a fresh project, `up` run; everything it
+    started is stopped and removed afterwards. ``extra_env`` adds settings (test_pitr_s3.py's repository)."""
+    root = service_tempdir(prefix)
     project = root / "project"
     project.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
@@ -114,6 +116,7 @@ def stack() -> Iterator[Stack]:
             "SCHEDGEN_SERVICE__WORKER_PROCESSES": "1",
             "SCHEDGEN_BACKUP__PITR__ENABLED": "true",
             "SCHEDGEN_BACKUP__PITR__ARCHIVE_TIMEOUT_S": str(ARCHIVE_TIMEOUT_S),
+            **extra_env,
         }
     )
     s = Stack(project, env)
@@ -127,6 +130,12 @@ def stack() -> Iterator[Stack]:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running_stack("schedgen-pitr-", {}) as s:
+        yield s
 
 
 def _job_ids(url: str) -> set[str]:

@@ -18,11 +18,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
-from test_pitr_local import Stack, _archive_current_segment, _job_ids  # same directory
+from test_pitr_local import MakeJobs, Stack, _archive_current_segment, _job_ids, running_stack  # same dir
 
-from schedgen_ops.runtime.dataservices import free_port, free_port_block, service_tempdir
+from schedgen_ops.runtime.dataservices import free_port, service_tempdir
 
 pytestmark = [
     pytest.mark.timeout(420),
@@ -133,42 +132,16 @@ def tls_s3() -> Iterator[tuple[str, Path]]:
 @pytest.fixture(scope="module")
 def stack(tls_s3: tuple[str, Path]) -> Iterator[Stack]:
     endpoint, ca = tls_s3
-    root = service_tempdir("schedgen-pitr-s3-")
-    project = root / "project"
-    project.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDGEN_")}
-    env.update(
-        {
-            "SCHEDGEN_PORTS__API": str(free_port_block(2)),
-            "SCHEDGEN_PORTS__POSTGRES": str(free_port()),
-            "SCHEDGEN_PORTS__REDIS": str(free_port()),
-            "SCHEDGEN_PORTS__PROMETHEUS": str(free_port()),
-            "SCHEDGEN_WORKER__REPLICAS": "1",
-            "SCHEDGEN_WORKER__MIN_REPLICAS": "1",
-            "SCHEDGEN_WORKER__METRICS_PORT": str(free_port_block(6)),
-            "SCHEDGEN_FRONTDOOR__UPSTREAM_PORT": str(free_port_block(4)),
-            "SCHEDGEN_SERVICE__WORKER_PROCESSES": "1",
-            "SCHEDGEN_BACKUP__PITR__ENABLED": "true",
-            "SCHEDGEN_BACKUP__PITR__ARCHIVE_TIMEOUT_S": "2",
-            "SCHEDGEN_BACKUP__PITR__REPO": "s3",
-            "SCHEDGEN_BACKUP__PITR__S3_BUCKET": BUCKET,
-            "SCHEDGEN_S3_ENDPOINT_URL": endpoint,
-            "SCHEDGEN_S3_CA_FILE": str(ca),
-            "SCHEDGEN_S3_ACCESS_KEY": KEY,
-            "SCHEDGEN_S3_SECRET_KEY": SECRET,
-        }
-    )
-    s = Stack(project, env)
-    try:
-        s.ok("up", timeout=300)
+    s3_repo = {
+        "SCHEDGEN_BACKUP__PITR__REPO": "s3",
+        "SCHEDGEN_BACKUP__PITR__S3_BUCKET": BUCKET,
+        "SCHEDGEN_S3_ENDPOINT_URL": endpoint,
+        "SCHEDGEN_S3_CA_FILE": str(ca),
+        "SCHEDGEN_S3_ACCESS_KEY": KEY,
+        "SCHEDGEN_S3_SECRET_KEY": SECRET,
+    }
+    with running_stack("schedgen-pitr-s3-", s3_repo) as s:
         yield s
-    finally:
-        pids = s.tree_pids()
-        s.cli("down", timeout=120)
-        for pid in pids:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _objects(endpoint: str, ca: Path) -> list[str]:
@@ -189,14 +162,14 @@ def _objects(endpoint: str, ca: Path) -> list[str]:
 
 
 def test_up_archives_and_backs_up_into_the_bucket_and_the_drill_restores_from_it(
-    stack: Stack, tls_s3: tuple[str, Path], make_jobs: object
+    stack: Stack, tls_s3: tuple[str, Path], make_jobs: MakeJobs
 ) -> None:
     endpoint, ca = tls_s3
     listing = json.loads(stack.ok("backup", "list", "--json"))
     assert [b["type"] for b in listing["pitr"]["backups"]] == ["full"], listing["pitr"]
     conf = (stack.project / ".schedgen" / "pgbackrest" / "pgbackrest.conf").read_text()
     assert "repo1-type=s3" in conf and f"repo1-storage-ca-file={ca}" in conf
-    make_jobs(stack.app_url, 4, completed=2)  # type: ignore[operator]
+    make_jobs(stack.app_url, 4, completed=2)
     _archive_current_segment(stack)
     keys = _objects(endpoint, ca)
     assert any("/archive/" in k for k in keys) and any("/backup/" in k for k in keys), keys[:10]
