@@ -14,6 +14,7 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
 fi
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v curl >/dev/null 2>&1 || need+=(curl)  # scripts/demo.sh talks to the api with curl
+command -v wrk >/dev/null 2>&1 || need+=(wrk)  # benchmarks/status_bench.py (job status vs a bare endpoint)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)  # the local runtime's front door (TLS, balancing)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # The tests build their images (debootstrap base) and run them on a local Docker Engine, which they start

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from schedgen_ops import __version__
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.service import backup_ledger, clients, db, ledger, metrics, queue
+from schedgen_ops.service import status as status_view
 from schedgen_ops.service.clients import KeyCache, client_bucket, client_ip
 from schedgen_ops.service.context import ServiceContext
 from schedgen_ops.service.logs import client_id_var, request_id_var
@@ -41,7 +42,6 @@ from schedgen_ops.service.ratelimit import RateLimits
 from schedgen_ops.service.schemas import (
     CheckResult,
     ErrorResponse,
-    JobError,
     JobView,
     Liveness,
     QueueView,
@@ -121,6 +121,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
         settings = load_settings()
     cfg = settings
+    trusted = cfg.trusted_networks()  # parsed once, not per request
     state: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -129,6 +130,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         state["ctx"] = ctx
         state["limits"] = RateLimits(cfg)
         state["keys"] = KeyCache()
+        state["status_cache"] = status_view.TerminalCache()
         # Key lookups that miss the cache wait here: a flood of unknown keys cannot take the whole pool.
         state["lookups"] = asyncio.Semaphore(max(1, cfg.db_pool_max // 2))
         state["ready"] = (0.0, None)
@@ -259,9 +261,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         the students who share its address.
         """
         peer = request.client.host if request.client else None
-        address = client_bucket(
-            client_ip(peer, request.headers.getlist("x-forwarded-for"), cfg.trusted_networks())
-        )
+        address = client_bucket(client_ip(peer, request.headers.getlist("x-forwarded-for"), trusted))
         key = request.headers.get("x-api-key") if with_key else None
         if not key:
             return "ip:" + address
@@ -376,29 +376,28 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             calendar_url=f"{base}/calendar.ics",
         )
 
-    @app.get("/api/jobs/{job_id}", response_model=JobView, responses=_ERRORS, summary="Job status")
-    def job_status(job_id: str) -> JobView:
-        job = _find(ctx(), job_id)
-        position = None
-        if job.status == "queued":
-            try:
-                position = queue.position(ctx().redis, job.id, job.priority)
-            except Exception:  # Redis down: the ledger still answers
-                position = None
-        error = None
-        if job.status == "failed":
-            error = JobError(code=job.error_code or "failed", message=job.error_message or "")
-        return JobView(
-            job_id=job.id,
-            status=job.status,  # type: ignore[arg-type]
-            kind=job.kind,  # type: ignore[arg-type]
-            attempts=job.attempts,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            error=error,
-            queue_position=position,
-        )
+    @app.get(
+        "/api/jobs/{job_id}",
+        response_model=JobView,
+        responses={
+            **_ERRORS,
+            304: {"description": "Not modified: the If-None-Match ETag still matches (no body)."},
+        },
+        summary="Job status (ETag; Retry-After while queued)",
+    )
+    async def job_status(job_id: str, request: Request) -> Response:
+        # Finished jobs answer from this process's cache without a thread hop or a round trip; all
+        # others read the ledger (and the queue position) in one hop.
+        cache: status_view.TerminalCache = state["status_cache"]
+        cached = cache.get(job_id)
+        if cached is None:
+            job, answer = await run_in_threadpool(_status, ctx(), job_id)
+            cache.put(job, answer)
+        else:
+            answer = cached
+        if answer.matches(request.headers.get("if-none-match")):
+            return Response(status_code=304, headers=answer.headers)
+        return Response(answer.body, media_type="application/json", headers=answer.headers)
 
     from schedgen_ops.parsing.export import TimetableDocument
 
@@ -682,6 +681,21 @@ def _find(ctx: ServiceContext, job_id: str) -> ledger.Job:
     if job is None:
         raise ApiError(404, "job_not_found", "no such job")
     return job
+
+
+def _status(ctx: ServiceContext, job_id: str) -> tuple[ledger.Job, status_view.StatusAnswer]:
+    """The job from the ledger and, when queued, its queue position: the status answer to send."""
+    try:
+        job = _find(ctx, job_id)
+    except psycopg.OperationalError:  # a pooled connection that died since its last use: read once more
+        job = _find(ctx, job_id)
+    position = None
+    if job.status == "queued":
+        try:
+            position = queue.position(ctx.redis, job.id, job.priority)
+        except Exception:  # Redis down: the ledger still answers
+            position = None
+    return job, status_view.render(job, position)
 
 
 def _timetable(ctx: ServiceContext, job_id: str) -> Any:

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
@@ -25,6 +25,15 @@ from schedgen_ops.service.settings import ServiceSettings
 log = logging.getLogger(__name__)
 CATEGORIES = ("upload", "status", "requests", "key_failures")
 T = TypeVar("T")
+# limits' incr_expire.lua (a window starts at its first hit), returning the key's TTL with the count.
+_INCR_TTL = """
+local amount = tonumber(ARGV[2])
+local current = redis.call("incrby", KEYS[1], amount)
+if tonumber(current) == amount then
+    redis.call("expire", KEYS[1], ARGV[1])
+end
+return {current, redis.call("ttl", KEYS[1])}
+"""
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,8 @@ class Decision:
 
 
 class RateLimits:
-    """Fixed-window limits (one INCR per request): uploads, job status polls, other requests, per client,
-    and failed API-key attempts per address (checked before any key lookup).
+    """Fixed-window limits (one script call per request on Redis): uploads, job status polls, other requests,
+    per client, and failed API-key attempts per address (checked before any key lookup).
 
     A window starts at the client's first request, so the 11th upload within the hour after the first
     is refused until that hour ends (Retry-After says when). Async (redis.asyncio): no thread hop.
@@ -62,6 +71,12 @@ class RateLimits:
             socket_connect_timeout=timeout_s,
         )
         self.limiter = FixedWindowRateLimiter(self.storage)
+        bridge = getattr(self.storage, "bridge", None)  # limits' redis-py bridge (limits >= 5)
+        self._incr_ttl: Any = None
+        self._redis_key: Callable[[str], str] = str
+        if bridge is not None and hasattr(bridge, "prefixed_key"):
+            self._incr_ttl = bridge.get_connection().register_script(_INCR_TTL)
+            self._redis_key = bridge.prefixed_key
         self.fallback = FixedWindowRateLimiter(MemoryStorage())
         self.retry_s = retry_s
         self._down_since: float | None = None  # monotonic time Redis stopped answering
@@ -84,8 +99,16 @@ class RateLimits:
         item = self.items[category]
 
         async def count(limiter: FixedWindowRateLimiter) -> Decision:
-            allowed = await limiter.hit(item, category, client_id)
-            return await self._decision(limiter, item, category, client_id, allowed)
+            # What limiter.hit + get_window_stats do (INCR, GET, TTL), in one round trip on Redis (the
+            # same script and key as `limits`, plus the TTL) and two calls on the in-process fallback.
+            key = item.key_for(category, client_id)
+            if limiter is self.limiter and self._incr_ttl is not None:
+                used, ttl = await self._incr_ttl(keys=[self._redis_key(key)], args=[item.get_expiry(), 1])
+                used, reset_at = int(used), max(int(ttl), 0) + time.time()
+            else:
+                used = await limiter.storage.incr(key, item.get_expiry(), amount=1)
+                reset_at = await limiter.storage.get_expiry(key)
+            return Decision(used <= item.amount, item.amount, max(0, item.amount - used), reset_at)
 
         return await self._with_storage(count)
 

@@ -109,14 +109,21 @@
     poll(data.job_id, mine, ui);
   }
 
+  // The service's Retry-After (seconds; queued jobs and 429s) when it sends one, else fallbackMs.
+  function retryMs(response, fallbackMs) {
+    const seconds = Number(response.headers.get("Retry-After"));
+    return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 60) * 1000 : fallbackMs;
+  }
+
   async function poll(job, mine, ui) {
     let data = {};
+    let response;
     try {
-      const response = await fetch("/api/jobs/" + job);
+      response = await fetch("/api/jobs/" + job);
       data = await response.json();
       if (!response.ok) {
         const err = data.error || {};
-        if (err.code === "rate_limited") return setTimeout(() => poll(job, mine, ui), 2000);
+        if (err.code === "rate_limited") return setTimeout(() => poll(job, mine, ui), retryMs(response, 2000));
         return ui.set("failed", friendly(err.code, err.message));
       }
     } catch (e) {
@@ -139,7 +146,7 @@
       const err = data.error || {};
       return ui.set("failed", friendly(err.code, err.message));
     }
-    setTimeout(() => poll(job, mine, ui), POLL_MS);
+    setTimeout(() => poll(job, mine, ui), retryMs(response, POLL_MS));
   }
 
   function groupSpecs() {

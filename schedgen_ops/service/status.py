@@ -1,0 +1,126 @@
+"""The job status answer: its JSON bytes, ETag and caching headers, and a cache of finished jobs.
+
+Status is what clients poll, so it is built once as bytes (no second validation pass by FastAPI) and
+carries a strong ETag: a poll with ``If-None-Match`` that still matches gets 304 and no body.
+
+`TerminalCache` holds only ``completed`` and ``failed`` answers: the ledger's transitions never leave
+those states (`ledger.complete`/`fail`/`requeue` all require ``processing``), so a cached one cannot go
+stale. The ledger stays the system of record: the cache is per process, bounded, and an entry lives at most
+``ttl_s`` and never past the job's own expiry (minus a clock-skew margin), after which the ledger answers
+again (and says 404 once the job is purged). Queued and processing jobs always come from the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from schedgen_ops.service import ledger
+from schedgen_ops.service.schemas import JobError, JobView
+
+TERMINAL = frozenset({"completed", "failed"})
+# Retry-After of a queued job by its position (jobs ahead): polling faster than the queue moves learns
+# nothing. Up to 1 ahead (or unknown) -> 1 s, up to 10 -> 2 s, more -> 5 s.
+QUEUED_RETRY_AFTER_S = ((1, 1), (10, 2), (None, 5))
+TERMINAL_MAX_AGE_S = 60  # Cache-Control max-age of a finished job (its answer no longer changes)
+EXPIRY_MARGIN_S = 30.0  # a cached entry ends this long before the job's expires_at (clock skew, purge)
+
+
+@dataclass(frozen=True)
+class StatusAnswer:
+    """One rendered status: the exact body bytes, their ETag and the caching headers to send."""
+
+    status: str
+    body: bytes
+    etag: str
+    headers: dict[str, str]
+
+    def matches(self, if_none_match: str | None) -> bool:
+        """RFC 9110 weak comparison of ``If-None-Match`` (a list, ``*``, or W/ tags) with our ETag."""
+        if not if_none_match:
+            return False
+        tags = [tag.strip() for tag in if_none_match.split(",")]
+        return any(tag == "*" or tag.removeprefix("W/") == self.etag for tag in tags)
+
+
+def render(job: ledger.Job, position: int | None) -> StatusAnswer:
+    """The JobView of ``job`` as bytes with ETag, Cache-Control and (queued) Retry-After."""
+    error = None
+    if job.status == "failed":
+        error = JobError(code=job.error_code or "failed", message=job.error_message or "")
+    body = (
+        JobView(
+            job_id=job.id,
+            status=job.status,  # type: ignore[arg-type]
+            kind=job.kind,  # type: ignore[arg-type]
+            attempts=job.attempts,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            error=error,
+            queue_position=position if job.status == "queued" else None,
+        )
+        .model_dump_json()
+        .encode()
+    )
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    headers = {"ETag": etag}
+    if job.status in TERMINAL:
+        headers["Cache-Control"] = f"private, max-age={TERMINAL_MAX_AGE_S}"
+    else:
+        # Job ids are bearer secrets: never in a shared cache; revalidate each poll (304 when unchanged).
+        headers["Cache-Control"] = "private, no-cache"
+        if job.status == "queued":
+            headers["Retry-After"] = str(retry_after_s(position))
+    return StatusAnswer(job.status, body, etag, headers)
+
+
+def retry_after_s(position: int | None) -> int:
+    """Seconds a client should wait before polling a queued job ``position`` jobs from the front."""
+    ahead = position or 0
+    for bound, seconds in QUEUED_RETRY_AFTER_S:
+        if bound is None or ahead <= bound:
+            return seconds
+    return QUEUED_RETRY_AFTER_S[-1][1]
+
+
+class TerminalCache:
+    """A bounded LRU of finished jobs' answers; ``put`` ignores every state that can still change."""
+
+    def __init__(self, max_entries: int = 10_000, ttl_s: float = 30.0) -> None:
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._entries: OrderedDict[str, tuple[float, StatusAnswer]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, job_id: str) -> StatusAnswer | None:
+        entry = self._entries.get(job_id)
+        if entry is None:
+            return None
+        until, answer = entry
+        if time.monotonic() >= until:
+            del self._entries[job_id]
+            return None
+        self._entries.move_to_end(job_id)
+        return answer
+
+    def put(self, job: ledger.Job, answer: StatusAnswer) -> bool:
+        """Keep ``answer`` if ``job`` is finished and not about to expire; True when kept."""
+        if job.status not in TERMINAL or answer.status != job.status or self.max_entries <= 0:
+            return False
+        lifetime = self.ttl_s
+        if job.expires_at is not None:
+            left = (job.expires_at - dt.datetime.now(dt.UTC)).total_seconds() - EXPIRY_MARGIN_S
+            lifetime = min(lifetime, left)
+        if lifetime <= 0:
+            return False
+        self._entries[job.id] = (time.monotonic() + lifetime, answer)
+        self._entries.move_to_end(job.id)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return True
