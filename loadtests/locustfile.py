@@ -168,6 +168,16 @@ def _finished_at(body: dict[str, Any]) -> float:
     return time.time()
 
 
+def _retry_after(resp: Any) -> float | None:
+    """The answer's Retry-After in seconds (at most 60), or None when it sends none."""
+    value = resp.headers.get("Retry-After") if resp.headers else None
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return min(seconds, 60.0) if seconds is not None and seconds > 0 else None
+
+
 def _why(resp: Any) -> str:
     """A failure's reason for locust's report: the HTTP status and error code, or the connection error."""
     if not resp.status_code:
@@ -190,14 +200,25 @@ class ClientUser(FastHttpUser):
     def on_start(self) -> None:
         self.key = KEYS.take()
         self.uploads_with_key = 0
+        # As a browser does: the last answer per job and its ETag, revalidated with If-None-Match (304).
+        self.seen: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.retry_after_s: float | None = None  # the last status answer's Retry-After (queued jobs)
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {CONFIG["auth_header"]: CONFIG["auth_prefix"] + (key or self.key)}
 
     def get_status(self, job_id: str, key: str) -> dict[str, Any] | None:
+        """The job's status; a 304 (the ETag still matches) is the answer seen before, as in a browser."""
+        headers = self.auth(key)
+        known = self.seen.get(job_id)
+        if known is not None:
+            headers["If-None-Match"] = known[0]
         with self.client.get(
-            f"/api/jobs/{job_id}", name=STATUS, headers=self.auth(key), catch_response=True
+            f"/api/jobs/{job_id}", name=STATUS, headers=headers, catch_response=True
         ) as resp:
+            self.retry_after_s = _retry_after(resp)
+            if resp.status_code == 304 and known is not None:
+                return known[1]
             if resp.status_code != 200:
                 resp.failure(_why(resp))
                 return None
@@ -206,6 +227,11 @@ class ClientUser(FastHttpUser):
             except ValueError:
                 resp.failure("status answer is not JSON")
                 return None
+            etag = resp.headers.get("ETag") if resp.headers else None
+            if etag:
+                if len(self.seen) >= 64:  # a user follows a handful of jobs: keep the map small
+                    self.seen.pop(next(iter(self.seen)))
+                self.seen[job_id] = (etag, body)
             return body
 
 
@@ -252,8 +278,10 @@ class UploadUser(ClientUser):
         """Poll with exponential backoff until the job ends or ``POLL.timeout_s`` passes."""
         delay = float(POLL["initial_s"])
         deadline = started + float(POLL["timeout_s"])
+        self.retry_after_s = None
         while time.time() < deadline:
-            gevent.sleep(delay)
+            # The service's Retry-After (queued jobs: by position) when it sent one, else the backoff.
+            gevent.sleep(self.retry_after_s if self.retry_after_s is not None else delay)
             delay = min(delay * 1.5, float(POLL["max_s"]))
             body = self.get_status(job_id, key)
             if body is None:

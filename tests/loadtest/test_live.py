@@ -118,6 +118,9 @@ def test_scenario_tiny(live_service: LiveService, tmp_path: Path, scenario: str)
     names = {ep["name"] for ep in summary["endpoints"]}
     if scenario == "status":
         assert names == {"all", "status"}
+        # The clients revalidate what they saw with If-None-Match, as a browser does: the service
+        # answered some polls with 304 (no body), and locust counted none as a failure.
+        assert _status_answers(live_service, "304") > 0
     if scenario == "upload":
         assert {"upload", "status", "events", "calendar"} <= names and "health" not in names
     if scenario == "stress":
@@ -135,6 +138,15 @@ def test_scenario_tiny(live_service: LiveService, tmp_path: Path, scenario: str)
         assert {"api[role=api]", "worker[role=worker]"} <= set(rss["growth"]), rss["growth"]
         assert all(value > 10 * 2**20 for value in rss["last"].values()), rss["last"]
         assert {t["name"] for t in summary["thresholds"]} == {"rss_growth", "error_rate", "p95_ms"}
+
+
+def _status_answers(service: LiveService, code: str) -> float:
+    """``schedgen_http_requests_total`` of job status polls answered with ``code``, from /metrics."""
+    import httpx
+
+    text = httpx.get(f"{service.url}/metrics", timeout=10).text
+    wanted = f'route="/api/jobs/{{job_id}}",status="{code}"'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if wanted in line)
 
 
 def test_impossible_threshold_exits_1(live_service: LiveService, tmp_path: Path) -> None:
