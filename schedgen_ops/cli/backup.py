@@ -178,7 +178,7 @@ def pitr_enable(
 ) -> None:
     """PITR: write pgbackrest.conf, create the stanza, check archiving, take the first full backup."""
     with notify_on_failure("backup pitr-enable", webhook, directory):
-        cli_pitr.enable_command(context(directory, "local"), as_json)
+        cli_pitr.enable_command(context(directory), as_json)  # the live release's target
 
 
 @backup_app.command("verify")

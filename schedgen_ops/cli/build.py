@@ -9,7 +9,8 @@ import typer
 
 from schedgen_ops.cli._ops import err, human_bytes, make_ops, out
 from schedgen_ops.cli.state import OPTIONS
-from schedgen_ops.runtime.imagebuild import DEFAULT_BASE, build_image
+from schedgen_ops.runtime.imagebuild import DEFAULT_BASE, BuildResult, build_image
+from schedgen_ops.runtime.operations import Ops
 
 
 def _default_tag() -> str:
@@ -66,15 +67,40 @@ def build(
         no_cache=no_cache,
         progress=lambda line: err.print(line, markup=False, highlight=False),
     )
+    postgres = _build_pitr_postgres(ops, no_cache=no_cache)
     if result is None:
         return
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        document = result.to_dict()
+        if postgres is not None:
+            document["postgres_pitr"] = postgres.to_dict()
+        typer.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
         out.print(
             f"built {result.tag} ({result.image_id[:19]}, {human_bytes(result.size_bytes)}) "
             f"on {result.base_image} in {result.duration_s:.0f}s, commit {result.commit[:12]}"
         )
+        if postgres is not None:
+            out.print(f"postgres with pgBackRest (backup.pitr): {postgres.tag} ({postgres.image_id[:19]})")
+
+
+def _build_pitr_postgres(ops: Ops, *, no_cache: bool) -> BuildResult | None:
+    """With backup.pitr on, compose runs postgres.image plus pgBackRest: build that too (once per content)."""
+    from schedgen_ops.config import load_config
+    from schedgen_ops.config.project import is_project
+    from schedgen_ops.runtime.imagebuild import build_pitr_postgres
+
+    if not is_project(OPTIONS.project):
+        return None
+    config = load_config(OPTIONS.project)
+    if not config.backup.pitr.enabled:
+        return None
+    return build_pitr_postgres(
+        ops.runner,
+        config,
+        force=no_cache,
+        progress=lambda line: err.print(line, markup=False, highlight=False),
+    )
 
 
 def register(app: typer.Typer) -> None:

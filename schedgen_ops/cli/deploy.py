@@ -44,12 +44,16 @@ def deploy(
             typer.echo(json.dumps({"dry_run": True, "commands": outcome.planned}, indent=2))
         return
     assert outcome.release is not None
+    from schedgen_ops.cli.pitr import enable_after_deploy  # backup.pitr on compose: stanza + first backup
+
+    pitr = enable_after_deploy(ops, target, profile, overrides)
     result = {
         "release": outcome.release.id,
         "previous": outcome.previous,
         "target": target,
         "gate": outcome.gate.checks if outcome.gate else {},
         "canary_job": outcome.gate.canary_job if outcome.gate else None,
+        **({"pitr": pitr} if pitr is not None else {}),
     }
     if as_json:
         typer.echo(json.dumps(result, indent=2))

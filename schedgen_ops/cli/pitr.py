@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -12,22 +12,34 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.context import BackupContext
 from schedgen_ops.ops.backup.pgbackrest import PitrSite
 
+if TYPE_CHECKING:
+    from schedgen_ops.ops.backup.create import BackupRequest
+    from schedgen_ops.runtime.operations import Ops
+
 _out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def site(ctx_: BackupContext, *, required: bool = False) -> PitrSite | None:
-    """The project's pgBackRest site when backup.pitr is on for the local target (None otherwise)."""
+    """The project's pgBackRest site when backup.pitr is on for the local or compose target (None
+    otherwise: Kubernetes archives through CloudNativePG)."""
     config = ctx_.config
     enabled = bool(config is not None and config.backup.pitr.enabled)
     if enabled and ctx_.target_name == "local":
         return PitrSite.for_project(ctx_.project, config)
+    if enabled and ctx_.target_name == "compose":
+        from schedgen_ops.ops.backup.pitr_compose import ComposePitrSite
+        from schedgen_ops.runtime.runner import Runner
+
+        runner = Runner(echo=lambda line: _err.print(line, markup=False))
+        return ComposePitrSite.for_compose(config, ctx_.compose_project(config.name), runner)
     if required:
         why = "is off for this project" if not enabled else f"is managed by the {ctx_.target_name} runtime"
         raise SchedgenError(
             f"point-in-time recovery {why}",
             code="pitr_unavailable",
-            hint="local: --set backup.pitr.enabled=true and deploy; compose uses its postgres image's "
-            "pgBackRest (docs/BACKUP.md); kubernetes: CloudNativePG's backups",
+            hint="local or compose: --set backup.pitr.enabled=true, deploy, `schedgen backup pitr-enable`; "
+            "kubernetes: CloudNativePG's backups (docs/BACKUP.md)",
         )
     return None
 
@@ -65,12 +77,17 @@ def print_window(window: dict[str, Any]) -> None:
 
 def verify(s: PitrSite, *, deep: bool, database: str) -> dict[str, Any]:
     """`pgbackrest verify`, and with ``deep`` the restore drill; raises when either fails."""
-    from schedgen_ops.ops.backup import pitr
-    from schedgen_ops.ops.backup.pitr_drill import drill
+    from schedgen_ops.ops.backup import pitr, pitr_compose_drill, pitr_drill
+    from schedgen_ops.ops.backup.pitr_compose import ComposePitrSite
 
     result: dict[str, Any] = {"stanza": s.stanza, "repository": pitr.verify_repository(s) or "ok"}
     if deep:
-        outcome = drill(s, database)
+        # compose: in a one-off container of the postgres service, beside the live server
+        outcome = (
+            pitr_compose_drill.drill(s, database)
+            if isinstance(s, ComposePitrSite)
+            else pitr_drill.drill(s, database)
+        )
         result["drill"] = outcome.to_json()
         if not outcome.ok:
             raise SchedgenError(
@@ -96,3 +113,92 @@ def enable_command(ctx_: BackupContext, as_json: bool) -> None:
         + (f"first full backup {first['label']}" if first else "the repository already holds backups"),
         markup=False,
     )
+
+
+def restore_compose(
+    ctx_: BackupContext, to: str, *, yes: bool, no_safety_backup: bool, as_json: bool
+) -> dict[str, Any]:
+    """`restore --to` on compose (ops/backup/pitr_compose_restore.py); returns the report's JSON."""
+    from schedgen_ops.ops.backup.pitr_compose import ComposePitrSite
+    from schedgen_ops.ops.backup.pitr_compose_restore import ComposeRestoreRequest, restore_to_compose
+    from schedgen_ops.ops.backup.pitr_scratch import RecoveryTarget
+    from schedgen_ops.ops.backup.progress import Reporter
+    from schedgen_ops.ops.backup.restore import RestoreRequest
+    from schedgen_ops.ops.backup.signing import load_key
+
+    recovery = RecoveryTarget.parse(to)
+    s = site(ctx_, required=True)
+    assert isinstance(s, ComposePitrSite)
+    if not yes and not typer.confirm(
+        f"Replace the compose postgres data with its state at {recovery.describe()}? Writers will be "
+        "stopped meanwhile",
+        default=False,
+    ):
+        raise SchedgenError("restore cancelled", code="cancelled", hint="pass --yes to skip the question")
+    key, _ = load_key(ctx_.project)
+    db_target = ctx_.target()
+    base = RestoreRequest(
+        target=db_target,
+        directory=ctx_.directory,
+        backup_id=f"pitr:{recovery.describe()}",
+        key=key,
+        writers=ctx_.writers(),
+    )
+    request = ComposeRestoreRequest(
+        site=s,
+        target=recovery,
+        base=base,
+        safety_request=None if no_safety_backup else safety_request(ctx_, db_target, key),
+        database=str(getattr(ctx_.config.postgres, "database", None) or "schedgen"),
+    )
+    report = restore_to_compose(request, Reporter(quiet=as_json))
+    if not as_json:
+        _out.print(f"restored the compose postgres to {report.target} ({report.mode_reason})", markup=False)
+        _out.print(
+            f"  {report.verification}; safety backup: {report.safety_backup_id or 'skipped'}", markup=False
+        )
+        _out.print(f"  {report.rows_total} rows in {len(report.tables)} tables", markup=False)
+        _out.print(f"  previous data directory: {report.previous_database}", markup=False)
+        _out.print(f"  writers restarted: {', '.join(report.restarted) or 'none'}", markup=False)
+        _out.print(f"  archiving after the restore: {report.archive_check}", markup=False)
+        _out.print(
+            f"  took {report.duration_s:.1f}s (restore and recovery {report.postgres_restore_s:.1f}s)",
+            markup=False,
+        )
+    return report.to_json()
+
+
+def safety_request(ctx_: BackupContext, db_target: Any, key: Any) -> BackupRequest:
+    """The pg_dump safety set a point-in-time restore takes of the current state first."""
+    from schedgen_ops.ops.backup.create import BackupRequest
+
+    return BackupRequest(
+        target=db_target,
+        directory=ctx_.directory,
+        project_dir=ctx_.project,
+        profile=ctx_.profile,
+        key=key,
+        project_name=ctx_.project_name,
+    )
+
+
+def enable_after_deploy(
+    ops: Ops, target: str, profile: str | None, overrides: list[str]
+) -> dict[str, Any] | None:
+    """After a compose deploy with backup.pitr on: the stanza, the archive check and (once) the first
+    full backup, as `schedgen up` does locally, so WAL never piles up unarchived. None otherwise."""
+    from schedgen_ops.runtime import operations
+
+    if target != "compose":
+        return None
+    config = operations.load(ops, profile, overrides)
+    if not config.backup.pitr.enabled:
+        return None
+    from schedgen_ops.ops.backup import pitr
+    from schedgen_ops.ops.backup.pitr_compose import ComposePitrSite
+    from schedgen_ops.runtime.locate import locate
+
+    project = locate(ops.project).compose_project(config.name)
+    ops.echo("pitr: creating the stanza and checking WAL archiving (the first time also a full backup) ...")
+    report = pitr.ensure_enabled(ComposePitrSite.for_compose(config, project, ops.runner))
+    return {"stanza": report["stanza"], "first_backup": report["first_backup"]}

@@ -198,6 +198,17 @@ def _restore_to(
     from schedgen_ops.ops.backup.pitr_restore import PitrRestoreRequest, local_postgres, restore_to
     from schedgen_ops.ops.backup.pitr_scratch import RecoveryTarget
 
+    if ctx_.target_name == "compose":  # the postgres volume, through docker compose (cli/pitr.py)
+        document = cli_pitr.restore_compose(
+            ctx_, to, yes=yes, no_safety_backup=no_safety_backup, as_json=as_json
+        )
+        if not no_health:
+            document["health"] = _health_after(ctx_)
+        if as_json:
+            emit(True, document, lambda: None)
+        elif document.get("health"):
+            _out.print(f"  health after the restore: {document['health']['verdict']}", markup=False)
+        return
     recovery = RecoveryTarget.parse(to)
     site = cli_pitr.site(ctx_, required=True)
     assert site is not None
@@ -222,16 +233,7 @@ def _restore_to(
         key=key,
         writers=ctx_.writers(),
     )
-    safety = None
-    if not no_safety_backup and db_target is not None:
-        safety = BackupRequest(
-            target=db_target,
-            directory=ctx_.directory,
-            project_dir=ctx_.project,
-            profile=ctx_.profile,
-            key=key,
-            project_name=ctx_.project_name,
-        )
+    safety = None if no_safety_backup or db_target is None else cli_pitr.safety_request(ctx_, db_target, key)
     pg = getattr(ctx_.config, "postgres", None)
     request = PitrRestoreRequest(
         site=site,

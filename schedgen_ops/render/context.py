@@ -14,7 +14,7 @@ from typing import Any
 
 from schedgen_ops import __version__
 from schedgen_ops.config.model import SECRET_SERVICE_FIELDS, Config
-from schedgen_ops.render.pitr import archive_settings, stanza
+from schedgen_ops.render.pitr import archive_settings, compose_postgres, stanza
 from schedgen_ops.service.settings import to_env
 
 #: Secrets read by `schedgen backup` only (signing key, pgBackRest cipher pass): adding them rolls no pod.
@@ -127,6 +127,8 @@ def build_context(config: Config, secrets: dict[str, str], target: str, project_
         # WAL archiving through pgBackRest when backup.pitr is on (render/pitr.py).
         "pg_tuning": {**config.postgres_tuning(), **archive_settings(config, target, Path(paths["state"]))},
         "pitr_stanza": stanza(config),
+        # compose with PITR on: the derived postgres image, its archive settings and pgbackrest.conf.
+        "pitr_compose": compose_postgres(config) if target == "compose" else None,
         "api_settings": config.role_settings("api"),
         "worker_settings": config.role_settings("worker"),
         "config_hash": digest,

@@ -7,6 +7,7 @@ compose postgresql.conf and `schedgen backup` agree on one archive_command.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,23 @@ from typing import Any
 import jinja2
 
 from schedgen_ops.config.model import Config
-from schedgen_ops.resources import data_dir
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.resources import data_dir, data_file
 
 #: Where the local runtime's pgBackRest files live, relative to the project's .schedgen/.
 LOCAL_DIR = "pgbackrest"
-#: Inside the derived compose postgres image (container/postgres-pgbackrest).
+#: Inside the derived compose postgres image (container/postgres-pitr.Dockerfile). pgBackRest's default
+#: path, so the restore_command `pgbackrest restore` writes needs no --config.
 CONTAINER_CONF = "/etc/pgbackrest/pgbackrest.conf"
+#: The compose postgres service's PGDATA and the mount point of its repository volume.
+CONTAINER_PGDATA = "/var/lib/postgresql/data/pgdata"
+CONTAINER_BASE = "/var/lib/pgbackrest"
+#: The Dockerfile of the derived image (shipped in the wheel, like container/Dockerfile).
+PITR_DOCKERFILE = "container/postgres-pitr.Dockerfile"
+#: Repository name (under images.service's namespace) of the derived image.
+PITR_REPOSITORY = "postgres-pgbackrest"
+#: Environment variable pgBackRest reads repo1-cipher-pass from (the conf file holds no secret on compose).
+CIPHER_ENV_VAR = "PGBACKREST_REPO1_CIPHER_PASS"
 
 
 def stanza(config: Config) -> str:
@@ -42,6 +54,64 @@ def local_paths(state_dir: Path, config: Config) -> dict[str, str]:
     }
 
 
+def container_paths() -> dict[str, str]:
+    """pgBackRest's directories inside the compose postgres container: repository, spool and log on the
+    repository volume, the lock on the /tmp tmpfs (the root filesystem is read-only)."""
+    return {
+        "base": CONTAINER_BASE,
+        "conf": CONTAINER_CONF,
+        "repo": f"{CONTAINER_BASE}/repo",
+        "spool": f"{CONTAINER_BASE}/spool",
+        "lock": "/tmp/pgbackrest",
+        "log": f"{CONTAINER_BASE}/log",
+    }
+
+
+def compose_image(config: Config) -> str:
+    """The derived postgres image of a compose stack with PITR on, tagged by content: a hash of the
+    Dockerfile and the configured postgres.image, so changing either names a new image to build."""
+    digest = hashlib.sha256()
+    digest.update(data_file(PITR_DOCKERFILE).read_bytes())
+    digest.update(b"\0" + config.postgres.image.encode())
+    namespace = config.images.service.rpartition("/")[0] or "schedgen"
+    return f"{namespace}/{PITR_REPOSITORY}:{digest.hexdigest()[:16]}"
+
+
+def is_pitr_image(ref: str) -> bool:
+    """Whether ``ref`` names a derived image of `compose_image` (a deploy builds it when missing)."""
+    return ref.rpartition(":")[0].rpartition("/")[2] == PITR_REPOSITORY
+
+
+def compose_postgres(config: Config) -> dict[str, Any] | None:
+    """What the compose postgres service needs with PITR on (None when off): the derived image, the
+    archive settings for its command line and pgbackrest.conf (no secret in it: the cipher pass is
+    PGBACKREST_REPO1_CIPHER_PASS in secrets/pgbackrest.env)."""
+    if not config.backup.pitr.enabled:
+        return None
+    if config.backup.pitr.repo != "local":
+        raise SchedgenError(
+            "compose keeps the pgBackRest repository on its own volume: backup.pitr.repo=s3 is not "
+            "supported on compose yet",
+            code="config_invalid",
+            hint="set backup.pitr.repo=local (the default), or use the local or kubernetes runtime",
+            exit_code=2,
+        )
+    settings = {
+        "archive_mode": "on",
+        "archive_command": archive_command(CONTAINER_CONF, stanza(config)),
+        "archive_timeout": f"{config.backup.pitr.archive_timeout_s}s",
+    }
+    conf = pgbackrest_conf(
+        config,
+        stanza_name=stanza(config),
+        pg_path=CONTAINER_PGDATA,
+        pg_port=5432,
+        paths=container_paths(),
+        cipher_pass="",
+    )
+    return {"image": compose_image(config), "settings": settings, "conf": conf}
+
+
 def archive_command(conf: str, stanza_name: str) -> str:
     return f"pgbackrest --config={conf} --stanza={stanza_name} archive-push %p"
 
@@ -53,15 +123,12 @@ def archive_settings(config: Config, target: str, state_dir: Path) -> dict[str, 
     for its shlex split and its ``%`` doubled for its ``%(...)s`` expansion.
     """
     pitr = config.backup.pitr
-    # kubernetes: CloudNativePG archives itself (k8s/postgres.yaml). compose: the official postgres image
-    # has no pgBackRest, and an archive_command that always fails makes pg_wal grow until the disk fills,
-    # so compose archives nothing until it runs the derived image (docs/BACKUP.md).
+    # kubernetes: CloudNativePG archives itself (k8s/postgres.yaml). compose: the derived image's command
+    # line carries them (compose_postgres), since the official image has no pgBackRest.
     if not pitr.enabled or target != "local":
         return {}
-    conf = local_paths(state_dir, config)["conf"] if target == "local" else CONTAINER_CONF
-    command = archive_command(conf, stanza(config))
-    if target == "local":
-        command = '"' + command.replace("%", "%%") + '"'
+    command = archive_command(local_paths(state_dir, config)["conf"], stanza(config))
+    command = '"' + command.replace("%", "%%") + '"'
     return {
         "wal_level": "replica",
         "archive_mode": "on",
@@ -80,11 +147,12 @@ def pgbackrest_conf(
     cipher_pass: str,
     s3: dict[str, str] | None = None,
 ) -> str:
-    """The text of pgbackrest.conf (holds the cipher pass: write it 0600)."""
+    """The text of pgbackrest.conf (holds the cipher pass unless it is empty: then write it 0600)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates") / "pgbackrest")),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        trim_blocks=True,
     )
     context: dict[str, Any] = {
         "pitr": config.backup.pitr,
@@ -96,3 +164,17 @@ def pgbackrest_conf(
         "s3": s3 or {},
     }
     return env.get_template("pgbackrest.conf.j2").render(**context)
+
+
+def compose_cipher_env(secrets: dict[str, str]) -> dict[str, str]:
+    """secrets/pgbackrest.env of a compose stack: the repository's cipher pass, as pgBackRest reads it."""
+    value = secrets.get("PGBACKREST_CIPHER_PASS", "")
+    if not value:
+        raise SchedgenError(
+            "backup.pitr is on but the project has no PGBACKREST_CIPHER_PASS secret (it encrypts the "
+            "pgBackRest repository)",
+            code="secrets_missing",
+            hint="add it with `schedgen secrets rotate PGBACKREST_CIPHER_PASS` (safe while no repository "
+            "exists yet), then render again",
+        )
+    return {CIPHER_ENV_VAR: value}

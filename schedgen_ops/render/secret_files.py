@@ -6,6 +6,7 @@ only the credentials that component needs (roles and users: schedgen_ops.config.
                        the Kubernetes backup CronJob: the database owner role and Redis ``default``
     (the local runtime gets app, ops and postgres-init only: no containers, exporters or MinIO)
     postgres           the server container: the superuser password only
+    pgbackrest         compose with backup.pitr on: the pgBackRest repository's cipher pass (postgres)
     postgres-init      the one-shot that creates the roles (roles.sql): superuser + every role password
     postgres-exporter  a pg_monitor role;  redis-exporter: the exporter ACL user
     redis              REDISCLI_AUTH inside the Redis container (``default``: backups, probes)
@@ -97,6 +98,11 @@ def secret_env_files(
         # The CronJob signs its manifests like `schedgen backup` does (ops/backup/signing.py KEY_ENV).
         if secrets.get("BACKUP_HMAC_KEY"):
             files["backup"]["SCHEDGEN_BACKUP_HMAC_KEY"] = secrets["BACKUP_HMAC_KEY"]
+    if target == "compose" and config.backup.pitr.enabled:
+        # The postgres container's pgBackRest (archive-push, backups) reads the repository key from here.
+        from schedgen_ops.render.pitr import compose_cipher_env
+
+        files["pgbackrest"] = compose_cipher_env(secrets)
     files["grafana"] = {"GF_SECURITY_ADMIN_PASSWORD": secrets["GRAFANA_ADMIN_PASSWORD"]}
     alert = secrets.get("ALERT_WEBHOOK_URL", "")
     if alert:

@@ -99,17 +99,19 @@ class ComposeRuntime:
         if self.runner.dry_run:
             self.runner.note("images: build ours, pull others, only where the engine lacks them")
             return
+        from schedgen_ops.render.pitr import is_pitr_image
+
         for image in self.images(tree):
             if image_present(self.runner, image) is not None:
                 continue
-            if image == self.service_image:
+            if image == self.service_image or is_pitr_image(image):  # ours: built, never pulled
                 if self.build_missing is None:
                     raise SchedgenError(
                         f"the service image {image} is not on this engine",
                         code="image_missing",
                         hint="build it with `schedgen build`, or `docker load`/pull it from your registry",
                     )
-                self.runner.note(f"the service image {image} is missing: building it")
+                self.runner.note(f"the image {image} is missing: building it")
                 self.build_missing(image)
                 continue
             result = self.runner.run(A.docker_pull(image), check=False, timeout_s=600)

@@ -5,6 +5,10 @@ image build only copies and installs wheels: it works air-gapped, on ``python:3.
 Debian base that has python3 and python3-venv. The dependency wheels are cached by the hash of what
 decides them (constraints and the declared dependencies), so only this package's wheel is rebuilt on a
 warm run. Every external command goes through the `Runner` (echoed, audited, ``--dry-run``).
+
+With backup.pitr on, compose also runs a derived postgres image with pgBackRest
+(container/postgres-pitr.Dockerfile, `build_pitr_postgres`): a package install inside that build is the
+one place a network (the distribution's mirror) is used.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schedgen_ops import __version__
+from schedgen_ops.config.model import Config
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.resources import data_file
 from schedgen_ops.runtime.runner import Runner
@@ -296,3 +301,84 @@ def _run_build_step(
             if pull
             else "the docker build output above shows the failing step",
         )
+
+
+# ------------------------------------------------------------------------- the PITR postgres image
+
+
+def docker_build_file(context: Path, dockerfile: Path, tag: str, *, base_image: str) -> list[str]:
+    """``docker build -f DOCKERFILE`` of a derived image FROM ``base_image`` (never pulls the base)."""
+    return [
+        "docker",
+        "build",
+        "--pull=false",
+        "--file",
+        str(dockerfile),
+        "--build-arg",
+        f"BASE_IMAGE={base_image}",
+        "--tag",
+        tag,
+        str(context),
+    ]
+
+
+def build_pitr_postgres(
+    runner: Runner,
+    config: Config,
+    *,
+    tag: str | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+) -> BuildResult | None:
+    """The compose postgres image with pgBackRest (backup.pitr), FROM ``postgres.image``.
+
+    Its tag names its content (render/pitr.py `compose_image`), so an image already on the engine is
+    the one this config renders and is kept unless ``force``. apt-get/apk run inside the build: the
+    package comes from the base image's own distribution. None under ``--dry-run``.
+    """
+    from schedgen_ops.render.pitr import PITR_DOCKERFILE, compose_image
+
+    started = time.monotonic()
+    expected, base = compose_image(config), config.postgres.image
+    if tag is not None and tag != expected:
+        raise SchedgenError(
+            f"the rendered stack runs {tag}, but this config's postgres image with pgBackRest is {expected}",
+            code="image_missing",
+            hint="render and deploy again with the same settings (postgres.image decides the tag), or "
+            "run `schedgen build` with them",
+        )
+    tag = expected
+    if not runner.dry_run:
+        require_engine(runner)
+        found = image_present(runner, tag)
+        if found is not None and not force:
+            progress(f"build: {tag} (pgBackRest on {base}) is already on this engine")
+            return _pitr_result(tag, base, found, started)
+        if image_present(runner, base) is None:
+            progress(f"build: base image {base} is not on this engine; docker will try to pull it")
+    with tempfile.TemporaryDirectory(prefix="schedgen-build-pitr-") as tmp:
+        dockerfile = Path(tmp) / "Dockerfile"
+        shutil.copy2(data_file(PITR_DOCKERFILE), dockerfile)
+        progress(f"build: docker build {tag} (pgBackRest on {base})")
+        argv = docker_build_file(Path(tmp), dockerfile, tag, base_image=base)
+        _run_build_step(runner, argv, "postgres pgBackRest image build", stream=progress)
+    if runner.dry_run:
+        return None
+    found = image_present(runner, tag)
+    if found is None:  # pragma: no cover - docker build succeeded but the tag is missing
+        raise SchedgenError(f"docker build finished but {tag} is missing", code="build_failed")
+    return _pitr_result(tag, base, found, started)
+
+
+def _pitr_result(tag: str, base: str, found: tuple[str, int], started: float) -> BuildResult:
+    return BuildResult(
+        tag=tag,
+        image_id=found[0],
+        base_image=base,
+        version=__version__,
+        commit="",
+        size_bytes=found[1],
+        duration_s=round(time.monotonic() - started, 1),
+        wheels=0,
+        cached_wheels=False,
+    )

@@ -119,8 +119,12 @@ def runtime_for(ops: Ops, target: str, config: Config | None = None, tree: Path 
         desired.update(saved_scale(ops))
 
         def build_missing(tag: str) -> None:
-            from schedgen_ops.runtime.imagebuild import build_image
+            from schedgen_ops.render.pitr import is_pitr_image
+            from schedgen_ops.runtime.imagebuild import build_image, build_pitr_postgres
 
+            if is_pitr_image(tag):  # backup.pitr: the postgres image with pgBackRest
+                build_pitr_postgres(ops.runner, config, tag=tag, progress=ops.echo)
+                return
             build_image(ops.runner, tag=tag, progress=ops.echo)
 
         return ComposeRuntime(

@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -90,6 +92,25 @@ class ComposeStack:
         )  # fmt: skip
         return set(out.split())
 
+    def upload_and_wait(self, path: Path, timeout_s: float = 120) -> dict[str, Any]:
+        """Upload ``path`` through the api and poll until the job ends; asserts it completed and
+        returns the upload's answer (job_id, status_url, events_url ...)."""
+        with httpx.Client(timeout=30) as client:
+            accepted = client.post(
+                f"{self.api}/api/uploads", files={"file": (path.name, path.read_bytes(), "application/pdf")}
+            )
+            assert accepted.status_code == 202, accepted.text
+            body: dict[str, Any] = accepted.json()
+            deadline = time.monotonic() + timeout_s
+            status: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                status = client.get(f"{self.api}{body['status_url']}").json()
+                if status["status"] in ("completed", "failed"):
+                    break
+                time.sleep(0.3)
+            assert status.get("status") == "completed", status
+            return body
+
     def psql(self, sql: str) -> str:
         return self.ok("exec", "postgres", "--", "psql", "-U", "schedgen", "-d", "schedgen", "-tAc", sql)
 
@@ -129,17 +150,21 @@ def _free(port: int) -> bool:
     return True
 
 
-def compose_stack() -> Iterator[ComposeStack]:
-    """A configured project with its service image built; torn down (volumes, image) at the end."""
+@contextmanager
+def configured_stack(
+    prefix: str, settings: dict[str, str], *, tempdir: str = "schedgen-e2e-compose-"
+) -> Iterator[ComposeStack]:
+    """A small-profile project named ``<prefix><pid>`` on the Debian stand-in images, with ``settings``
+    on top; torn down (volumes, service image, files) at the end. Its images are built by the caller."""
     require_docker()
     ensure_compose_plugin()
-    base = base_image()
+    base_image()
     postgres, redis = standin_image("postgres"), standin_image("redis")
-    root = service_tempdir("schedgen-e2e-compose-")
+    root = service_tempdir(tempdir)
     project = root / "project"
     project.mkdir()
     api_port = port_block_below_ephemeral(2 * API_MAX_REPLICAS)
-    name = f"sgtest{os.getpid()}"
+    name = f"{prefix}{os.getpid()}"
     s = ComposeStack(project, api_port, name)
     s.ok("init", "--profile", "small")
     for key, value in {
@@ -150,17 +175,26 @@ def compose_stack() -> Iterator[ComposeStack]:
         "postgres.image": postgres,
         "redis.image": redis,
         "images.service": f"schedgen-test/service-{name}",
-        "service.rate_uploads": "100000/hour",
-        "service.rate_status": "100000/minute",
-        "service.rate_requests": "100000/minute",
+        **settings,
     }.items():
         s.ok("config", "set", key, value)
-    started = time.monotonic()
-    s.ok("build", "--base-image", base, timeout=900)
-    s.build_s = time.monotonic() - started
     try:
         yield s
     finally:
         s.cli("down", "--volumes", "--target", "compose", timeout=300)  # also when no release went live
         subprocess.run(["docker", "image", "rm", "-f", f"schedgen-test/service-{name}:0.1.0"], check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def compose_stack() -> Iterator[ComposeStack]:
+    """A configured project with its service image built; torn down (volumes, image) at the end."""
+    generous = {
+        "service.rate_uploads": "100000/hour",
+        "service.rate_status": "100000/minute",
+        "service.rate_requests": "100000/minute",
+    }
+    with configured_stack("sgtest", generous) as s:
+        started = time.monotonic()
+        s.ok("build", "--base-image", base_image(), timeout=900)
+        s.build_s = time.monotonic() - started
+        yield s

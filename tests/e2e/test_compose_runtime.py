@@ -59,21 +59,9 @@ def _wait(stack: ComposeStack, status_url: str, timeout_s: float = 120) -> dict:
 
 
 def _upload_and_wait(stack: ComposeStack, path: Path) -> tuple[str, dict]:
-    with httpx.Client(timeout=30) as client:
-        accepted = client.post(
-            f"{stack.api}/api/uploads", files={"file": (path.name, path.read_bytes(), "application/pdf")}
-        )
-        assert accepted.status_code == 202, accepted.text
-        body = accepted.json()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            status = client.get(f"{stack.api}{body['status_url']}").json()
-            if status["status"] in ("completed", "failed"):
-                break
-            time.sleep(0.3)
-        assert status["status"] == "completed", status
-        events = client.get(f"{stack.api}{body['events_url']}").json()
-        return body["job_id"], events
+    body = stack.upload_and_wait(path)
+    events = httpx.get(f"{stack.api}{body['events_url']}", timeout=30).json()
+    return body["job_id"], events
 
 
 def test_a_missing_image_is_reported_as_a_pull_error(stack: ComposeStack) -> None:

@@ -8,6 +8,7 @@ so every run gets ``PGHOST=127.0.0.1`` and the superuser's password in its envir
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pwd
@@ -73,6 +74,18 @@ class PitrSite:
             dbname="postgres",
             connect_timeout=timeout_s,
         )
+
+    def last_archived(self) -> dt.datetime | None:
+        """pg_stat_archiver.last_archived_time of the live server, None when it does not answer."""
+        import psycopg
+
+        try:
+            with self.connect_superuser() as conn:
+                row = conn.execute("SELECT last_archived_time FROM pg_stat_archiver").fetchone()
+        except psycopg.Error:
+            return None
+        value: dt.datetime | None = row[0] if row and row[0] else None
+        return value
 
     def write_conf(self) -> Path:
         """pgbackrest.conf (0600, owned by Postgres' user) and the directories it names."""

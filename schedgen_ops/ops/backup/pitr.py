@@ -125,15 +125,9 @@ def window(site: PitrSite, *, last_archived: dt.datetime | None = None) -> Windo
 
 
 def last_archived_time(site: PitrSite) -> dt.datetime | None:
-    """pg_stat_archiver.last_archived_time of the live server, None when it does not answer."""
-    import psycopg
-
-    try:
-        with site.connect_superuser() as conn:
-            row = conn.execute("SELECT last_archived_time FROM pg_stat_archiver").fetchone()
-    except psycopg.Error:
-        return None
-    return row[0] if row and row[0] else None
+    """pg_stat_archiver.last_archived_time of the live server, None when it does not answer (the site
+    reads it: over TCP on the local runtime, through `docker compose exec` on compose)."""
+    return site.last_archived()
 
 
 def verify_repository(site: PitrSite) -> str:

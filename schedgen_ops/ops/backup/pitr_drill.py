@@ -31,6 +31,19 @@ class DrillResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def judge(self, database: str) -> DrillResult:
+        """The verdict on the counted tables (every runtime's drill): ok when the ledger's jobs are there."""
+        jobs = jobs_count(self.recovered_rows)
+        self.ok = jobs is not None
+        self.detail = (
+            f"recovered to {self.target}: {jobs} jobs, {sum(self.recovered_rows.values())} rows in "
+            f"{len(self.recovered_rows)} tables"
+            if self.ok
+            else f"the recovered database {database} has no jobs table (tables: "
+            f"{', '.join(self.recovered_rows) or 'none'})"
+        )
+        return self
+
 
 def jobs_count(counts: dict[str, int]) -> int | None:
     """Rows of the ledger's ``jobs`` table, whichever schema holds it (the app role's own, or public)."""
@@ -55,13 +68,4 @@ def drill(site: PitrSite, database: str, target: RecoveryTarget | None = None) -
         remove_tree(scratch, keep_log=True)
         return result
     remove_tree(scratch)
-    jobs = jobs_count(result.recovered_rows)
-    result.ok = jobs is not None
-    result.detail = (
-        f"recovered to {result.target}: {jobs} jobs, {sum(result.recovered_rows.values())} rows in "
-        f"{len(result.recovered_rows)} tables"
-        if result.ok
-        else f"the recovered database {database} has no jobs table (tables: "
-        f"{', '.join(result.recovered_rows) or 'none'})"
-    )
-    return result
+    return result.judge(database)

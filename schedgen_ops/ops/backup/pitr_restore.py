@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,18 +74,14 @@ def restore_to(request: PitrRestoreRequest, reporter: Reporter | None = None) ->
 def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRestoreReport:
     started = time.monotonic()
     site = request.site
-    report = PitrRestoreReport(
-        backup_id=f"pitr:{request.target.describe()}", target=request.target.describe()
+    report = verified_report(
+        site,
+        request.target,
+        request.database,
+        "recovered into a scratch directory, then moved in",
+        pitr.last_archived_time(site),
+        reporter,
     )
-    report.database = request.database
-    report.mode, report.mode_reason = "swap", "recovered into a scratch directory, then moved in"
-    report.mark("verify")
-    win = pitr.window(site, last_archived=pitr.last_archived_time(site))
-    report.window = win.to_json()
-    _check_target(request.target, win)
-    with reporter.step("verify: pgbackrest verify"):
-        pitr.verify_repository(site)
-    report.verification = "pgbackrest verify passed; target inside the recoverable window"
 
     stamp = utcnow().strftime("%Y%m%dt%H%M%Sz")
     live = site.pg_data
@@ -119,17 +116,9 @@ def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRest
     )
 
     if request.safety_request is not None:
-        report.mark("safety backup")
-        request.safety_request.reason = f"pre-restore to {request.target.describe()}"
-        try:
-            report.safety_backup_id = _create_locked(request.safety_request, reporter).id
-        except SchedgenError as exc:
-            remove_tree(incoming)
-            raise SchedgenError(
-                f"the safety backup of the current state failed, nothing was restored: {exc.message}",
-                code="safety_backup_failed",
-                hint="fix the cause, or pass --no-safety-backup if the current data is known to be lost",
-            ) from exc
+        take_safety_set(
+            request.safety_request, request.target, report, reporter, lambda: remove_tree(incoming)
+        )
 
     previous = live.parent / f"{live.name}.before-{stamp}"
 
@@ -161,6 +150,51 @@ def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRest
         report.archive_check = exc.one_line()
     report.duration_s = round(time.monotonic() - started, 3)
     return report
+
+
+def verified_report(
+    site: PitrSite,
+    target: RecoveryTarget,
+    database: str,
+    mode_reason: str,
+    last_archived: dt.datetime | None,
+    reporter: Reporter,
+) -> PitrRestoreReport:
+    """Every runtime's first step: the report, the target checked against the window, the repository
+    verified. Raises before anything is touched."""
+    report = PitrRestoreReport(backup_id=f"pitr:{target.describe()}", target=target.describe())
+    report.database = database
+    report.mode, report.mode_reason = "swap", mode_reason
+    report.mark("verify")
+    win = pitr.window(site, last_archived=last_archived)
+    report.window = win.to_json()
+    _check_target(target, win)
+    with reporter.step("verify: pgbackrest verify"):
+        pitr.verify_repository(site)
+    report.verification = "pgbackrest verify passed; target inside the recoverable window"
+    return report
+
+
+def take_safety_set(
+    request: BackupRequest,
+    target: RecoveryTarget,
+    report: PitrRestoreReport,
+    reporter: Reporter,
+    discard_restored: Callable[[], None],
+) -> None:
+    """A pg_dump set of the current state before it is replaced; on failure the restored copy goes and
+    nothing was restored."""
+    report.mark("safety backup")
+    request.reason = f"pre-restore to {target.describe()}"
+    try:
+        report.safety_backup_id = _create_locked(request, reporter).id
+    except SchedgenError as exc:
+        discard_restored()
+        raise SchedgenError(
+            f"the safety backup of the current state failed, nothing was restored: {exc.message}",
+            code="safety_backup_failed",
+            hint="fix the cause, or pass --no-safety-backup if the current data is known to be lost",
+        ) from exc
 
 
 def _check_target(target: RecoveryTarget, win: pitr.Window) -> None:
