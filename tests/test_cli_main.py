@@ -60,3 +60,37 @@ def test_parse_does_not_import_the_other_command_groups():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "heavy="
+
+
+def _every_command_path() -> list[list[str]]:
+    """[name], [group, sub], ... for every command the CLI can load."""
+    from schedgen_ops.cli.main import COMMANDS, load_command
+
+    paths: list[list[str]] = []
+
+    def walk(prefix: list[str], command) -> None:
+        paths.append(prefix)
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            walk([*prefix, name], sub)
+
+    for name in COMMANDS:
+        walk([name], load_command(name))
+    return paths
+
+
+def test_help_names_values_instead_of_python_types(capsys, monkeypatch):
+    """`--help` says FILE, DIR, URL, N ... and nothing for flags, never typer's <str>/<bool>/<path>."""
+    import re
+
+    monkeypatch.setenv("COLUMNS", "80")
+    paths = [[], *_every_command_path()]
+    assert len(paths) > 40
+    raw = re.compile(r"<(bool|str|path|int|float|file|dir|list\[[a-z]+\])>")
+    for path in paths:
+        assert main([*path, "--help"]) == 0, path
+        shown = capsys.readouterr().out
+        assert not raw.findall(shown), (path, raw.findall(shown), shown)
+    assert main(["restore", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "[BACKUP_ID]" in shown and "TIME|latest" in shown and re.search(r"--database-url\s+URL", shown)
+    assert re.search(r"--yes\s+-y\s+Do not ask", shown), shown  # a flag takes no value: no name shown

@@ -176,6 +176,7 @@ def checklist(
     worker_metrics: list[str] = typer.Option(
         [],
         "--worker-metrics",
+        metavar="URL",
         help="A worker metrics URL for --live (repeatable; default: the api's /metrics).",
     ),
 ) -> None:

@@ -10,6 +10,7 @@ import importlib
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,6 +18,7 @@ from typer import _click as click  # typer >= 0.29 vendors click; its types are 
 from typer.core import TyperGroup
 
 from schedgen_ops import __version__
+from schedgen_ops.cli.metavars import name_values
 from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.errors import SchedgenError
 
@@ -104,11 +106,16 @@ def load_command(name: str) -> click.Command | None:
     module = importlib.import_module(f"schedgen_ops.cli.{module_name}")
     holder = typer.Typer()
     module.register(holder)
-    return typer.main.get_group(holder).commands.get(name)
+    command = typer.main.get_group(holder).commands.get(name)
+    return None if command is None else name_values(command)
 
 
 class _LazyGroup(TyperGroup):
     """The root group: lists every command, imports a command's module only when it is used."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        name_values(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*super().list_commands(ctx), *COMMANDS]

@@ -37,6 +37,7 @@ def restore(
     to: str | None = typer.Option(
         None,
         "--to",
+        metavar="TIME|latest",
         help="Point-in-time recovery instead of a set: an ISO 8601 time with a zone, or 'latest' "
         "(every archived WAL segment). Needs backup.pitr on.",
     ),
