@@ -55,23 +55,7 @@ ALLOWED_UPWARD: frozenset[str] = frozenset()
 ALLOWED_PACKAGE_CYCLE_EDGES: frozenset[str] = frozenset()
 
 # Imports left out of the module graph, each of which closes a cycle between modules.
-ALLOWED_MODULE_CYCLE_EDGES: frozenset[str] = frozenset(
-    # ops/readiness: registry.py imports every check module for its decorators' side effect, and each
-    # check module imports the registry's decorator (issue 16, step 5: the registry lists them explicitly).
-    f"schedgen_ops.ops.readiness.registry -> schedgen_ops.ops.readiness.{name}"
-    for name in (
-        "checks_k8s",
-        "checks_live",
-        "checks_observability",
-        "checks_page",
-        "checks_pitr",
-        "checks_privilege",
-        "checks_privilege_live",
-        "checks_stack",
-        "checks_workloads",
-        "manual",
-    )
-)
+ALLOWED_MODULE_CYCLE_EDGES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

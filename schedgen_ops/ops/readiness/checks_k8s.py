@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from schedgen_ops.ops.readiness.checks_stack import autoscale_max
 from schedgen_ops.ops.readiness.context import Context
-from schedgen_ops.ops.readiness.inspect import as_int, pod_template, selector_matches, workload_role
-from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
-from schedgen_ops.ops.readiness.registry import check
-from schedgen_ops.ops.readiness.tree import Manifest
-
-
-def _mev(manifest: Manifest, path: str, value: object = None) -> Evidence:
-    return Evidence(manifest.file, f"{manifest.ref}: {path}", value)
+from schedgen_ops.ops.readiness.evidence import manifest_evidence
+from schedgen_ops.ops.readiness.inspect import (
+    as_int,
+    autoscale_max,
+    pod_template,
+    selector_matches,
+    workload_role,
+)
+from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable, check
 
 
 @check(
@@ -42,7 +42,9 @@ def check_autoscaling(ctx: Context) -> list[Finding]:
         problem = "" if target in names else f" (target {target} not rendered)"
         problem += "" if has_signal else " (no metric/trigger)"
         msg = f"{scaler.ref} -> {target}: {low}..{high}{problem}"
-        out.append(Finding(ok and has_signal, msg, _mev(scaler, "spec", {"min": low, "max": high})))
+        out.append(
+            Finding(ok and has_signal, msg, manifest_evidence(scaler, "spec", {"min": low, "max": high}))
+        )
     if ctx.profile == "large":
         scaled = {workload_role(names[t]) for t in autoscale_max(manifests) if t in names}
         for wanted in ("api", "worker"):
@@ -91,7 +93,7 @@ def check_pdbs(ctx: Context) -> list[Finding]:
                 Finding(
                     False,
                     f"{m.ref}: no PodDisruptionBudget selects it",
-                    _mev(m, "spec.template.metadata.labels", labels),
+                    manifest_evidence(m, "spec.template.metadata.labels", labels),
                 )
             )
             continue
@@ -111,7 +113,11 @@ def check_pdbs(ctx: Context) -> list[Finding]:
         )
         out.append(
             Finding(
-                ok, msg, _mev(pdb, "spec", {"maxUnavailable": max_unavailable, "minAvailable": min_available})
+                ok,
+                msg,
+                manifest_evidence(
+                    pdb, "spec", {"maxUnavailable": max_unavailable, "minAvailable": min_available}
+                ),
             )
         )
     return out
@@ -142,7 +148,9 @@ def check_network_policies(ctx: Context) -> list[Finding]:
     if deny:
         out.append(
             Finding(
-                True, f"default deny ingress: {deny[0].ref}", _mev(deny[0], "spec", deny[0].doc.get("spec"))
+                True,
+                f"default deny ingress: {deny[0].ref}",
+                manifest_evidence(deny[0], "spec", deny[0].doc.get("spec")),
             )
         )
     else:
@@ -160,5 +168,7 @@ def check_network_policies(ctx: Context) -> list[Finding]:
             p for p in allows if selector_matches((p.doc.get("spec") or {}).get("podSelector"), tmpl.labels)
         ]
         msg = f"{m.ref} allowed by {[p.name for p in selected] or 'no policy'}"
-        out.append(Finding(bool(selected), msg, _mev(m, "spec.template.metadata.labels", tmpl.labels)))
+        out.append(
+            Finding(bool(selected), msg, manifest_evidence(m, "spec.template.metadata.labels", tmpl.labels))
+        )
     return out

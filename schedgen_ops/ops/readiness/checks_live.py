@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 
 from schedgen_ops.ops.readiness.context import Context, LiveTarget
-from schedgen_ops.ops.readiness.model import Evidence, Finding
-from schedgen_ops.ops.readiness.registry import check
+from schedgen_ops.ops.readiness.model import Evidence, Finding, check
 
 BACKUP_MAX_AGE = timedelta(hours=26)
 DEEP_VERIFY_MAX_AGE = timedelta(days=30)

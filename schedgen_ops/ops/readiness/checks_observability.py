@@ -10,9 +10,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from schedgen_ops.ops.readiness.context import Context
+from schedgen_ops.ops.readiness.evidence import manifest_evidence
 from schedgen_ops.ops.readiness.inspect import containers, pod_template
-from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
-from schedgen_ops.ops.readiness.registry import check
+from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable, check
 from schedgen_ops.ops.readiness.tree import RenderedTree
 
 REQUIRED_SCRAPES = ("api", "worker")
@@ -270,7 +270,7 @@ def check_backup_schedule(ctx: Context) -> list[Finding]:
                 Finding(
                     ok,
                     f"{m.ref} schedule '{schedule}'{verify}",
-                    Evidence(m.file, f"{m.ref}: spec.schedule", schedule),
+                    manifest_evidence(m, "spec.schedule", schedule),
                 )
             )
         else:

@@ -12,8 +12,7 @@ import re
 import httpx
 
 from schedgen_ops.ops.readiness.context import Context
-from schedgen_ops.ops.readiness.model import Evidence, Finding
-from schedgen_ops.ops.readiness.registry import check
+from schedgen_ops.ops.readiness.model import Evidence, Finding, check
 
 UNSAFE_SOURCES = ("'unsafe-inline'", "'unsafe-eval'", "data:", "*", "http:", "https:")
 

@@ -9,8 +9,7 @@ with an object-store backup and a ScheduledBackup of it. Compose has no pgBackRe
 from __future__ import annotations
 
 from schedgen_ops.ops.readiness.context import Context
-from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
-from schedgen_ops.ops.readiness.registry import check
+from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable, check
 
 PRODUCTION = ("medium", "large")
 

@@ -1,220 +1,30 @@
-"""Static checks of least privilege: the database roles, the Redis ACL users, the MinIO users and the webhook
-URLs (secrets) of every runtime in the rendered tree (compose, Kubernetes, local)."""
+"""Static checks of least privilege: the database roles, the Redis ACL users and the MinIO users of every
+runtime in the rendered tree (compose, Kubernetes, local), as `credentials` finds them."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 from schedgen_ops.config.roles import REDIS_APP_DENIED, acl_allows, parse_acl_line
 from schedgen_ops.ops.readiness.context import Context
-from schedgen_ops.ops.readiness.inspect import (
-    configmaps,
-    containers,
-    parse_env_file,
-    pod_template,
-    service_env,
-    service_role,
-    workload_role,
+from schedgen_ops.ops.readiness.credentials import (
+    Target,
+    env_file,
+    minio_roots,
+    targets,
+    url_password,
+    url_user,
 )
-from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
-from schedgen_ops.ops.readiness.registry import check
+from schedgen_ops.ops.readiness.inspect import configmaps, pod_template, workload_role
+from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable, check
 from schedgen_ops.ops.readiness.supervisor import programs
-from schedgen_ops.ops.readiness.tree import RenderedTree
 
 _SET = re.compile(r"^\\set\s+(\w+)\s+'((?:[^']|'')*)'\s*$", re.M)
 _APP_DENY = ("NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE", "NOREPLICATION", "NOBYPASSRLS")
 
 
-@dataclass(frozen=True)
-class Target:
-    """What one runtime of the tree gives the service and its helpers (files relative to the tree)."""
-
-    name: str
-    app_env: dict[str, str]
-    app_file: str
-    superuser: str
-    script: str | None  # the roles script (roles.sql) path, when rendered
-    script_applied: str | None  # what runs it (a one-shot, a Job), None when nothing does
-    exporter_env: dict[str, str]
-    exporter_file: str | None
-    backup_env: dict[str, str]
-    backup_file: str | None
-
-
-def _env_file(tree: RenderedTree, rel: str) -> dict[str, str]:
-    return parse_env_file(tree.text(rel)) if tree.exists(rel) else {}
-
-
-def _k8s_secret_files(tree: RenderedTree) -> dict[str, list[str]]:
-    """secretGenerator name -> its env files (relative to the tree)."""
-    out: dict[str, list[str]] = {}
-    for rel, kustomization in tree.kustomizations():
-        base = Path(rel).parent
-        for gen in kustomization.get("secretGenerator") or []:
-            out[str(gen.get("name"))] = [(base / str(e)).as_posix() for e in gen.get("envs") or []]
-    return out
-
-
-def _k8s_env(tree: RenderedTree, files: dict[str, list[str]], names: list[str]) -> tuple[dict[str, str], str]:
-    env: dict[str, str] = {}
-    where = ""
-    for name in names:
-        for rel in files.get(name, []):
-            if tree.exists(rel):
-                env.update(_env_file(tree, rel))
-                where = rel
-    return env, where
-
-
-def _secret_refs(container: dict[str, Any]) -> list[str]:
-    return [
-        str((src.get("secretRef") or {}).get("name"))
-        for src in container.get("envFrom") or []
-        if src.get("secretRef")
-    ]
-
-
-def _compose_target(tree: RenderedTree) -> Target | None:
-    services = tree.services()
-    app: tuple[dict[str, str], str] | None = None
-    for name, svc in services.items():
-        if service_role(name, svc or {}) in ("api", "worker"):
-            env = service_env(tree, svc or {})
-            if env.get("SCHEDGEN_DATABASE_URL") or env.get("SCHEDGEN_REDIS_URL"):
-                files = (svc or {}).get("env_file") or []
-                app = (
-                    env,
-                    f"compose/{files[0]}"
-                    if isinstance(files, list) and files
-                    else tree.compose_origin("services", name),
-                )
-                break
-    if app is None:
-        return None
-    superuser = "postgres"
-    for name, svc in services.items():
-        if service_role(name, svc or {}) == "postgres" and "exporter" not in name:
-            superuser = service_env(tree, svc or {}).get("POSTGRES_USER") or superuser
-    script = next(iter(tree.files("compose/postgres/*.sql")), None)
-    applied = None
-    if script:
-        for name, svc in services.items():
-            mounts = " ".join(str(v) for v in (svc or {}).get("volumes") or [])
-            if Path(script).name in mounts:
-                applied = f"services.{name}"
-    exporter: tuple[dict[str, str], str | None] = next(
-        (
-            (service_env(tree, svc or {}), name)
-            for name, svc in services.items()
-            if "postgres" in name and "exporter" in name
-        ),
-        ({}, None),
-    )
-    return Target(
-        "compose",
-        app[0],
-        app[1],
-        superuser,
-        script,
-        applied,
-        exporter[0],
-        tree.compose_origin("services", exporter[1]) if exporter[1] else None,
-        {},
-        None,
-    )
-
-
-def _k8s_target(tree: RenderedTree) -> Target | None:
-    files = _k8s_secret_files(tree)
-    app_env: dict[str, str] = {}
-    app_file = ""
-    superuser = "postgres"
-    exporter: tuple[dict[str, str], str] = ({}, "")
-    backup: tuple[dict[str, str], str] = ({}, "")
-    applied = None
-    script = next(iter(tree.files("kubernetes/postgres/*.sql")), None)
-    maps_with_script = {
-        str(gen.get("name"))
-        for _, k in tree.kustomizations()
-        for gen in k.get("configMapGenerator") or []
-        if script and any(str(f).endswith(Path(script).name) for f in gen.get("files") or [])
-    }
-    for manifest in tree.manifests():
-        tmpl = pod_template(manifest)
-        if tmpl is None:
-            continue
-        mounted = {str((v.get("configMap") or {}).get("name")) for v in tmpl.spec.get("volumes") or []}
-        if manifest.kind == "Job" and mounted & maps_with_script:
-            applied = manifest.ref
-        for _, container in containers(tmpl):
-            refs = _secret_refs(container)
-            if workload_role(manifest) in ("api", "worker") and not app_env:
-                app_env, app_file = _k8s_env(tree, files, refs)
-            if "postgres-exporter" in manifest.name:
-                exporter = _k8s_env(tree, files, refs)
-            if manifest.kind == "CronJob" and "backup" in manifest.name:
-                backup = _k8s_env(tree, files, refs)
-            if workload_role(manifest) == "postgres" and manifest.kind == "StatefulSet":
-                for item in container.get("env") or []:
-                    if item.get("name") == "POSTGRES_USER" and item.get("value"):
-                        superuser = str(item["value"])
-    if not app_env:
-        return None
-    return Target(
-        "kubernetes",
-        app_env,
-        app_file,
-        superuser,
-        script,
-        applied,
-        exporter[0],
-        exporter[1] or None,
-        backup[0],
-        backup[1] or None,
-    )
-
-
-def _local_target(tree: RenderedTree) -> Target | None:
-    app_env = _env_file(tree, "local/secrets/app.env")
-    if not app_env:
-        return None
-    script = "local/roles.sql" if tree.exists("local/roles.sql") else None
-    return Target(
-        "local",
-        app_env,
-        "local/secrets/app.env",
-        "postgres",
-        script,
-        "the local runtime's bootstrap" if script else None,
-        {},
-        None,
-        _env_file(tree, "local/secrets/ops.env"),
-        "local/secrets/ops.env" if tree.exists("local/secrets/ops.env") else None,
-    )
-
-
-def targets(ctx: Context) -> Iterator[Target]:
-    """Every runtime in scope whose service credentials the tree holds."""
-    tree = ctx.static_tree()
-    found = [
-        ctx.has_compose() and _compose_target(tree),
-        ctx.has_kubernetes() and _k8s_target(tree),
-        ctx.has_local() and _local_target(tree),
-    ]
-    yield from (t for t in found if t)
-
-
-def _user(url: str) -> str:
-    return urlsplit(url).username or ""
-
-
-def _password(url: str) -> str:
-    return urlsplit(url).password or ""
+# --- the roles script ----------------------------------------------------------------------------------
 
 
 def script_vars(text: str) -> dict[str, str]:
@@ -232,7 +42,7 @@ def script_grants(text: str, var: str, *words: str) -> bool:
     return any(ref in s and all(re.search(rf"\b{w}\b", s) for w in words) for s in _statements(text))
 
 
-def _need(ctx: Context, found: list[Target], what: str) -> None:
+def _need(found: list[Target], what: str) -> None:
     if not found:
         raise NotApplicable(f"no {what} credentials in the rendered output")
 
@@ -256,11 +66,11 @@ def _need(ctx: Context, found: list[Target], what: str) -> None:
 def check_postgres_app_role(ctx: Context) -> list[Finding]:
     tree = ctx.static_tree()
     found = [t for t in targets(ctx) if t.app_env.get("SCHEDGEN_DATABASE_URL")]
-    _need(ctx, found, "service database")
+    _need(found, "service database")
     out: list[Finding] = []
     for t in found:
         url = t.app_env["SCHEDGEN_DATABASE_URL"]
-        user = _user(url)
+        user = url_user(url)
         ev = Evidence(t.app_file, "SCHEDGEN_DATABASE_URL", user)
         out.append(Finding(user != t.superuser, f"{t.name}: the service connects as {user!r}", ev))
         if t.script is None:
@@ -295,9 +105,9 @@ def check_postgres_app_role(ctx: Context) -> list[Finding]:
             )
         )
         if t.name == "local":
-            init = _env_file(tree, "local/secrets/postgres-init.env")
+            init = env_file(tree, "local/secrets/postgres-init.env")
             superuser_pw = init.get("PGPASSWORD", "")
-            others = {_password(url), init.get("SCHEDGEN_PG_OWNER_PASSWORD", "")}
+            others = {url_password(url), init.get("SCHEDGEN_PG_OWNER_PASSWORD", "")}
             out.append(
                 Finding(
                     bool(superuser_pw) and superuser_pw not in others,
@@ -328,9 +138,9 @@ def check_postgres_ops_roles(ctx: Context) -> list[Finding]:
             continue
         text = tree.text(t.script)
         names = script_vars(text)
-        app = _user(t.app_env.get("SCHEDGEN_DATABASE_URL", ""))
+        app = url_user(t.app_env.get("SCHEDGEN_DATABASE_URL", ""))
         if t.exporter_file:
-            user = _user(t.exporter_env.get("DATA_SOURCE_NAME", ""))
+            user = url_user(t.exporter_env.get("DATA_SOURCE_NAME", ""))
             ok = (
                 user == names.get("exporter")
                 and user not in (app, names.get("owner"), t.superuser)
@@ -345,7 +155,7 @@ def check_postgres_ops_roles(ctx: Context) -> list[Finding]:
                 )
             )
         if t.backup_file:
-            user = _user(t.backup_env.get("SCHEDGEN_DATABASE_URL", ""))
+            user = url_user(t.backup_env.get("SCHEDGEN_DATABASE_URL", ""))
             ok = (
                 user == names.get("owner")
                 and user not in (app, t.superuser)
@@ -423,11 +233,11 @@ def _requirepass(ctx: Context, t: Target, text: str) -> bool:
 )
 def check_redis_acl_users(ctx: Context) -> list[Finding]:
     found = [t for t in targets(ctx) if t.app_env.get("SCHEDGEN_REDIS_URL")]
-    _need(ctx, found, "service Redis")
+    _need(found, "service Redis")
     out: list[Finding] = []
     for t in found:
         url = t.app_env["SCHEDGEN_REDIS_URL"]
-        user = _user(url) or "default"
+        user = url_user(url) or "default"
         confs = _redis_confs(ctx, t)
         users: dict[str, list[str]] = {}
         for _, text in confs:
@@ -478,29 +288,6 @@ def check_redis_acl_users(ctx: Context) -> list[Finding]:
 # --- MinIO -------------------------------------------------------------------------------------------
 
 
-def _minio(ctx: Context) -> Iterator[tuple[str, dict[str, str], str, str]]:
-    """(target, root env, where, the init script text) of every MinIO in scope."""
-    tree = ctx.static_tree()
-    if ctx.has_compose():
-        services = tree.services()
-        for name, svc in services.items():
-            if "minio" in str((svc or {}).get("image", "")) and "init" not in name:
-                script = " ".join(
-                    str(s.get("command")) for n, s in services.items() if "minio" in n and "init" in n
-                )
-                yield "compose", service_env(tree, svc or {}), tree.compose_origin("services", name), script
-    if ctx.has_kubernetes():
-        files = _k8s_secret_files(tree)
-        minio = [m for m in ctx.manifests() if m.kind in ("StatefulSet", "Tenant") and "minio" in m.name]
-        if minio:
-            env, where = _k8s_env(tree, files, ["minio-secrets"])
-            if tree.exists("kubernetes/secrets/minio-tenant.env") and minio[0].kind == "Tenant":
-                env = _env_file(tree, "kubernetes/secrets/minio-tenant.env")
-                where = "kubernetes/secrets/minio-tenant.env"
-            script = " ".join(str(m.doc) for m in ctx.manifests() if m.kind == "Job" and "minio" in m.name)
-            yield "kubernetes", env, where or minio[0].file, script
-
-
 @check(
     "minio-app-user",
     title="The service's MinIO user is limited to its bucket",
@@ -515,7 +302,7 @@ def _minio(ctx: Context) -> Iterator[tuple[str, dict[str, str], str, str]]:
 def check_minio_app_user(ctx: Context) -> list[Finding]:
     apps = {t.name: t for t in targets(ctx)}
     out: list[Finding] = []
-    for name, root, where, script in _minio(ctx):
+    for name, root, where, script in minio_roots(ctx):
         app = apps.get(name)
         key = app.app_env.get("SCHEDGEN_S3_ACCESS_KEY", "") if app else ""
         out.append(
@@ -535,62 +322,4 @@ def check_minio_app_user(ctx: Context) -> list[Finding]:
         )
     if not out:
         raise NotApplicable("no MinIO in the rendered output")
-    return out
-
-
-# --- webhooks ----------------------------------------------------------------------------------------
-
-
-@check(
-    "webhook-urls-secret",
-    title="Webhook URLs are not written into rendered files",
-    category="security",
-    severity="danger",
-    kind="static",
-    why="A Slack or Mattermost hook's URL is its credential: anyone who reads a rendered file, a ConfigMap "
-    "or a unit could post as the on-call channel (or read what it receives).",
-    fix="Keep them in .schedgen/secrets.env (`schedgen secrets set ALERT_WEBHOOK_URL` / BACKUP_WEBHOOK_URL): "
-    "Alertmanager reads a url_file, units and CronJobs read them from secrets.",
-)
-def check_webhook_urls_secret(ctx: Context) -> list[Finding]:
-    tree = ctx.static_tree()
-    out: list[Finding] = []
-    scanned = 0
-    for rel in tree.files("**/alertmanager*.y*ml"):
-        if "secret" in rel:
-            continue
-        scanned += 1
-        for doc in tree.docs(rel):
-            for receiver in (doc or {}).get("receivers") or []:
-                for index, hook in enumerate(receiver.get("webhook_configs") or []):
-                    literal = "url" in hook
-                    out.append(
-                        Finding(
-                            not literal,
-                            f"{rel}: receiver {receiver.get('name')} "
-                            + ("writes its URL" if literal else "reads url_file"),
-                            Evidence(
-                                rel,
-                                f"receivers.{receiver.get('name')}.webhook_configs[{index}]",
-                                "<redacted>" if literal else hook.get("url_file"),
-                            ),
-                        )
-                    )
-    literal_env = re.compile(r"WEBHOOK_URL\s*[=:]\s*\"?(https?://\S+)", re.I)
-    for rel in [*tree.files("systemd/*"), *tree.files("kubernetes/*.y*ml"), *tree.files("compose/*.y*ml")]:
-        scanned += 1
-        match = literal_env.search(tree.text(rel))
-        if match:
-            line = tree.text(rel)[: match.start()].count("\n") + 1
-            out.append(
-                Finding(
-                    False, f"{rel} sets a webhook URL literally", Evidence(rel, f"line {line}", "<redacted>")
-                )
-            )
-    if not out:
-        if not scanned:
-            raise NotApplicable("no Alertmanager config, units or manifests rendered")
-        out.append(
-            Finding(True, f"no webhook URL in {scanned} rendered files", Evidence(None, None, scanned))
-        )
     return out

@@ -11,8 +11,7 @@ import contextlib
 from typing import Any
 
 from schedgen_ops.ops.readiness.context import Context
-from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
-from schedgen_ops.ops.readiness.registry import check
+from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable, check
 
 PG_PRIVILEGES_SQL = """
 SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls,

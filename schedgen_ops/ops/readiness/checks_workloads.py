@@ -1,22 +1,25 @@
-"""Per-container static checks over compose services and Kubernetes pod templates (Polaris style)."""
+"""Per-container static checks over compose services and Kubernetes pod templates (Polaris style).
+
+Each check is a judge of one service and one container; `evidence.per_service` and `per_container` run it
+over everything in scope.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from schedgen_ops.ops.readiness.context import Context
-from schedgen_ops.ops.readiness.inspect import (
-    LONG_RUNNING_KINDS,
-    PodTemplate,
-    containers,
-    is_one_shot,
-    one_shot_names,
-    pod_template,
-    pod_templates,
+from schedgen_ops.ops.readiness.evidence import (
+    Verdict,
+    compose_services,
+    container_label,
+    per_container,
+    per_service,
+    per_template,
 )
-from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable
-from schedgen_ops.ops.readiness.registry import check
-from schedgen_ops.ops.readiness.tree import RenderedTree
+from schedgen_ops.ops.readiness.inspect import LONG_RUNNING_KINDS, PodTemplate, is_one_shot, pod_template
+from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable, check
 
 DANGEROUS_CAPS = {
     "ALL",
@@ -32,33 +35,7 @@ DANGEROUS_CAPS = {
     "SYS_BOOT",
 }
 
-
-def _compose_services(
-    ctx: Context, *, long_running: bool = False
-) -> list[tuple[RenderedTree, str, dict[str, Any]]]:
-    if not ctx.has_compose():
-        return []
-    tree = ctx.compose()
-    services = tree.services()
-    skip = one_shot_names(services) if long_running else set()
-    return [(tree, name, svc or {}) for name, svc in services.items() if name not in skip]
-
-
-def _templates(ctx: Context, *kinds: str) -> list[PodTemplate]:
-    return pod_templates(ctx.kubernetes(), *kinds) if ctx.has_kubernetes() else []
-
-
-def _need_any(ctx: Context) -> None:
-    if not ctx.has_compose() and not ctx.has_kubernetes():
-        raise NotApplicable("no compose or Kubernetes output in scope")
-
-
-def _ev(tree: RenderedTree, name: str, *path: str, value: Any = None) -> Evidence:
-    return Evidence(tree.compose_origin("services", name, *path), ".".join(("services", name, *path)), value)
-
-
-def _kev(tmpl: PodTemplate, path: str, value: Any = None) -> Evidence:
-    return Evidence(tmpl.manifest.file, f"{tmpl.manifest.ref}: {path}", value)
+Container = dict[str, Any]
 
 
 def image_pinned(image: str) -> bool:
@@ -73,6 +50,19 @@ def image_pinned(image: str) -> bool:
     return last.rsplit(":", 1)[1] not in ("", "latest")
 
 
+def _service_image(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    image = str(svc.get("image", ""))
+    if not image and svc.get("build"):
+        yield Verdict(False, f"{name} is built, not pulled by a pinned tag", "build")
+    else:
+        yield Verdict(image_pinned(image), f"{name} image {image or '(none)'}", "image", image)
+
+
+def _container_image(tmpl: PodTemplate, path: str, container: Container) -> Iterator[Verdict]:
+    image = str(container.get("image", ""))
+    yield Verdict(image_pinned(image), f"{tmpl.manifest.ref} image {image}", f"{path}.image", image)
+
+
 @check(
     "image-pinned",
     title="Every image has a pinned tag or digest",
@@ -83,17 +73,8 @@ def image_pinned(image: str) -> bool:
     fix="Pin each image to a version tag (or @sha256 digest) in the profile's image settings.",
 )
 def check_image_pinned(ctx: Context) -> list[Finding]:
-    _need_any(ctx)
-    out = []
-    for tree, name, svc in _compose_services(ctx):
-        image = str(svc.get("image", ""))
-        if not image and svc.get("build"):
-            out.append(
-                Finding(False, f"{name} is built, not pulled by a pinned tag", _ev(tree, name, "build"))
-            )
-            continue
-        ok = image_pinned(image)
-        out.append(Finding(ok, f"{name} image {image or '(none)'}", _ev(tree, name, "image", value=image)))
+    ctx.need_compose_or_kubernetes()
+    out = per_service(ctx, _service_image)
     for manifest in ctx.manifests():
         if pod_template(manifest) is None and "/" in str(manifest.doc.get("apiVersion", "")):
             # Operator resources (CloudNativePG Cluster, Redis, MinIO Tenant) name their images too.
@@ -101,12 +82,7 @@ def check_image_pinned(ctx: Context) -> list[Finding]:
                 msg = f"{manifest.ref} {key} {value}"
                 ev = Evidence(manifest.file, f"{manifest.ref}: {key}", value)
                 out.append(Finding(image_pinned(str(value)), msg, ev))
-    for tmpl in _templates(ctx):
-        for path, container in containers(tmpl):
-            image = str(container.get("image", ""))
-            ok = image_pinned(image)
-            out.append(Finding(ok, f"{tmpl.manifest.ref} image {image}", _kev(tmpl, f"{path}.image", image)))
-    return out
+    return out + per_container(ctx, _container_image)
 
 
 def _image_fields(value: Any, path: str) -> list[tuple[str, str]]:
@@ -124,6 +100,22 @@ def _image_fields(value: Any, path: str) -> list[tuple[str, str]]:
     return out
 
 
+def _service_healthcheck(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    hc = svc.get("healthcheck")
+    ok = (
+        isinstance(hc, dict) and not hc.get("disable") and bool(hc.get("test")) and hc.get("test") != ["NONE"]
+    )
+    yield Verdict(ok, f"{name} healthcheck {'set' if ok else 'missing'}", "healthcheck", hc)
+
+
+def _container_probes(tmpl: PodTemplate, path: str, container: Container) -> Iterator[Verdict]:
+    for probe in ("readinessProbe", "livenessProbe"):
+        value = container.get(probe)
+        ok = bool(value)
+        msg = f"{container_label(tmpl, container)} {probe} {'set' if ok else 'missing'}"
+        yield Verdict(ok, msg, f"{path}.{probe}", value)
+
+
 @check(
     "healthchecks",
     title="Every long-running service has a healthcheck / readiness and liveness probes",
@@ -134,34 +126,10 @@ def _image_fields(value: Any, path: str) -> list[tuple[str, str]]:
     fix="Give each compose service a healthcheck using a tool its image has, and each container probes.",
 )
 def check_healthchecks(ctx: Context) -> list[Finding]:
-    _need_any(ctx)
-    out = []
-    for tree, name, svc in _compose_services(ctx, long_running=True):
-        hc = svc.get("healthcheck")
-        ok = (
-            isinstance(hc, dict)
-            and not hc.get("disable")
-            and bool(hc.get("test"))
-            and hc.get("test") != ["NONE"]
-        )
-        out.append(
-            Finding(
-                ok,
-                f"{name} healthcheck {'set' if ok else 'missing'}",
-                _ev(tree, name, "healthcheck", value=hc),
-            )
-        )
-    for tmpl in _templates(ctx, *LONG_RUNNING_KINDS):
-        for path, container in containers(tmpl, init=False):
-            for probe in ("readinessProbe", "livenessProbe"):
-                value = container.get(probe)
-                ok = bool(value)
-                msg = (
-                    f"{tmpl.manifest.ref} container {container.get('name')} {probe} "
-                    f"{'set' if ok else 'missing'}"
-                )
-                out.append(Finding(ok, msg, _kev(tmpl, f"{path}.{probe}", value)))
-    return out
+    ctx.need_compose_or_kubernetes()
+    return per_service(ctx, _service_healthcheck, long_running=True) + per_container(
+        ctx, _container_probes, *LONG_RUNNING_KINDS, init=False
+    )
 
 
 def _probe_target(probe: dict[str, Any]) -> Any:
@@ -169,6 +137,14 @@ def _probe_target(probe: dict[str, Any]) -> Any:
         if key in probe:
             return {key: probe[key]}
     return probe
+
+
+def _container_distinct_probes(tmpl: PodTemplate, path: str, container: Container) -> Iterator[Verdict]:
+    live, ready = container.get("livenessProbe"), container.get("readinessProbe")
+    if live and ready:
+        ok = _probe_target(live) != _probe_target(ready)
+        msg = f"{container_label(tmpl, container)} probes {'differ' if ok else 'identical'}"
+        yield Verdict(ok, msg, f"{path}.livenessProbe", _probe_target(live))
 
 
 @check(
@@ -181,19 +157,7 @@ def _probe_target(probe: dict[str, Any]) -> Any:
     fix="Point liveness at the process-alive endpoint (/healthz) and readiness at /readyz.",
 )
 def check_probes_distinct(ctx: Context) -> list[Finding]:
-    out = []
-    for tmpl in _templates(ctx, *LONG_RUNNING_KINDS):
-        for path, container in containers(tmpl, init=False):
-            live, ready = container.get("livenessProbe"), container.get("readinessProbe")
-            if not live or not ready:
-                continue
-            ok = _probe_target(live) != _probe_target(ready)
-            msg = (
-                f"{tmpl.manifest.ref} container {container.get('name')} probes "
-                f"{'differ' if ok else 'identical'}"
-            )
-            out.append(Finding(ok, msg, _kev(tmpl, f"{path}.livenessProbe", _probe_target(live))))
-    return out
+    return per_container(ctx, _container_distinct_probes, *LONG_RUNNING_KINDS, init=False)
 
 
 @check(
@@ -206,9 +170,9 @@ def check_probes_distinct(ctx: Context) -> list[Finding]:
     fix="Use `depends_on: {postgres: {condition: service_healthy}}` for dependencies with healthchecks.",
 )
 def check_depends_on_healthy(ctx: Context) -> list[Finding]:
-    out = []
-    services = dict((name, svc) for _, name, svc in _compose_services(ctx))
-    for tree, name, svc in _compose_services(ctx):
+    services = {name: svc for _, name, svc in compose_services(ctx)}
+
+    def service(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
         deps = svc.get("depends_on") or {}
         if isinstance(deps, list):
             deps = {dep: {"condition": "service_started"} for dep in deps}
@@ -217,11 +181,9 @@ def check_depends_on_healthy(ctx: Context) -> list[Finding]:
             if not target.get("healthcheck") or is_one_shot(target):
                 continue
             cond = (spec or {}).get("condition", "service_started")
-            ok = cond == "service_healthy"
-            out.append(
-                Finding(ok, f"{name} -> {dep}: {cond}", _ev(tree, name, "depends_on", dep, value=cond))
-            )
-    return out
+            yield Verdict(cond == "service_healthy", f"{name} -> {dep}: {cond}", ("depends_on", dep), cond)
+
+    return per_service(ctx, service)
 
 
 def _compose_limits(svc: dict[str, Any]) -> tuple[Any, Any]:
@@ -230,6 +192,17 @@ def _compose_limits(svc: dict[str, Any]) -> tuple[Any, Any]:
     return limits.get("memory") or svc.get("mem_limit"), reservations.get("memory") or svc.get(
         "mem_reservation"
     )
+
+
+def _service_limit(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    limit, _ = _compose_limits(svc)
+    yield Verdict(bool(limit), f"{name} memory limit {limit}", ("deploy", "resources", "limits"), limit)
+
+
+def _container_limit(tmpl: PodTemplate, path: str, container: Container) -> Iterator[Verdict]:
+    limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    msg = f"{container_label(tmpl, container)} memory limit {limit}"
+    yield Verdict(bool(limit), msg, f"{path}.resources.limits.memory", limit)
 
 
 @check(
@@ -243,23 +216,25 @@ def _compose_limits(svc: dict[str, Any]) -> tuple[Any, Any]:
     fix="Set memory limits from the profile (compose deploy.resources.limits, k8s resources.limits).",
 )
 def check_resource_limits(ctx: Context) -> list[Finding]:
-    _need_any(ctx)
-    out = []
-    for tree, name, svc in _compose_services(ctx):
-        limit, _ = _compose_limits(svc)
-        out.append(
-            Finding(
-                bool(limit),
-                f"{name} memory limit {limit}",
-                _ev(tree, name, "deploy", "resources", "limits", value=limit),
-            )
-        )
-    for tmpl in _templates(ctx):
-        for path, container in containers(tmpl, init=False):
-            limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
-            msg = f"{tmpl.manifest.ref} container {container.get('name')} memory limit {limit}"
-            out.append(Finding(bool(limit), msg, _kev(tmpl, f"{path}.resources.limits.memory", limit)))
-    return out
+    ctx.need_compose_or_kubernetes()
+    return per_service(ctx, _service_limit) + per_container(ctx, _container_limit, init=False)
+
+
+def _service_reservation(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    _, reservation = _compose_limits(svc)
+    where = ("deploy", "resources", "reservations")
+    yield Verdict(bool(reservation), f"{name} memory reservation {reservation}", where, reservation)
+
+
+def _container_requests(tmpl: PodTemplate, path: str, container: Container) -> Iterator[Verdict]:
+    req = (container.get("resources") or {}).get("requests") or {}
+    ok = bool(req.get("cpu")) and bool(req.get("memory"))
+    yield Verdict(
+        ok,
+        f"{container_label(tmpl, container)} requests {req or 'missing'}",
+        f"{path}.resources.requests",
+        req,
+    )
 
 
 @check(
@@ -272,24 +247,15 @@ def check_resource_limits(ctx: Context) -> list[Finding]:
     fix="Set reservations/requests for cpu and memory from the profile.",
 )
 def check_resource_requests(ctx: Context) -> list[Finding]:
-    _need_any(ctx)
-    out = []
-    for tree, name, svc in _compose_services(ctx):
-        _, reservation = _compose_limits(svc)
-        out.append(
-            Finding(
-                bool(reservation),
-                f"{name} memory reservation {reservation}",
-                _ev(tree, name, "deploy", "resources", "reservations", value=reservation),
-            )
-        )
-    for tmpl in _templates(ctx):
-        for path, container in containers(tmpl, init=False):
-            req = (container.get("resources") or {}).get("requests") or {}
-            ok = bool(req.get("cpu")) and bool(req.get("memory"))
-            msg = f"{tmpl.manifest.ref} container {container.get('name')} requests {req or 'missing'}"
-            out.append(Finding(ok, msg, _kev(tmpl, f"{path}.resources.requests", req)))
-    return out
+    ctx.need_compose_or_kubernetes()
+    return per_service(ctx, _service_reservation) + per_container(ctx, _container_requests, init=False)
+
+
+def _service_restart(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    restart = svc.get("restart")
+    condition = ((svc.get("deploy") or {}).get("restart_policy") or {}).get("condition")
+    ok = restart in ("always", "unless-stopped", "on-failure") or condition in ("any", "on-failure")
+    yield Verdict(ok, f"{name} restart {restart or condition}", "restart", restart or condition)
 
 
 @check(
@@ -304,27 +270,55 @@ def check_resource_requests(ctx: Context) -> list[Finding]:
 def check_restart_policy(ctx: Context) -> list[Finding]:
     if not ctx.has_compose():
         raise NotApplicable("restart policies are a compose concern (Kubernetes controllers always restart)")
-    out = []
-    for tree, name, svc in _compose_services(ctx, long_running=True):
-        restart = svc.get("restart")
-        condition = ((svc.get("deploy") or {}).get("restart_policy") or {}).get("condition")
-        ok = restart in ("always", "unless-stopped", "on-failure") or condition in ("any", "on-failure")
-        out.append(
-            Finding(
-                ok,
-                f"{name} restart {restart or condition}",
-                _ev(tree, name, "restart", value=restart or condition),
-            )
-        )
-    return out
+    return per_service(ctx, _service_restart, long_running=True)
 
 
-def _k8s_sc(tmpl: PodTemplate, container: dict[str, Any], key: str) -> Any:
+def _service_logging(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    logging = svc.get("logging") or {}
+    driver = logging.get("driver", "json-file")
+    options = logging.get("options") or {}
+    ok = (
+        driver not in ("json-file", "local")
+        or driver == "local"
+        or ("max-size" in options and "max-file" in options)
+    )
+    yield Verdict(ok, f"{name} logging {driver} {options or ''}".strip(), "logging", logging or None)
+
+
+@check(
+    "log-rotation",
+    title="Container logs are rotated",
+    category="operations",
+    severity="warning",
+    kind="static",
+    why="Docker's default json-file driver grows without bound until the disk (and Postgres) is full.",
+    fix="Set `logging: {driver: json-file, options: {max-size: 10m, max-file: '5'}}` (or driver local).",
+)
+def check_log_rotation(ctx: Context) -> list[Finding]:
+    if not ctx.has_compose():
+        raise NotApplicable("log rotation is the kubelet's job on Kubernetes")
+    return per_service(ctx, _service_logging)
+
+
+def _k8s_sc(tmpl: PodTemplate, container: Container, key: str) -> Any:
     """A securityContext field, container level overriding pod level."""
     csc = container.get("securityContext") or {}
     if key in csc:
         return csc[key]
     return (tmpl.spec.get("securityContext") or {}).get(key)
+
+
+def _service_user(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    user = str(svc.get("user", "")).strip()
+    ok = bool(user) and user.split(":")[0] not in ("root", "0")
+    yield Verdict(ok, f"{name} user {user or '(image default)'}", "user", user or None)
+
+
+def _container_user(tmpl: PodTemplate, path: str, container: Container) -> Iterator[Verdict]:
+    non_root, uid = _k8s_sc(tmpl, container, "runAsNonRoot"), _k8s_sc(tmpl, container, "runAsUser")
+    ok = uid != 0 and (non_root is True or (isinstance(uid, int) and uid > 0))
+    msg = f"{container_label(tmpl, container)} runAsNonRoot={non_root} runAsUser={uid}"
+    yield Verdict(ok, msg, f"{path}.securityContext", {"runAsNonRoot": non_root, "runAsUser": uid})
 
 
 @check(
@@ -337,32 +331,19 @@ def _k8s_sc(tmpl: PodTemplate, container: dict[str, Any], key: str) -> Any:
     fix="Set `user:` in compose and runAsNonRoot/runAsUser in the securityContext.",
 )
 def check_run_as_non_root(ctx: Context) -> list[Finding]:
-    _need_any(ctx)
-    out = []
-    for tree, name, svc in _compose_services(ctx):
-        user = str(svc.get("user", "")).strip()
-        ok = bool(user) and user.split(":")[0] not in ("root", "0")
-        out.append(
-            Finding(
-                ok, f"{name} user {user or '(image default)'}", _ev(tree, name, "user", value=user or None)
-            )
-        )
-    for tmpl in _templates(ctx):
-        for path, container in containers(tmpl):
-            non_root, uid = _k8s_sc(tmpl, container, "runAsNonRoot"), _k8s_sc(tmpl, container, "runAsUser")
-            ok = uid != 0 and (non_root is True or (isinstance(uid, int) and uid > 0))
-            msg = (
-                f"{tmpl.manifest.ref} container {container.get('name')} runAsNonRoot={non_root} "
-                f"runAsUser={uid}"
-            )
-            out.append(
-                Finding(
-                    ok,
-                    msg,
-                    _kev(tmpl, f"{path}.securityContext", {"runAsNonRoot": non_root, "runAsUser": uid}),
-                )
-            )
-    return out
+    ctx.need_compose_or_kubernetes()
+    return per_service(ctx, _service_user) + per_container(ctx, _container_user)
+
+
+def _service_read_only(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    value = svc.get("read_only")
+    yield Verdict(value is True, f"{name} read_only {value}", "read_only", value)
+
+
+def _container_read_only(tmpl: PodTemplate, path: str, container: Container) -> Iterator[Verdict]:
+    value = (container.get("securityContext") or {}).get("readOnlyRootFilesystem")
+    msg = f"{container_label(tmpl, container)} readOnlyRootFilesystem={value}"
+    yield Verdict(value is True, msg, f"{path}.securityContext.readOnlyRootFilesystem", value)
 
 
 @check(
@@ -375,27 +356,24 @@ def check_run_as_non_root(ctx: Context) -> list[Finding]:
     fix="Set `read_only: true` / readOnlyRootFilesystem and mount tmpfs or volumes where writes are needed.",
 )
 def check_read_only_rootfs(ctx: Context) -> list[Finding]:
-    _need_any(ctx)
-    out = []
-    for tree, name, svc in _compose_services(ctx):
-        ok = svc.get("read_only") is True
-        out.append(
-            Finding(
-                ok,
-                f"{name} read_only {svc.get('read_only')}",
-                _ev(tree, name, "read_only", value=svc.get("read_only")),
-            )
-        )
-    for tmpl in _templates(ctx):
-        for path, container in containers(tmpl):
-            value = (container.get("securityContext") or {}).get("readOnlyRootFilesystem")
-            msg = f"{tmpl.manifest.ref} container {container.get('name')} readOnlyRootFilesystem={value}"
-            out.append(
-                Finding(
-                    value is True, msg, _kev(tmpl, f"{path}.securityContext.readOnlyRootFilesystem", value)
-                )
-            )
-    return out
+    ctx.need_compose_or_kubernetes()
+    return per_service(ctx, _service_read_only) + per_container(ctx, _container_read_only)
+
+
+def _service_caps(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    drop = [str(c).upper() for c in svc.get("cap_drop") or []]
+    add = {str(c).upper().removeprefix("CAP_") for c in svc.get("cap_add") or []}
+    bad = sorted(add & DANGEROUS_CAPS)
+    msg = f"{name} cap_drop {drop or 'none'}" + (f", adds {bad}" if bad else "")
+    yield Verdict("ALL" in drop and not bad, msg, "cap_drop", {"cap_drop": drop, "cap_add": sorted(add)})
+
+
+def _container_caps(tmpl: PodTemplate, path: str, container: Container) -> Iterator[Verdict]:
+    caps = (container.get("securityContext") or {}).get("capabilities") or {}
+    drop = [str(c).upper() for c in caps.get("drop") or []]
+    bad = sorted({str(c).upper().removeprefix("CAP_") for c in caps.get("add") or []} & DANGEROUS_CAPS)
+    msg = f"{container_label(tmpl, container)} drop {drop or 'none'}" + (f", adds {bad}" if bad else "")
+    yield Verdict("ALL" in drop and not bad, msg, f"{path}.securityContext.capabilities", caps)
 
 
 @check(
@@ -409,30 +387,28 @@ def check_read_only_rootfs(ctx: Context) -> list[Finding]:
     fix="Set `cap_drop: [ALL]` (capabilities.drop: [ALL]) and add back only the few an image needs.",
 )
 def check_capabilities(ctx: Context) -> list[Finding]:
-    _need_any(ctx)
-    out = []
-    for tree, name, svc in _compose_services(ctx):
-        drop = [str(c).upper() for c in svc.get("cap_drop") or []]
-        add = {str(c).upper().removeprefix("CAP_") for c in svc.get("cap_add") or []}
-        bad = sorted(add & DANGEROUS_CAPS)
-        ok = "ALL" in drop and not bad
-        msg = f"{name} cap_drop {drop or 'none'}" + (f", adds {bad}" if bad else "")
-        out.append(
-            Finding(ok, msg, _ev(tree, name, "cap_drop", value={"cap_drop": drop, "cap_add": sorted(add)}))
-        )
-    for tmpl in _templates(ctx):
-        for path, container in containers(tmpl):
-            caps = (container.get("securityContext") or {}).get("capabilities") or {}
-            drop = [str(c).upper() for c in caps.get("drop") or []]
-            bad = sorted(
-                {str(c).upper().removeprefix("CAP_") for c in caps.get("add") or []} & DANGEROUS_CAPS
-            )
-            ok = "ALL" in drop and not bad
-            msg = f"{tmpl.manifest.ref} container {container.get('name')} drop {drop or 'none'}" + (
-                f", adds {bad}" if bad else ""
-            )
-            out.append(Finding(ok, msg, _kev(tmpl, f"{path}.securityContext.capabilities", caps)))
-    return out
+    ctx.need_compose_or_kubernetes()
+    return per_service(ctx, _service_caps) + per_container(ctx, _container_caps)
+
+
+def _service_privileges(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    opts = [str(o).replace("=", ":") for o in svc.get("security_opt") or []]
+    nnp = "no-new-privileges:true" in opts or "no-new-privileges" in opts
+    privileged = svc.get("privileged") is True
+    msg = f"{name} privileged={privileged} no-new-privileges={nnp}"
+    yield Verdict(
+        nnp and not privileged, msg, "security_opt", {"privileged": privileged, "security_opt": opts}
+    )
+
+
+def _container_privileges(tmpl: PodTemplate, path: str, container: Container) -> Iterator[Verdict]:
+    sc = container.get("securityContext") or {}
+    ok = sc.get("privileged") is not True and sc.get("allowPrivilegeEscalation") is False
+    msg = (
+        f"{container_label(tmpl, container)} privileged={sc.get('privileged')} "
+        f"allowPrivilegeEscalation={sc.get('allowPrivilegeEscalation')}"
+    )
+    yield Verdict(ok, msg, f"{path}.securityContext", sc)
 
 
 @check(
@@ -446,31 +422,20 @@ def check_capabilities(ctx: Context) -> list[Finding]:
     "false.",
 )
 def check_no_privilege_escalation(ctx: Context) -> list[Finding]:
-    _need_any(ctx)
-    out = []
-    for tree, name, svc in _compose_services(ctx):
-        opts = [str(o).replace("=", ":") for o in svc.get("security_opt") or []]
-        nnp = "no-new-privileges:true" in opts or "no-new-privileges" in opts
-        privileged = svc.get("privileged") is True
-        ok = nnp and not privileged
-        msg = f"{name} privileged={privileged} no-new-privileges={nnp}"
-        out.append(
-            Finding(
-                ok,
-                msg,
-                _ev(tree, name, "security_opt", value={"privileged": privileged, "security_opt": opts}),
-            )
-        )
-    for tmpl in _templates(ctx):
-        for path, container in containers(tmpl):
-            sc = container.get("securityContext") or {}
-            ok = sc.get("privileged") is not True and sc.get("allowPrivilegeEscalation") is False
-            msg = (
-                f"{tmpl.manifest.ref} container {container.get('name')} privileged={sc.get('privileged')} "
-                f"allowPrivilegeEscalation={sc.get('allowPrivilegeEscalation')}"
-            )
-            out.append(Finding(ok, msg, _kev(tmpl, f"{path}.securityContext", sc)))
-    return out
+    ctx.need_compose_or_kubernetes()
+    return per_service(ctx, _service_privileges) + per_container(ctx, _container_privileges)
+
+
+def _service_namespaces(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
+    shared = {k: svc.get(k) for k in ("network_mode", "pid", "ipc") if str(svc.get(k, "")) == "host"}
+    yield Verdict(not shared, f"{name} host namespaces {shared or 'none'}", (), shared or None)
+
+
+def _template_namespaces(tmpl: PodTemplate) -> Iterator[Verdict]:
+    shared = {k: True for k in ("hostNetwork", "hostPID", "hostIPC") if tmpl.spec.get(k) is True}
+    yield Verdict(
+        not shared, f"{tmpl.manifest.ref} host namespaces {shared or 'none'}", tmpl.path, shared or None
+    )
 
 
 @check(
@@ -483,24 +448,5 @@ def check_no_privilege_escalation(ctx: Context) -> list[Finding]:
     fix="Remove network_mode/pid/ipc host (hostNetwork/hostPID/hostIPC).",
 )
 def check_no_host_namespaces(ctx: Context) -> list[Finding]:
-    _need_any(ctx)
-    out = []
-    for tree, name, svc in _compose_services(ctx):
-        shared = {k: svc.get(k) for k in ("network_mode", "pid", "ipc") if str(svc.get(k, "")) == "host"}
-        out.append(
-            Finding(
-                not shared,
-                f"{name} host namespaces {shared or 'none'}",
-                _ev(tree, name, value=shared or None),
-            )
-        )
-    for tmpl in _templates(ctx):
-        shared = {k: True for k in ("hostNetwork", "hostPID", "hostIPC") if tmpl.spec.get(k) is True}
-        out.append(
-            Finding(
-                not shared,
-                f"{tmpl.manifest.ref} host namespaces {shared or 'none'}",
-                _kev(tmpl, tmpl.path, shared or None),
-            )
-        )
-    return out
+    ctx.need_compose_or_kubernetes()
+    return per_service(ctx, _service_namespaces) + per_template(ctx, _template_namespaces)

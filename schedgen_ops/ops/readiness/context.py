@@ -66,6 +66,16 @@ class Context:
             self.tree is not None and "local" in self.targets and self.tree.exists("local/supervisord.conf")
         )
 
+    def need_compose_or_kubernetes(self) -> None:
+        """For checks of containers: raise `NotApplicable` unless compose or Kubernetes output is in scope."""
+        if not self.has_compose() and not self.has_kubernetes():
+            raise NotApplicable("no compose or Kubernetes output in scope")
+
+    def need_any_runtime(self) -> None:
+        """For checks of the whole stack: raise `NotApplicable` unless some runtime's output is in scope."""
+        if not self.has_compose() and not self.has_kubernetes() and not self.has_local():
+            raise NotApplicable("no compose, Kubernetes or local output in scope")
+
     def manifests(self) -> list[Manifest]:
         return self.kubernetes().manifests() if self.has_kubernetes() else []
 

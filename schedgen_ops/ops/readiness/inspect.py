@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schedgen_ops.ops.readiness.tree import Manifest, RenderedTree, keyed
+from schedgen_ops.service.settings import ServiceSettings
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
 LONG_RUNNING_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -125,6 +126,23 @@ def workload_role(manifest: Manifest) -> str:
     return role(manifest.name, image)
 
 
+def autoscale_max(manifests: list[Manifest]) -> dict[str, tuple[int | None, int | None, Manifest]]:
+    """Deployment name -> (min, max, scaler) from HPAs and KEDA ScaledObjects."""
+    out: dict[str, tuple[int | None, int | None, Manifest]] = {}
+    for m in manifests:
+        spec = m.doc.get("spec") or {}
+        target = (spec.get("scaleTargetRef") or {}).get("name")
+        if m.kind == "HorizontalPodAutoscaler" and target:
+            out[str(target)] = (as_int(spec.get("minReplicas", 1)), as_int(spec.get("maxReplicas")), m)
+        elif m.kind == "ScaledObject" and target:
+            out[str(target)] = (
+                as_int(spec.get("minReplicaCount", 0)),
+                as_int(spec.get("maxReplicaCount", 100)),
+                m,
+            )
+    return out
+
+
 def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     """Kubernetes label-selector semantics (matchLabels + matchExpressions); {} selects everything."""
     if selector is None:
@@ -161,6 +179,14 @@ def container_env(tree: RenderedTree, container: dict[str, Any]) -> dict[str, st
             ref = ((item.get("valueFrom") or {}).get("configMapKeyRef")) or {}
             if ref.get("name") in configmaps and ref.get("key") in configmaps[ref["name"]]:
                 env[str(item.get("name"))] = configmaps[ref["name"]][ref["key"]]
+    return env
+
+
+def template_env(tree: RenderedTree, tmpl: PodTemplate) -> dict[str, str]:
+    """The environment of a pod template's containers (init containers left out), later ones winning."""
+    env: dict[str, str] = {}
+    for _, container in containers(tmpl, init=False):
+        env.update(container_env(tree, container))
     return env
 
 
@@ -206,6 +232,17 @@ def parse_env_file(text: str) -> dict[str, str]:
     return out
 
 
+def service_command(service: dict[str, Any]) -> list[str]:
+    """A compose service's ``command`` as arguments (a string is split on white space)."""
+    command = service.get("command") or []
+    return command.split() if isinstance(command, str) else [str(a) for a in command]
+
+
+def container_argv(container: dict[str, Any]) -> list[str]:
+    """A container's ``command`` followed by its ``args``."""
+    return [str(a) for a in [*(container.get("command") or []), *(container.get("args") or [])]]
+
+
 def service_env(tree: RenderedTree, service: dict[str, Any]) -> dict[str, str]:
     """A compose service's environment, env_file entries (relative to compose/) resolved first."""
     env: dict[str, str] = {}
@@ -217,6 +254,11 @@ def service_env(tree: RenderedTree, service: dict[str, Any]) -> dict[str, str]:
             env.update(parse_env_file(path.read_text(encoding="utf-8")))
     env.update({k: "" if v is None else str(v) for k, v in keyed(service.get("environment")).items()})
     return env
+
+
+def service_default(field: str) -> Any:
+    """The service's own default for a setting (what it runs with when the tree does not set it)."""
+    return ServiceSettings.model_fields[field].default
 
 
 # --- units -----------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ means evidence against readiness, not paperwork.
 from __future__ import annotations
 
 from schedgen_ops.ops.readiness.model import Check
-from schedgen_ops.ops.readiness.registry import register
 
 MANUAL_ITEMS = [
     Check(
@@ -66,6 +65,3 @@ MANUAL_ITEMS = [
         "Store .schedgen/secrets.env in the team's password manager or vault, then ack.",
     ),
 ]
-
-for _item in MANUAL_ITEMS:
-    register(_item)

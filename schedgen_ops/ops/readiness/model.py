@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Literal
 
 Category = Literal["reliability", "security", "scalability", "observability", "operations"]
@@ -78,6 +79,42 @@ class Check:
             "why": self.why,
             "fix": self.fix,
         }
+
+
+CheckFunc = Callable[[Any], list[Finding]]
+_CHECK_ATTR = "readiness_check"
+
+
+def check(
+    id: str,
+    *,
+    title: str,
+    category: Category,
+    severity: Severity,
+    kind: Kind,
+    why: str,
+    fix: str,
+) -> Callable[[CheckFunc], CheckFunc]:
+    """Decorator: mark ``func`` as the evaluation of the check the arguments describe.
+
+    It only attaches the `Check` to the function; the registry collects it from the modules it lists.
+    """
+
+    def wrap(func: CheckFunc) -> CheckFunc:
+        setattr(func, _CHECK_ATTR, Check(id, title, category, severity, kind, why, fix, func))
+        return func
+
+    return wrap
+
+
+def checks_of(module: ModuleType) -> list[Check]:
+    """The checks a module defines with `check`, in the order it defines them (imported ones not counted)."""
+    found = []
+    for value in vars(module).values():
+        item = getattr(value, _CHECK_ATTR, None)
+        if isinstance(item, Check) and getattr(value, "__module__", None) == module.__name__:
+            found.append(item)
+    return found
 
 
 @dataclass(frozen=True)

@@ -1,64 +1,25 @@
-"""The registry of every readiness check, filled by the check modules through the `check` decorator."""
+"""The registry of every readiness check: the check modules, listed in one place, and the manual items.
+
+To add a check: write a function decorated with `model.check` in the check module of its concern (or a
+new ``checks_<concern>.py``, then add that module to `check_modules` below). The checklist orders checks
+by kind and id, so where a check is defined never changes the output.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import functools
+from types import ModuleType
 
-from schedgen_ops.ops.readiness.model import Category, Check, Finding, Kind, Severity
-
-_REGISTRY: dict[str, Check] = {}
-
-CheckFunc = Callable[[Any], list[Finding]]
+from schedgen_ops.ops.readiness.manual import MANUAL_ITEMS
+from schedgen_ops.ops.readiness.model import Check, checks_of
 
 
-def register(item: Check) -> Check:
-    """Add a check; ids are unique across the whole checklist."""
-    if item.id in _REGISTRY:
-        raise ValueError(f"duplicate readiness check id {item.id!r}")
-    _REGISTRY[item.id] = item
-    return item
-
-
-def check(
-    id: str,
-    *,
-    title: str,
-    category: Category,
-    severity: Severity,
-    kind: Kind,
-    why: str,
-    fix: str,
-) -> Callable[[CheckFunc], CheckFunc]:
-    """Decorator: register ``func`` as the evaluation of a check described by the arguments."""
-
-    def wrap(func: CheckFunc) -> CheckFunc:
-        register(Check(id, title, category, severity, kind, why, fix, func))
-        return func
-
-    return wrap
-
-
-def all_checks() -> list[Check]:
-    """Every registered check (loading the check modules first), in a stable order."""
-    _load()
-    order = {"static": 0, "live": 1, "manual": 2}
-    return sorted(_REGISTRY.values(), key=lambda c: (order[c.kind], c.id))
-
-
-def get(check_id: str) -> Check:
-    """The check with this id, or KeyError."""
-    _load()
-    return _REGISTRY[check_id]
-
-
-def ids() -> list[str]:
-    return [c.id for c in all_checks()]
-
-
-def _load() -> None:
-    # Imported for their registration side effect.
-    from schedgen_ops.ops.readiness import (  # noqa: F401
+def check_modules() -> tuple[ModuleType, ...]:
+    """Every module that defines checks (imported on first use, so importing the package stays cheap)."""
+    from schedgen_ops.ops.readiness import (
+        checks_availability,
+        checks_datastores,
+        checks_edge,
         checks_k8s,
         checks_live,
         checks_observability,
@@ -66,7 +27,47 @@ def _load() -> None:
         checks_pitr,
         checks_privilege,
         checks_privilege_live,
-        checks_stack,
+        checks_secrets,
         checks_workloads,
-        manual,
     )
+
+    return (
+        checks_availability,
+        checks_datastores,
+        checks_edge,
+        checks_k8s,
+        checks_live,
+        checks_observability,
+        checks_page,
+        checks_pitr,
+        checks_privilege,
+        checks_privilege_live,
+        checks_secrets,
+        checks_workloads,
+    )
+
+
+@functools.cache
+def _registry() -> dict[str, Check]:
+    """id -> check, from the check modules and the manual items; ids are unique across the checklist."""
+    out: dict[str, Check] = {}
+    for item in [*(c for module in check_modules() for c in checks_of(module)), *MANUAL_ITEMS]:
+        if item.id in out:
+            raise ValueError(f"duplicate readiness check id {item.id!r}")
+        out[item.id] = item
+    return out
+
+
+def all_checks() -> list[Check]:
+    """Every check, in a stable order: static, live, then manual, each by id."""
+    order = {"static": 0, "live": 1, "manual": 2}
+    return sorted(_registry().values(), key=lambda c: (order[c.kind], c.id))
+
+
+def get(check_id: str) -> Check:
+    """The check with this id, or KeyError."""
+    return _registry()[check_id]
+
+
+def ids() -> list[str]:
+    return [c.id for c in all_checks()]
