@@ -169,3 +169,31 @@ def test_edge_off_is_safe_only_with_the_api_bound_to_loopback(
     assert (result.status == "pass") is passes, result
     if not passes:
         assert any("all interfaces with the edge off" in f.message for f in result.findings if not f.ok)
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_the_table_fits_the_terminal(
+    rendered: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    columns: int,
+) -> None:
+    """At 80 columns evidence gets its own indented lines (not a 16-column cell); wide terminals keep
+    the table. Either way no line is wider than the terminal and every check id is on one line."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    project = rendered["small"]
+    assert main(["--project", str(project), "checklist", "--dir", str(project / "deploy")]) in (0, 3)
+    shown = capsys.readouterr().out
+    lines = shown.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= columns
+    _, doc = _checklist(
+        capsys, "--project", str(project), "checklist", "--dir", str(project / "deploy"), "--json"
+    )
+    for result in doc["results"]:
+        assert any(result["id"] in line for line in lines), result["id"]
+    if columns == 80:
+        assert "┃" not in shown  # no table
+        fix = next(line for line in lines if line.strip().startswith("fix:"))
+        assert fix.startswith("      fix: ") and len(fix.rstrip()) > 60  # its own line, the whole width
+    else:
+        assert "┃ evidence" in shown

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from schedgen_ops import __version__
 from schedgen_ops.ops.readiness.evaluate import Report
@@ -54,12 +56,22 @@ def _detail(result: Result) -> str:
     return text
 
 
+#: Below this many columns the evidence gets its own indented lines instead of a squeezed table column.
+WIDE_TABLE_COLUMNS = 120
+_ORDER = {"fail": 0, "error": 0, "pending": 1, "suppressed": 2, "pass": 3, "acknowledged": 3, "skip": 4}
+
+
 def print_table(report: Report, console: Console) -> None:
     """Grouped by category, failures first within each group, then the score and exit verdict."""
-    order = {"fail": 0, "error": 0, "pending": 1, "suppressed": 2, "pass": 3, "acknowledged": 3, "skip": 4}
     for category in CATEGORIES:
-        rows = [r for r in report.results if r.check.category == category]
+        rows = sorted(
+            (r for r in report.results if r.check.category == category),
+            key=lambda r: (_ORDER[r.status], r.check.id),
+        )
         if not rows:
+            continue
+        if console.width < WIDE_TABLE_COLUMNS:
+            _print_narrow(category, rows, console)
             continue
         table = Table(title=category.capitalize(), title_justify="left", expand=True, show_lines=False)
         table.add_column("status", no_wrap=True, width=13)
@@ -67,9 +79,8 @@ def print_table(report: Report, console: Console) -> None:
         table.add_column("sev", no_wrap=True)
         table.add_column("kind", no_wrap=True)
         table.add_column("evidence", ratio=1)
-        for r in sorted(rows, key=lambda r: (order[r.status], r.check.id)):
-            sev = "[red]danger[/]" if r.check.severity == "danger" else "warning"
-            table.add_row(_ICON[r.status], r.check.id, sev, r.check.kind, _escape(_detail(r)))
+        for r in rows:
+            table.add_row(_ICON[r.status], r.check.id, _severity(r), r.check.kind, _escape(_detail(r)))
         console.print(table)
     counts = report.counts()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -83,6 +94,30 @@ def print_table(report: Report, console: Console) -> None:
         console.print(f"[red]FAIL[/]: score {report.score:g} below --min-score {report.min_score:g} (exit 4)")
     else:
         console.print("[green]PASS[/]")
+
+
+def _print_narrow(category: str, rows: list[Result], console: Console) -> None:
+    """An 80-column terminal: one line per check, and evidence longer than what is left of that line
+    on lines of its own, indented, wrapped at the terminal's width (not in a 16-column cell)."""
+    console.print(f"[bold]{category.capitalize()}[/]")
+    width = max(len(r.check.id) for r in rows)
+    for r in rows:
+        icon = Text.from_markup(_ICON[r.status])
+        head = Text("  ").append(icon).append(" " * max(1, 14 - len(icon.plain)))
+        severity = Text.from_markup(_severity(r))
+        head.append(r.check.id.ljust(width) + "  ").append_text(severity)
+        head.append(" " * (9 - len(severity.plain)) + r.check.kind)
+        detail = _detail(r)
+        if "\n" not in detail and head.cell_len + 2 + len(detail) <= console.width:
+            console.print(head.append("  " + detail))
+            continue
+        console.print(head)
+        for line in detail.splitlines():
+            console.print(Padding(Text(line.strip()), (0, 0, 0, 6)))
+
+
+def _severity(result: Result) -> str:
+    return "[red]danger[/]" if result.check.severity == "danger" else "warning"
 
 
 def _escape(text: str) -> str:
