@@ -20,10 +20,10 @@ from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.readiness import Context, LiveTarget, RenderedTree, all_checks, evaluate, load_acks
 from schedgen_ops.ops.readiness.acks import record_ack
-from schedgen_ops.ops.readiness.context import TARGETS
 from schedgen_ops.ops.readiness.evaluate import Report
 from schedgen_ops.ops.readiness.locate import DEFAULT_URL, local_deployment
 from schedgen_ops.ops.readiness.report import FORMATS, print_table, render
+from schedgen_ops.targets import TARGETS
 
 app = typer.Typer(
     help="Production-readiness checklist: static, live and manual checks with evidence.",

@@ -8,6 +8,7 @@ import typer
 
 from schedgen_ops.cli._ops import make_ops, out
 from schedgen_ops.runtime import operations
+from schedgen_ops.targets import check_target
 
 
 def deploy(
@@ -33,7 +34,7 @@ def deploy(
     ops = make_ops(dry_run=dry_run, lock_wait=lock_wait, gate_timeout=gate_timeout)
     outcome = operations.deploy(
         ops,
-        target=operations.check_target(target),
+        target=check_target(target),
         profile=profile,
         overrides=overrides,
         rollback_on_failure=not no_rollback,

@@ -18,9 +18,9 @@ from typer.core import TyperCommand
 from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.config.ops_loader import try_load_config
 from schedgen_ops.ops.health import COMPONENTS, load_thresholds, resolve_endpoints, run_health
-from schedgen_ops.ops.health.endpoints import TARGETS
 from schedgen_ops.ops.health.model import HealthReport
 from schedgen_ops.ops.health.render import report_view
+from schedgen_ops.targets import TARGETS
 
 DEFAULT_WATCH_S = 5.0
 #: The whole command, interpreter start included, ends within this; output and exit get the margin.

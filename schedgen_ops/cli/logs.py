@@ -6,6 +6,7 @@ import typer
 
 from schedgen_ops.cli._ops import make_ops
 from schedgen_ops.runtime import operations
+from schedgen_ops.targets import check_target
 
 
 def logs(
@@ -20,7 +21,7 @@ def logs(
 ) -> None:
     """Print a service's logs, merged across replicas in time order, each line prefixed with its replica."""
     ops = make_ops()
-    chosen = target and operations.check_target(target)
+    chosen = target and check_target(target)
     runtime = operations.runtime_for(
         ops,
         chosen or operations.current_target(ops),
@@ -45,7 +46,7 @@ def exec_command(
     """Run a command in a service's environment: local, with its settings and secrets; compose/kubernetes,
     inside one replica. Exits with the command's exit code."""
     ops = make_ops()
-    chosen = target and operations.check_target(target)
+    chosen = target and check_target(target)
     runtime = operations.runtime_for(
         ops,
         chosen or operations.current_target(ops),

@@ -7,6 +7,7 @@ import typer
 from schedgen_ops.cli._ops import make_ops, out
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime import operations
+from schedgen_ops.targets import check_target
 
 
 def parse_counts(items: list[str]) -> dict[str, int]:
@@ -37,7 +38,7 @@ def scale(
     """Scale services; scaling workers down lets busy ones finish their current job first."""
     ops = make_ops(dry_run=dry_run, lock_wait=lock_wait)
     counts = operations.scale(
-        ops, parse_counts(assignments), target=target and operations.check_target(target)
+        ops, parse_counts(assignments), target=target and check_target(target)
     )
     if not dry_run:
         out.print("scaled " + ", ".join(f"{k}={v}" for k, v in counts.items()))

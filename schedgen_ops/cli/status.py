@@ -10,6 +10,7 @@ from rich.table import Table
 from schedgen_ops.cli._ops import human_bytes, human_duration, make_ops, out
 from schedgen_ops.runtime import operations
 from schedgen_ops.runtime.lock import read_holder
+from schedgen_ops.targets import check_target
 
 
 def status(
@@ -20,7 +21,7 @@ def status(
 ) -> None:
     """Show the running stack. Exit 1 when a service runs fewer processes than desired."""
     ops = make_ops()
-    stack = operations.status(ops, target=target and operations.check_target(target))
+    stack = operations.status(ops, target=target and check_target(target))
     holder = read_holder(ops.state / "deploy.lock")
     data = stack.to_dict()
     data["lock"] = None if holder is None else holder.__dict__

@@ -8,6 +8,7 @@ import typer
 
 from schedgen_ops.cli._ops import make_ops, out
 from schedgen_ops.runtime import operations
+from schedgen_ops.targets import check_target
 
 
 def up(
@@ -89,7 +90,7 @@ def down(
 ) -> None:
     """Stop the stack (workers finish their current job first). Data stays unless --volumes."""
     ops = make_ops(dry_run=dry_run, lock_wait=lock_wait)
-    operations.down(ops, volumes=volumes, target=target and operations.check_target(target))
+    operations.down(ops, volumes=volumes, target=target and check_target(target))
     if not dry_run:
         out.print("stack stopped" + (" and its data deleted" if volumes else " (data kept)"))
 

@@ -28,8 +28,8 @@ from schedgen_ops.render.dashboards import overview
 from schedgen_ops.render.frontdoor import frontdoor_context
 from schedgen_ops.render.promtests import rule_tests
 from schedgen_ops.resources import data_dir
+from schedgen_ops.targets import TARGETS, check_target
 
-TARGETS = ("compose", "kubernetes", "local")
 # target -> [(template dir, output dir)]; "common" is rendered with every target.
 LAYOUT: dict[str, list[tuple[str, str]]] = {
     "compose": [
@@ -125,16 +125,8 @@ def _stamp(rel: Path, text: str, profile: str, source: str) -> str:
 
 
 def _targets(target: str) -> list[str]:
-    if target == "all":
-        return list(TARGETS)
-    if target not in TARGETS:
-        raise SchedgenError(
-            f"unknown target {target!r}",
-            code="unknown_target",
-            hint="use compose, kubernetes, local or all",
-            exit_code=2,
-        )
-    return [target]
+    """The targets to render, in name order (the rendered files' order never depends on the choice)."""
+    return sorted(TARGETS) if check_target(target, allow_all=True) == "all" else [target]
 
 
 def _render_dir(

@@ -31,8 +31,8 @@ from schedgen_ops.runtime.local import LocalRuntime
 from schedgen_ops.runtime.lock import DeployLock, read_holder
 from schedgen_ops.runtime.releases import Release, ReleaseStore, tree_digest
 from schedgen_ops.runtime.runner import Runner
+from schedgen_ops.targets import check_target
 
-TARGETS = ("local", "compose", "kubernetes")
 MIN_FREE_BYTES = 200 * 1024 * 1024
 #: Each gate check's minimum patience when putting the previous (known-good) release back.
 ROLLBACK_GATE_S = 120.0
@@ -84,15 +84,6 @@ def _holder_dict(state: Path) -> dict[str, Any] | None:
     return None if holder is None else holder.__dict__
 
 
-def check_target(target: str) -> str:
-    if target not in TARGETS:
-        raise SchedgenError(
-            f"unknown target {target!r}",
-            code="unknown_target",
-            hint="use local, compose or kubernetes",
-            exit_code=2,
-        )
-    return target
 
 
 def load(ops: Ops, profile: str | None = None, overrides: list[str] | None = None) -> Config:

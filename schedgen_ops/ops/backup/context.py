@@ -25,8 +25,8 @@ from schedgen_ops.ops.backup.writers import (
     Writers,
 )
 from schedgen_ops.runtime.argv import ComposeProject, KubeTarget
+from schedgen_ops.targets import check_target
 
-TARGETS = ("local", "compose", "kubernetes")
 DEFAULT_DIR = "backups"
 #: The local runtime's supervisord control socket (see schedgen_ops.runtime.local).
 SUPERVISOR_SOCK = ".schedgen/run/supervisor.sock"
@@ -155,10 +155,7 @@ def resolve_context(
     storage_url: str | None = None,
     supervisor_sock: Path | None = None,
 ) -> BackupContext:
-    if target not in TARGETS:
-        raise SchedgenError(
-            f"unknown target {target!r}", code="usage", hint=f"use one of {', '.join(TARGETS)}", exit_code=2
-        )
+    check_target(target)
     config = _load_config(project)
     service = getattr(config, "service", None)
     backup_cfg = getattr(config, "backup", None)

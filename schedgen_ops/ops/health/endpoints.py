@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.service.settings import ServiceSettings
 
-TARGETS = ("local", "compose", "kubernetes")
 #: RQ queues of the service, most urgent first.
 QUEUES = ("high", "default", "low")
 

@@ -119,12 +119,10 @@ def resolve_target(
     worker_port = settings.worker_metrics_port
     if target is not None:
         from schedgen_ops.config.ops_loader import try_load_config
-        from schedgen_ops.ops.health.endpoints import TARGETS, resolve_endpoints
+        from schedgen_ops.ops.health.endpoints import resolve_endpoints
+        from schedgen_ops.targets import check_target
 
-        if target not in TARGETS:
-            raise SchedgenError(
-                f"unknown target {target!r}", code="usage", hint="one of: " + ", ".join(TARGETS), exit_code=2
-            )
+        check_target(target)
         project = project_dir or Path.cwd()
         config = try_load_config(project)
         endpoints = resolve_endpoints(target, project, database_url=database_url or None, config=config)

@@ -8,8 +8,7 @@ from typing import Any
 
 from schedgen_ops.ops.readiness.model import NotApplicable
 from schedgen_ops.ops.readiness.tree import Manifest, RenderedTree
-
-TARGETS = ("compose", "kubernetes", "local")
+from schedgen_ops.targets import TARGETS
 
 
 @dataclass
