@@ -45,13 +45,23 @@ def parser(settings: ServiceSettings) -> SandboxPool:
     return shared_pool("parse", memory_mb=settings.parse_memory_mb, size=1)
 
 
+# What this process uses per job. The parse itself runs in the sandbox child, which imports pdfminer and
+# the parser (`parsing.sandbox_child`, preload "parse") before it answers, and `start` waits for that;
+# this process only reads the child's answer into the result model and handles its `ParseError`.
+PARENT_MODULES = ("schedgen_ops.parsing.model", "schedgen_ops.parsing.errors", "schedgen_ops.service.metrics")
+
+
 def warm_up(settings: ServiceSettings) -> None:
-    """Load what a job needs before the first one: the sandbox child (it imports pdfminer and the parser
-    before it answers) and, here, the result model the child's JSON is read back into."""
-    import schedgen_ops.parsing.model  # noqa: F401 - `import schedgen_ops.parsing` alone loads nothing (PEP 562)
+    """Load what a job needs before the first one, so no job pays for an import: the sandbox child with
+    pdfminer and the parser, and here `PARENT_MODULES`, imported by name because
+    ``import schedgen_ops.parsing`` alone loads nothing (its names load on first use, PEP 562)."""
+    import importlib
+
     from schedgen_ops.errors import SchedgenError
     from schedgen_ops.parsing.sandbox import SandboxUnavailable
 
+    for module in PARENT_MODULES:
+        importlib.import_module(module)
     try:
         parser(settings).start()
     except SandboxUnavailable as exc:
@@ -117,17 +127,17 @@ def _unclaimable(ctx: ServiceContext, conn: Any, job_id: str) -> str:
         return "skipped:unknown"
     if job.status in ("queued", "processing") and job.attempts >= job.max_attempts:
         # The last attempt died (SIGKILL/OOM): this is the final failure.
-        if ledger.fail(
+        message = "the worker died during every attempt"
+        _fail(
+            ctx,
             conn,
-            job_id,
+            job,
             None,
             "worker_lost",
-            "the worker died during every attempt",
-            ctx.settings.failed_ttl_s,
+            message,
             from_status=("queued", "processing"),
-        ):
-            _delete_bytes(ctx, conn, job)
-            _count("failed", job.kind)
+            only_if_changed=True,
+        )
         return "failed:worker_lost"
     return f"skipped:{job.status}"
 
@@ -142,33 +152,23 @@ def _attempt(ctx: ServiceContext, conn: Any, job: ledger.Job) -> str:
         try:
             data = ctx.storage.get(job.storage_key)
         except KeyError:
-            ledger.fail(
-                conn,
-                job.id,
-                job.attempts,
-                "upload_missing",
-                "the uploaded file is gone",
-                settings.failed_ttl_s,
+            _fail(
+                ctx, conn, job, job.attempts, "upload_missing", "the uploaded file is gone", bytes_left=False
             )
-            _count("failed", job.kind)
             return "failed:upload_missing"
         _test_delay(job.attempts)
         run = _parse(settings, data, job.filename)
         timetable = run.result()
     except ParseError as exc:
         # Deterministic: the same bytes fail the same way, so retrying is pointless.
-        ledger.fail(conn, job.id, job.attempts, exc.code, exc.message, settings.failed_ttl_s)
-        _delete_bytes(ctx, conn, job)
-        _count("failed", job.kind)
+        _fail(ctx, conn, job, job.attempts, exc.code, exc.message)
         log.info("job failed: not parseable", extra={"error_code": exc.code, **_usage(run)})
         return f"failed:{exc.code}"
     except Exception as exc:
         # Transient (storage, the sandbox, RQ's job timeout, a bug): retry while attempts remain.
         error = f"{type(exc).__name__}: {exc}"[:500]
         if job.attempts >= job.max_attempts:
-            ledger.fail(conn, job.id, job.attempts, "processing_error", FINAL_MESSAGE, settings.failed_ttl_s)
-            _delete_bytes(ctx, conn, job)
-            _count("failed", job.kind)
+            _fail(ctx, conn, job, job.attempts, "processing_error", FINAL_MESSAGE)
             log.warning("job failed on its last attempt", extra={"attempt": job.attempts, "error": error})
             return "failed:processing_error"
         ledger.requeue(conn, job.id, job.attempts, "processing_error", RETRY_MESSAGE)
@@ -206,6 +206,33 @@ def _usage(run: Run[Any] | None) -> dict[str, Any]:
         return {}
     peak = None if run.peak_rss_bytes is None else round(run.peak_rss_bytes / 2**20, 1)
     return {"parse_wall_s": round(run.wall_s, 3), "parse_peak_rss_mb": peak}
+
+
+def _fail(
+    ctx: ServiceContext,
+    conn: Any,
+    job: ledger.Job,
+    attempt: int | None,
+    code: str,
+    message: str,
+    *,
+    from_status: tuple[str, ...] = ("processing",),
+    bytes_left: bool = True,
+    only_if_changed: bool = False,
+) -> None:
+    """The one way a job ends failed: its ledger row, then its bytes (when any are left) and the failed count.
+
+    An attempt records its own failure even when the reconciler failed the row as stuck first (the
+    reconciler counts no job); a redelivery (``only_if_changed``) only when it is the one that failed it.
+    """
+    changed = ledger.fail(
+        conn, job.id, attempt, code, message, ctx.settings.failed_ttl_s, from_status=from_status
+    )
+    if only_if_changed and not changed:
+        return
+    if bytes_left:
+        _delete_bytes(ctx, conn, job)
+    _count("failed", job.kind)
 
 
 def _delete_bytes(ctx: ServiceContext, conn: Any, job: ledger.Job) -> None:

@@ -23,9 +23,9 @@ from starlette.concurrency import run_in_threadpool
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.service import ledger
+from schedgen_ops.service.api_errors import error_response as _error  # the api's error envelope
 from schedgen_ops.service.clients import Network, _is_trusted
 from schedgen_ops.service.context import ServiceContext
-from schedgen_ops.service.logs import request_id_var
 from schedgen_ops.service.schemas import ErrorResponse
 from schedgen_ops.service.settings import ServiceSettings
 from schedgen_ops.service.web import assets
@@ -95,12 +95,6 @@ def _env() -> Environment:
     return env
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    """The api's error envelope (service/app.py error_response)."""
-    body = {"error": {"code": code, "message": message, "request_id": request_id_var.get()}}
-    return JSONResponse(body, status_code=status)
-
-
 async def read_json(request: Request) -> CalendarRequest | JSONResponse:
     """The body as a `CalendarRequest`, read with a cap: a hostile client cannot make us buffer megabytes
     of JSON (FastAPI's own body parameters read the whole body first)."""
@@ -139,7 +133,7 @@ def _size(n: int) -> str:
 
 
 def mount(app: FastAPI, ctx: Callable[[], ServiceContext], settings: ServiceSettings) -> None:
-    """Add the page's routes to the api (called once by create_app)."""
+    """Add the page's routes to the api (called once by `service.app.create_app`)."""
 
     def public_base(request: Request) -> tuple[str, str]:
         return public_scheme(

@@ -1,0 +1,103 @@
+"""The api's error envelope: `ApiError`, the JSON body every refusal carries, and the handlers that turn
+each kind of exception into it, so a client never sees a stack trace or FastAPI's own error shapes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schedgen_ops.errors import SchedgenError
+from schedgen_ops.service.logs import request_id_var
+from schedgen_ops.service.schemas import ErrorResponse
+
+log = logging.getLogger("schedgen.api")
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"code", "message", "request_id"}}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "request_id": request_id_var.get()}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# The error answers the api's routes document in OpenAPI (the body is always `ErrorResponse`).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in (
+        (401, "Invalid API key or missing ops token."),
+        (404, "Unknown job."),
+        (409, "The job has not completed."),
+        (413, "File too large."),
+        (415, "Not a PDF / not multipart."),
+        (422, "Invalid PDF or request (code says which)."),
+        (429, "Rate limited; see Retry-After."),
+        (503, "A dependency (database, storage) is unavailable."),
+    )
+}
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
+
+
+async def _schedgen_error(request: Request, exc: SchedgenError) -> JSONResponse:
+    status = 503 if exc.code in ("database_unavailable", "storage_unavailable") else 422
+    return error_response(status, exc.code, exc.one_line())
+
+
+async def _db_error(request: Request, exc: psycopg.Error) -> JSONResponse:
+    log.warning("database error", extra={"error": type(exc).__name__})
+    return _database_unavailable()
+
+
+async def _pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+    return _database_unavailable()
+
+
+def _database_unavailable() -> JSONResponse:
+    return error_response(503, "database_unavailable", "the job database is unavailable; retry shortly")
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every exception a route can raise with the envelope (most specific class wins)."""
+    app.exception_handler(ApiError)(_api_error)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(SchedgenError)(_schedgen_error)
+    app.exception_handler(psycopg.Error)(_db_error)
+    app.exception_handler(PoolTimeout)(_pool_timeout)
+    app.exception_handler(Exception)(_unhandled)

@@ -1,0 +1,148 @@
+"""The envelope every HTTP request passes through: request id, client id, rate limit, metrics and the
+access log. Pure ASGI (no per-request task group), and the only place rate limits are applied."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+
+from fastapi import FastAPI, Request, Response
+from starlette.datastructures import MutableHeaders
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from schedgen_ops.service import metrics
+from schedgen_ops.service.api_errors import ApiError, error_response
+from schedgen_ops.service.api_state import ApiState
+from schedgen_ops.service.auth import identify
+from schedgen_ops.service.logs import client_id_var, request_id_var
+from schedgen_ops.service.settings import ServiceSettings
+
+log = logging.getLogger("schedgen.api")
+
+EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")  # never rate limited, never look at an API key
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class Envelope:
+    """ASGI middleware around ``api`` (whose `ApiState` it reads and whose routes label the metrics)."""
+
+    def __init__(self, app: ASGIApp, *, api: FastAPI, settings: ServiceSettings) -> None:
+        self.app = app
+        self.api = api
+        self.trusted = settings.trusted_networks()  # parsed once, not per request
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request = Request(scope)
+        incoming = request.headers.get("x-request-id", "")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        rid_token = request_id_var.set(request_id)
+        cid_token = client_id_var.set(None)
+        path = scope["path"]
+        extra_headers: dict[str, str] = {"X-Request-ID": request_id}
+        status = {"code": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["started"] = True
+                headers = MutableHeaders(scope=message)
+                for key, value in extra_headers.items():
+                    if key not in headers:
+                        headers[key] = value
+            await send(message)
+
+        try:
+            early: Response | None = None
+            try:
+                early = await self._admit(request, path, extra_headers)
+            except ApiError as exc:
+                early = error_response(exc.status, exc.code, exc.message, exc.headers)
+            if early is not None:
+                await early(scope, receive, send_wrapper)
+            else:
+                try:
+                    await self.app(scope, receive, send_wrapper)
+                except Exception:
+                    log.exception("unhandled error")
+                    if status["started"]:
+                        raise
+                    await error_response(500, "internal_error", "internal error")(
+                        scope, receive, send_wrapper
+                    )
+            self._record(request, path, int(status["code"]), time.perf_counter() - started)
+        finally:
+            request_id_var.reset(rid_token)
+            client_id_var.reset(cid_token)
+
+    async def _admit(self, request: Request, path: str, extra_headers: dict[str, str]) -> Response | None:
+        """Identify the client and spend its rate limit: None to go on, else the refusal to send."""
+        state: ApiState | None = None if path.startswith(EXEMPT_PATHS) else self.api.state.service
+        client = await identify(request, self.trusted, state)
+        client_id_var.set(client)
+        if state is None:
+            return None
+        category = _category(request.method, path)
+        decision = await state.limits.hit(category, client)
+        if decision is None:
+            return None
+        extra_headers.update(decision.headers())
+        if decision.allowed:
+            return None
+        if category == "upload":
+            metrics.UPLOADS.labels("rate_limited").inc()
+        return error_response(429, "rate_limited", f"too many {category} requests; retry later")
+
+    def _record(self, request: Request, path: str, code: int, elapsed: float) -> None:
+        template = _route_template(self.api, request)
+        metrics.HTTP_REQUESTS.labels(request.method, template, str(code)).inc()
+        metrics.HTTP_LATENCY.labels(request.method, template).observe(elapsed)
+        if not path.startswith(("/healthz", "/metrics")):
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "route": template,
+                    "status": code,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+
+
+def _route_template(app: FastAPI, request: Request) -> str:
+    """The matched route's path template (bounded label values), also for requests refused before routing."""
+    route = request.scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    for candidate in _flat_routes(app.router.routes):
+        match, _ = candidate.matches(request.scope)
+        if match == Match.FULL:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
+
+
+def _flat_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """The routes in matching order, also inside included routers: FastAPI >= 0.137 keeps an included
+    `APIRouter` as one lazy entry (its ``original_router``) instead of copying its routes into the app's.
+    The api includes its routers without a prefix, so their routes match the request's path as they are."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _flat_routes(included.routes)
+        else:
+            yield route
+
+
+def _category(method: str, path: str) -> str:
+    if method == "POST" and path.rstrip("/") == "/api/uploads":
+        return "upload"
+    if method == "GET" and path.startswith("/api/jobs/") and path.count("/") == 3:
+        return "status"
+    return "requests"
