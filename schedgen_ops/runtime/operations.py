@@ -8,7 +8,6 @@ release back (configuration and processes only: data is never restored by a depl
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +30,7 @@ from schedgen_ops.runtime.local import LocalRuntime
 from schedgen_ops.runtime.lock import DeployLock, read_holder
 from schedgen_ops.runtime.releases import Release, ReleaseStore, tree_digest
 from schedgen_ops.runtime.runner import Runner
+from schedgen_ops.runtime.scale_store import ScaleStore
 from schedgen_ops.targets import check_target
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -140,19 +140,11 @@ def runtime_for(ops: Ops, target: str, config: Config | None = None, tree: Path 
 
 def saved_scale(ops: Ops) -> dict[str, int]:
     """Replica counts set with `schedgen scale` (.schedgen/scale.json), which outlive a deploy."""
-    try:
-        data = json.loads((ops.state / "scale.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {k: int(v) for k, v in data.items() if k in SCALABLE_SERVICES}
+    return {k: v for k, v in ScaleStore(ops.state).read().items() if k in SCALABLE_SERVICES}
 
 
 def save_scale(ops: Ops, counts: Mapping[str, int]) -> None:
-    merged = {**saved_scale(ops), **counts}
-    ops.state.mkdir(parents=True, exist_ok=True)
-    (ops.state / "scale.json").write_text(
-        json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    ScaleStore(ops.state).save(counts)
 
 
 def current_target(ops: Ops) -> str:

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from schedgen_ops.errors import SchedgenError
-from schedgen_ops.runtime import dataservices
+from schedgen_ops.runtime import dataservices, localserver
 from schedgen_ops.runtime.dataservices import PostgresServer, RedisServer, free_port, service_tempdir
 
 
@@ -83,8 +83,8 @@ def test_port_in_use_is_a_clear_error(base: Path) -> None:
 
 
 def test_missing_binaries_name_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dataservices.shutil, "which", lambda name: None)
-    monkeypatch.setattr(dataservices.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(localserver.shutil, "which", lambda name: None)
+    monkeypatch.setattr(localserver.glob, "glob", lambda pattern: [])
     with pytest.raises(SchedgenError, match="initdb not found") as info:
         dataservices.find_postgres_bindir()
     assert info.value.hint == "apt-get install postgresql"

@@ -23,7 +23,7 @@ from schedgen_ops.config.secrets import generate_secrets, parse_env_file
 from schedgen_ops.ops.readiness.checks_privilege_live import postgres_privileges, redis_refuses
 from schedgen_ops.render import render_tree
 from schedgen_ops.runtime.dataservices import PostgresServer, RedisServer, service_tempdir
-from schedgen_ops.runtime.local import psql_script_argv
+from schedgen_ops.runtime.postgres_roles import psql_script_argv
 
 
 @dataclass

@@ -6,18 +6,16 @@ with checked exit codes. Only what was running before is started again.
 
 from __future__ import annotations
 
-import contextlib
-import re
-import time
 import xmlrpc.client
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.streaming import run_checked
 from schedgen_ops.runtime.argv import ComposeProject, KubeTarget
+from schedgen_ops.runtime.supervisor import ACTIVE_STATES, SupervisorClient, colourless, process_states
 
 #: Program groups / services / deployments that write to the database.
 WRITER_SERVICES = ("api", "pdf-worker")
@@ -45,9 +43,6 @@ class NoWriters:
 
 # ------------------------------------------------------------------------------------------- supervisord
 
-#: supervisord states in which a process may still write.
-ACTIVE_STATES = ("RUNNING", "STARTING", "BACKOFF", "STOPPING")
-
 
 @dataclass
 class SupervisorWriters:
@@ -61,15 +56,13 @@ class SupervisorWriters:
     groups: tuple[str, ...] = WRITER_SERVICES
     timeout_s: float = 600.0
 
-    def _rpc(self) -> Any:
-        from supervisor.xmlrpc import SupervisorTransport
-
-        transport = SupervisorTransport(None, None, serverurl=f"unix://{self.sock}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+    @property
+    def _client(self) -> SupervisorClient:
+        return SupervisorClient(self.sock)
 
     def _states(self) -> dict[str, str]:
         try:
-            infos = self._rpc().getAllProcessInfo()
+            infos = self._client.infos()
         except (OSError, xmlrpc.client.Error) as exc:
             raise SchedgenError(
                 f"supervisord is not reachable on {self.sock}: {exc}",
@@ -77,43 +70,28 @@ class SupervisorWriters:
                 hint="is the local runtime up (`schedgen up`)? or restore with --no-writers-control",
             ) from exc
         # A blue/green local runtime runs each service as two colour groups (api-blue, api-green, ...).
-        return {
-            f"{p['group']}:{p['name']}": p["statename"]
-            for p in infos
-            if re.sub(r"-(blue|green)$", "", p["group"]) in self.groups
-        }
+        return process_states((p for p in infos if colourless(p["group"]) in self.groups), bare=False)
 
     def stop(self) -> list[str]:
         running = sorted(name for name, state in self._states().items() if state in ACTIVE_STATES)
-        rpc = self._rpc()
-        for name in running:
-            with contextlib.suppress(xmlrpc.client.Fault):  # NOT_RUNNING: it exited meanwhile
-                rpc.stopProcess(name, False)
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            states = self._states()
-            if all(states.get(name) not in ACTIVE_STATES for name in running):
-                return running
-            if time.monotonic() > deadline:
-                raise SchedgenError(
-                    f"writers did not stop within {self.timeout_s:.0f}s: {', '.join(running)}",
-                    code="stop_timeout",
-                    hint="they may be finishing long jobs; retry, or stop them with `schedgen scale`",
-                )
-            time.sleep(0.1)
+        self._client.stop(running)
+        if not self._client.wait_stopped(running, self.timeout_s, poll_s=0.1, states=self._states):
+            raise SchedgenError(
+                f"writers did not stop within {self.timeout_s:.0f}s: {', '.join(running)}",
+                code="stop_timeout",
+                hint="they may be finishing long jobs; retry, or stop them with `schedgen scale`",
+            )
+        return running
 
     def start(self, names: Sequence[str]) -> list[str]:
-        rpc = self._rpc()
-        for name in names:
-            try:
-                rpc.startProcess(name, True)
-            except xmlrpc.client.Fault as fault:
-                if "ALREADY_STARTED" not in fault.faultString:
-                    raise SchedgenError(
-                        f"{name} did not start again after the restore: {fault.faultString}",
-                        code="process_failed",
-                        hint="see its log under .schedgen/logs/",
-                    ) from fault
+        refused = self._client.start(names, wait=True)
+        if refused is not None:
+            name, fault = refused
+            raise SchedgenError(
+                f"{name} did not start again after the restore: {fault.faultString}",
+                code="process_failed",
+                hint="see its log under .schedgen/logs/",
+            ) from fault
         return list(names)
 
 

@@ -1,0 +1,83 @@
+"""What a rendered tree says to the local runtime, read from the files render wrote into ``local/``.
+
+supervisord.conf names the program slots of each service and colour and, in each program's command,
+its port; the Caddyfile holds the front door's site address; ``secrets/*.env`` the credentials;
+``render.json`` the rendered facts (default replica counts).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from configparser import RawConfigParser
+from pathlib import Path
+from typing import Any
+
+from schedgen_ops.config.secrets import parse_env_file
+from schedgen_ops.errors import SchedgenError
+
+
+class LocalTree:
+    """One rendered tree (a release's ``tree/``, or the ``run/active`` link to it); nothing is cached."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def conf_path(self) -> Path:
+        return self.root / "local" / "supervisord.conf"
+
+    def conf(self) -> RawConfigParser:
+        """supervisord.conf parsed (empty when the tree has none)."""
+        parser = RawConfigParser(strict=False)
+        parser.read(self.conf_path)
+        return parser
+
+    def slots(self, service: str, colour: str) -> list[str]:
+        """Program names of a service's slots of one colour, in slot order."""
+        parser = self.conf()
+        section = f"group:{service}-{colour}"
+        if not parser.has_section(section):
+            return []
+        programs = [p.strip() for p in parser.get(section, "programs").split(",") if p.strip()]
+        return sorted(programs, key=lambda p: int(p.rsplit("-", 1)[1]))
+
+    def port(self, program: str) -> int:
+        """The port in a program's command (``-p N`` or ``--port N``)."""
+        command = self.conf().get(f"program:{program}", "command")
+        match = re.search(r"(?:-p|--port) (\d+)", command)
+        if not match:
+            raise SchedgenError(f"no port in the {program} command of {self.root}", code="bad_tree")
+        return int(match.group(1))
+
+    def environment(self, program: str) -> str:
+        """A program's ``environment=`` line, with supervisord's ``%%`` escapes undone."""
+        return self.conf().get(f"program:{program}", "environment").replace("%%", "%")
+
+    def public_url(self) -> str:
+        """The front door's address: the loopback site of the Caddyfile's first site line (else its first)."""
+        text = (self.root / "local" / "Caddyfile").read_text(encoding="utf-8")
+        line = next((ln for ln in text.splitlines() if re.match(r"https?://", ln)), "")
+        sites = re.findall(r"(https?)://([^\s,{]*?):(\d+)", line)
+        if not sites:
+            raise SchedgenError(f"no site address in {self.root}/local/Caddyfile", code="bad_tree")
+        scheme, host, port = next((s for s in sites if s[1] == "127.0.0.1"), sites[0])
+        return f"{scheme}://{host or '127.0.0.1'}:{port}"
+
+    def secret_file(self, stem: str) -> dict[str, str]:
+        """The values of ``local/secrets/<stem>.env``."""
+        path = self.root / "local" / "secrets" / f"{stem}.env"
+        return parse_env_file(path.read_text(encoding="utf-8"))
+
+    def facts(self) -> dict[str, Any]:
+        """render.json's facts (none for a tree rendered without them)."""
+        path = self.root / "render.json"
+        return dict(json.loads(path.read_text()).get("facts", {})) if path.exists() else {}
+
+    def default_replicas(self) -> dict[str, int]:
+        """The rendered replica counts, before any `schedgen scale`."""
+        facts = self.facts()
+        return {
+            "api": int(facts.get("api_replicas", 1)),
+            "pdf-worker": int(facts.get("worker_replicas", 1)),
+        }
