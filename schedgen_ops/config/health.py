@@ -2,7 +2,8 @@
 
 These are the numbers the rendered Prometheus alert rules use too (one source): `from_alerts` reads a
 configuration's ``alerts:``, and its typed ``health:`` section (``schedgen.yaml`` or
-``--set health.KEY=VALUE``, built from `HealthThresholds` in config/model.py) may override any field.
+``--set health.KEY=VALUE``, built from `HealthThresholds` in config/model_monitoring.py) may override
+any field.
 It lives in `config` because the `Config` model validates against it; `schedgen_ops.ops.health` judges
 with it. Field names say the unit (``_s`` seconds, ``_ratio`` 0..1).
 """
