@@ -9,6 +9,7 @@ from rich.console import Console
 
 from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.config.project import init_project
+from schedgen_ops.layout import ProjectLayout
 
 _out = Console(highlight=False, soft_wrap=True)
 
@@ -27,7 +28,7 @@ def init(
     verb = "created" if result["created_project"] else "kept"
     _out.print(f"{verb} {OPTIONS.project / 'schedgen.yaml'} (profile {result['profile']})")
     secrets_verb = "generated" if result["created_secrets"] else "kept existing"
-    _out.print(f"{secrets_verb} secrets in {OPTIONS.project / '.schedgen' / 'secrets.env'} (mode 0600)")
+    _out.print(f"{secrets_verb} secrets in {ProjectLayout.of(OPTIONS.project).secrets} (mode 0600)")
 
 
 def register(app: typer.Typer) -> None:

@@ -37,9 +37,7 @@ def scale(
 ) -> None:
     """Scale services; scaling workers down lets busy ones finish their current job first."""
     ops = make_ops(dry_run=dry_run, lock_wait=lock_wait)
-    counts = operations.scale(
-        ops, parse_counts(assignments), target=target and check_target(target)
-    )
+    counts = operations.scale(ops, parse_counts(assignments), target=target and check_target(target))
     if not dry_run:
         out.print("scaled " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 

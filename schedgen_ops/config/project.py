@@ -19,6 +19,7 @@ from schedgen_ops.config.loader import (
 )
 from schedgen_ops.config.secrets import ensure_secrets
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.layout import ProjectLayout
 
 _HEADER = (
     "# schedgen project: the scale profile plus this deployment's overrides (safe to commit).\n"
@@ -57,7 +58,7 @@ def init_project(
             data["domain"] = domain
         write_project(project_dir, data)
         load_config(project_dir, environ={})
-    state = project_dir / ".schedgen"
+    state = ProjectLayout.of(project_dir).state
     state.mkdir(exist_ok=True)
     ignore = state / ".gitignore"
     if not ignore.exists():

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.layout import ProjectLayout
 
-SECRETS_FILE = Path(".schedgen") / "secrets.env"
 FILE_MODE = 0o600
 
 
@@ -100,7 +100,7 @@ _HEADER = (
 
 
 def secrets_path(project_dir: Path) -> Path:
-    return project_dir / SECRETS_FILE
+    return ProjectLayout.of(project_dir).secrets
 
 
 def generate_secrets() -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from schedgen_ops import __version__
 from schedgen_ops.config.model import SECRET_SERVICE_FIELDS, Config
+from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.render.pitr import archive_settings, compose_postgres, stanza
 from schedgen_ops.service.settings import to_env
 
@@ -30,18 +31,19 @@ HOSTS: dict[str, dict[str, str]] = {
 
 def project_paths(project_dir: Path) -> dict[str, str]:
     """Project data paths used by the local runtime and the systemd/cron units."""
-    state = project_dir / ".schedgen"
+    layout = ProjectLayout.of(project_dir)
+    state = layout.state
     return {
         "project": str(project_dir),
         "state": str(state),
-        "data": str(state / "data"),
-        "postgres_data": str(state / "data" / "postgres"),
-        "redis_data": str(state / "data" / "redis"),
-        "uploads": str(state / "data" / "uploads"),
-        "metrics": str(state / "data" / "metrics"),
-        "logs": str(state / "logs"),
-        "run": str(state / "run"),
-        "secrets_file": str(state / "secrets.env"),
+        "data": str(layout.data),
+        "postgres_data": str(layout.postgres_data),
+        "redis_data": str(layout.data / "redis"),
+        "uploads": str(layout.data / "uploads"),
+        "metrics": str(layout.data / "metrics"),
+        "logs": str(layout.logs),
+        "run": str(layout.run),
+        "secrets_file": str(layout.secrets),
         "backups": str(project_dir / "backups"),
     }
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-AUDIT_FILE = "audit.jsonl"
+from schedgen_ops.layout import ProjectLayout
 
 
 def current_user() -> str:
@@ -36,7 +36,7 @@ class AuditLog:
 
     @classmethod
     def for_project(cls, project: Path) -> AuditLog:
-        return cls(project / ".schedgen" / AUDIT_FILE)
+        return cls(ProjectLayout.of(project).audit_log)
 
     def append(
         self,

@@ -14,15 +14,13 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-LIVE_DIR = "compose"
+from schedgen_ops.layout import ProjectLayout
 
 
 def live_dir(tree: Path) -> Path | None:
     """``.schedgen/compose`` of the project a release tree belongs to (None for a tree elsewhere)."""
-    for parent in tree.parents:
-        if parent.name == ".schedgen":
-            return parent / LIVE_DIR
-    return None
+    layout = ProjectLayout.containing(tree.parent)
+    return None if layout is None else layout.compose
 
 
 def _files(root: Path) -> dict[str, Path]:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.base import SCALABLE_SERVICES, ServiceStatus
 from schedgen_ops.runtime.frontdoor import FrontDoor, other
@@ -76,10 +77,11 @@ class LocalRuntime:
         self, project_dir: Path, runner: Runner | None = None, environ: Mapping[str, str] | None = None
     ):
         self.project = project_dir.resolve()
-        self.state = self.project / ".schedgen"
-        self.run_dir = self.state / "run"
-        self.logs_dir = self.state / "logs"
-        self.data_dir = self.state / "data"
+        layout = ProjectLayout.of(self.project)
+        self.state = layout.state
+        self.run_dir = layout.run
+        self.logs_dir = layout.logs
+        self.data_dir = layout.data
         self.active = self.run_dir / "active"
         self.runner = runner or Runner()
         self.environ = dict(os.environ if environ is None else environ)

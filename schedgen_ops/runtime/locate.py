@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.runtime.argv import ComposeProject
 from schedgen_ops.runtime.releases import ReleaseStore
 
@@ -31,7 +32,7 @@ class StackLocation:
 
 def locate(project: Path) -> StackLocation:
     """The live release's target and tree, or the local runtime when nothing was deployed."""
-    store = ReleaseStore(project / ".schedgen")
+    store = ReleaseStore(ProjectLayout.of(project).state)
     current = store.current()
     if current is None:
         return StackLocation("local", None, None)

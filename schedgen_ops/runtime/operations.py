@@ -20,6 +20,7 @@ from schedgen_ops.config import Config, load_config, load_secrets
 from schedgen_ops.config.project import init_project, is_project
 from schedgen_ops.config.secrets import secrets_path
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.layout import SECRETS_FILE, ProjectLayout
 from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.audit import AuditLog
 from schedgen_ops.runtime.base import SCALABLE_SERVICES, NotSwitched, Runtime, StackStatus, StagedDeploy
@@ -59,7 +60,7 @@ class Ops:
 
     @property
     def state(self) -> Path:
-        return self.project / ".schedgen"
+        return ProjectLayout.of(self.project).state
 
     @contextmanager
     def locked(self, action: str, release: str | None = None) -> Iterator[DeployLock]:
@@ -84,8 +85,6 @@ def _holder_dict(state: Path) -> dict[str, Any] | None:
     return None if holder is None else holder.__dict__
 
 
-
-
 def load(ops: Ops, profile: str | None = None, overrides: list[str] | None = None) -> Config:
     """The project's validated config; an empty directory becomes a project (like `render` does)."""
     if not is_project(ops.project) or not secrets_path(ops.project).exists():
@@ -95,7 +94,7 @@ def load(ops: Ops, profile: str | None = None, overrides: list[str] | None = Non
             )
         fresh = not is_project(ops.project)
         init_project(ops.project, profile=profile if fresh else None)
-        made = "schedgen.yaml, .schedgen/secrets.env" if fresh else ".schedgen/secrets.env"
+        made = f"schedgen.yaml, {SECRETS_FILE}" if fresh else str(SECRETS_FILE)
         ops.echo(f"initialised the project in {ops.project} ({made})")
     return load_config(ops.project, profile=profile, overrides=overrides)
 
@@ -156,7 +155,7 @@ def stage(ops: Ops, config: Config, target: str) -> Path:
     """Render and validate ``target`` into a fresh staging directory (pre-flight)."""
     from schedgen_ops.render import render_tree, validate_tree
 
-    staging = ops.state / "staging"
+    staging = ProjectLayout.of(ops.project).staging
     shutil.rmtree(staging, ignore_errors=True)
     render_tree(config, load_secrets(ops.project), target, staging, project_dir=ops.project)
     problems = validate_tree(staging)

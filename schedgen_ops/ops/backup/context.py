@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.ops.backup.retention import Policy
 from schedgen_ops.ops.backup.signing import SigningKey, load_key
 from schedgen_ops.ops.backup.sources import S3Settings
@@ -29,7 +30,6 @@ from schedgen_ops.targets import check_target
 
 DEFAULT_DIR = "backups"
 #: The local runtime's supervisord control socket (see schedgen_ops.runtime.local).
-SUPERVISOR_SOCK = ".schedgen/run/supervisor.sock"
 
 
 @dataclass
@@ -123,7 +123,7 @@ def _local_runtime_sock(project: Path) -> Path | None:
     try:
         from schedgen_ops.runtime.local import LocalRuntime
     except ImportError:
-        path = project / SUPERVISOR_SOCK
+        path = ProjectLayout.of(project).supervisor_sock
         return path if path.exists() else None
     runtime = LocalRuntime(project)
     return runtime.sock if runtime.is_running() else None

@@ -20,6 +20,7 @@ from typing import Any
 
 from schedgen_ops.config.model import Config
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.render.pitr import local_paths, pgbackrest_conf, stanza
 from schedgen_ops.runtime.dataservices import SERVICE_USER, running_as_root
 
@@ -47,13 +48,14 @@ class PitrSite:
         from schedgen_ops.config.secrets import load_secrets
 
         env = dict(os.environ if environ is None else environ)
-        state = project.resolve() / ".schedgen"
+        layout = ProjectLayout.of(project.resolve())
+        state = layout.state
         secrets = load_secrets(project)
         return cls(
             config=config,
             stanza=stanza(config),
             paths=local_paths(state, config),
-            pg_data=state / "data" / "postgres",
+            pg_data=layout.postgres_data,
             pg_port=config.ports.postgres,
             superuser_password=secrets["POSTGRES_SUPERUSER_PASSWORD"],
             cipher_pass=cipher_pass(project, env),

@@ -17,13 +17,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.layout import SECRETS_FILE, ProjectLayout
 from schedgen_ops.ops.backup.streaming import ProgressFn
 
 #: Paths (relative to the project) that may hold secrets: only archived with --include-secrets.
 SECRET_PATTERNS = ("*secrets.env", "*.env", "*secret*", "*.key", "*.pem", "*password*", "*token*")
 CONFIG_FILES = ("schedgen.yaml",)
 CONFIG_DIRS = ("deploy",)
-SECRETS_FILE = ".schedgen/secrets.env"
 
 
 @dataclass(frozen=True)
@@ -165,10 +165,10 @@ def archive_config(project_dir: Path, dest: Path, *, include_secrets: bool) -> l
                 continue
             tar.add(path, arcname=relative, recursive=False)
             names.append(relative)
-        secrets = project_dir / SECRETS_FILE
+        secrets = ProjectLayout.of(project_dir).secrets
         if include_secrets and secrets.is_file():
-            tar.add(secrets, arcname=SECRETS_FILE, recursive=False)
-            names.append(SECRETS_FILE)
+            tar.add(secrets, arcname=SECRETS_FILE.as_posix(), recursive=False)
+            names.append(SECRETS_FILE.as_posix())
     return names
 
 

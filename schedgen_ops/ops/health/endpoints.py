@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.service.settings import ServiceSettings
 
 #: RQ queues of the service, most urgent first.
@@ -117,7 +118,7 @@ def resolve_endpoints(
     ep.s3_access_key = settings.s3_access_key.get_secret_value()
     ep.s3_secret_key = settings.s3_secret_key.get_secret_value()
     ep.s3_region = settings.s3_region
-    state_dir = project_dir / ".schedgen"
+    state_dir = ProjectLayout.of(project_dir).state
     ep.backup_dir = project_dir / "backups"
     if config is not None:
         ep.backup_dir = project_dir / config.backup.dir

@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.ops.readiness.model import Acknowledgement
-
-ACKS_FILE = Path(".schedgen") / "checklist-acks.json"
 
 
 def acks_path(project: Path) -> Path:
-    return project / ACKS_FILE
+    return ProjectLayout.of(project).checklist_acks
 
 
 def load_acks(project: Path) -> dict[str, Acknowledgement]:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.ops.health.checks.tls import expiry
 from schedgen_ops.ops.health.model import CheckResult, Level, Status
 from schedgen_ops.ops.health.runner import ProbeContext
@@ -31,15 +32,15 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
     from schedgen_ops.runtime.local import LocalRuntime
 
     # data_dir is the project's .schedgen/ or its .schedgen/data/ (endpoints.py sets either).
-    state = next((d for d in (ep.data_dir, *ep.data_dir.parents) if d.name == ".schedgen"), None)
-    if state is None:
+    layout = ProjectLayout.containing(ep.data_dir)
+    if layout is None:
         return []
-    runtime = LocalRuntime(state.parent)
+    runtime = LocalRuntime(layout.project)
     if not (runtime.active / "local" / "Caddyfile").exists():
         return []
     url = runtime.public_url()
     parts = urlsplit(url)
-    ca = _local_ca(state)
+    ca = _local_ca(layout.state)
     verify: str | bool = str(ca) if parts.scheme == "https" and ca.exists() else True
     results: list[CheckResult] = []
     with httpx.Client(verify=verify) as client:
