@@ -80,6 +80,61 @@ class Ops:
             lock.release_lock()
 
 
+@dataclass
+class Operation:
+    """One verb under the deploy lock; `record` writes its audit entry, timed from ``started``."""
+
+    ops: Ops
+    action: str
+    lock: DeployLock
+    started: float
+    release: str | None = None
+    recorded: bool = False
+
+    def set_release(self, release_id: str) -> None:
+        """The release this operation is about, in the lock (for whoever waits) and in its audit entry."""
+        self.release = release_id
+        self.lock.set_release(release_id)
+
+    def record(self, result: str, **fields: Any) -> None:
+        fields.setdefault("release", self.release)
+        self.ops.audit.append(
+            self.action, result=result, duration_s=time.monotonic() - self.started, **fields
+        )
+        self.recorded = True
+
+
+@contextmanager
+def operation(
+    ops: Ops, action: str, release: str | None = None, *, started: float | None = None
+) -> Iterator[Operation]:
+    """Lock, timing, audit and failure reporting, once for every verb that changes a stack (deploy, up,
+    rollback, scale, down), as Kamal's cli/base.rb wraps its commands. A verb records its own outcome
+    (``op.record``); one that ends in an exception without recording gets a "failed" entry with the
+    error, so no failure leaves the audit log silent."""
+    with ops.locked(action, release) as lock:
+        op = Operation(ops, action, lock, time.monotonic() if started is None else started, release)
+        try:
+            yield op
+        except BaseException as exc:
+            if not op.recorded:
+                op.record("failed", error=failure_text(exc))
+            raise
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line for the audit log and the error message: a gate's own words, or the error's line."""
+    if isinstance(exc, NotSwitched):
+        return exc.what
+    if isinstance(exc, GateFailure):
+        return str(exc)
+    if isinstance(exc, SchedgenError):
+        return exc.one_line()
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _holder_dict(state: Path) -> dict[str, Any] | None:
     holder = read_holder(state / "deploy.lock")
     return None if holder is None else holder.__dict__
@@ -217,7 +272,7 @@ def deploy(
     check_target(target)
     started = time.monotonic()
     config = load(ops, profile, overrides)
-    with ops.locked(action) as lock:
+    with operation(ops, action, started=started) as op:
         staging = stage(ops, config, target)
         previous = ops.releases.current()
         if ops.dry_run:
@@ -229,20 +284,18 @@ def deploy(
             runtime.deploy(staging)
             gate(ops, runtime, staging, canary=canary)
             shutil.rmtree(staging, ignore_errors=True)
-            ops.audit.append(action, result="dry-run", duration_s=time.monotonic() - started, target=target)
+            op.record("dry-run", target=target)
             return DeployOutcome(None, previous.id if previous else None, None, planned=ops.runner.planned)
         release = ops.releases.create(staging, target=target, profile=config.profile, project_dir=ops.project)
         shutil.rmtree(staging, ignore_errors=True)
-        lock.set_release(release.id)
+        op.set_release(release.id)
         ops.echo(f"release {release.id} ({target}, profile {config.profile})")
         runtime = runtime_for(ops, target, config, ops.releases.tree(release.id))
         try:
             report = apply_gated(ops, runtime, ops.releases.tree(release.id), canary=canary)
         except (GateFailure, SchedgenError) as exc:
-            what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
+            what = failure_text(exc)
             untouched = isinstance(exc, NotSwitched) and previous is not None
-            if isinstance(exc, NotSwitched):
-                what = exc.what
             ops.releases.mark(release.id, "failed", note=what)
             outcome = DeployOutcome(release, previous.id if previous else None, None, failure=what)
             rollback_error: str | None = None
@@ -273,11 +326,8 @@ def deploy(
                 result = "failed, previous kept serving"
             if rollback_error:
                 result = "failed, rollback failed"
-            ops.audit.append(
-                action,
-                result=result,
-                release=release.id,
-                duration_s=time.monotonic() - started,
+            op.record(
+                result,
                 target=target,
                 error=what,
                 rolled_back_to=outcome.rolled_back_to,
@@ -299,9 +349,7 @@ def deploy(
                 hint="see `schedgen logs api` and `schedgen releases`; data was not touched",
             ) from exc
         ops.releases.set_current(release.id)
-        ops.audit.append(
-            action, result="ok", release=release.id, duration_s=time.monotonic() - started, target=target
-        )
+        op.record("ok", target=target)
         return DeployOutcome(release, previous.id if previous else None, report)
 
 
@@ -310,7 +358,7 @@ def up(ops: Ops, *, profile: str | None = None, overrides: list[str] | None = No
     started = time.monotonic()
     config = load(ops, profile, overrides)
     current = ops.releases.current()
-    with ops.locked("up") as lock:
+    with operation(ops, "up", started=started) as op:
         staging = stage(ops, config, "local")
         if current is not None and current.target == "local" and current.tree_digest == tree_digest(staging):
             shutil.rmtree(staging, ignore_errors=True)
@@ -323,7 +371,7 @@ def up(ops: Ops, *, profile: str | None = None, overrides: list[str] | None = No
                     staging, target="local", profile=config.profile, project_dir=ops.project
                 )
                 shutil.rmtree(staging, ignore_errors=True)
-                lock.set_release(release.id)
+                op.set_release(release.id)
                 unchanged = False
         tree = ops.releases.tree(release.id) if release else staging
         runtime = LocalRuntime(ops.project, ops.runner)
@@ -331,16 +379,10 @@ def up(ops: Ops, *, profile: str | None = None, overrides: list[str] | None = No
             runtime.up(tree)
             report = gate(ops, runtime, tree, canary=False)
         except (GateFailure, SchedgenError) as exc:
-            what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
+            what = failure_text(exc)
             if release is not None and not unchanged:
                 ops.releases.mark(release.id, "failed", note=what)
-            ops.audit.append(
-                "up",
-                result="failed",
-                release=release.id if release else None,
-                error=what,
-                duration_s=time.monotonic() - started,
-            )
+            op.record("failed", release=release.id if release else None, error=what)
             raise SchedgenError(
                 f"the local stack did not come up: {what}",
                 code="up_failed",
@@ -352,16 +394,14 @@ def up(ops: Ops, *, profile: str | None = None, overrides: list[str] | None = No
         assert release is not None
         if not unchanged:
             ops.releases.set_current(release.id)
-        ops.audit.append(
-            "up", result="ok", release=release.id, duration_s=time.monotonic() - started, unchanged=unchanged
-        )
+        op.record("ok", release=release.id, unchanged=unchanged)
         return DeployOutcome(release, current.id if current else None, report, unchanged=unchanged)
 
 
 def rollback(ops: Ops, release_id: str | None = None, *, canary: bool = True) -> Release:
     """Put an earlier release back (default: the one before the current); data is never touched."""
     started = time.monotonic()
-    with ops.locked("rollback", release_id):
+    with operation(ops, "rollback", release_id, started=started) as op:
         current = ops.releases.current()
         target_release = ops.releases.get(release_id) if release_id else ops.releases.previous()
         if target_release is None:
@@ -381,14 +421,8 @@ def rollback(ops: Ops, release_id: str | None = None, *, canary: bool = True) ->
         try:
             apply_gated(ops, runtime, tree, canary=canary, rollback=True)
         except (GateFailure, SchedgenError) as exc:
-            what = str(exc) if isinstance(exc, GateFailure) else exc.one_line()
-            ops.audit.append(
-                "rollback",
-                result="failed",
-                release=target_release.id,
-                error=what,
-                duration_s=time.monotonic() - started,
-            )
+            what = failure_text(exc)
+            op.record("failed", release=target_release.id, error=what)
             raise SchedgenError(
                 f"rollback to {target_release.id} failed: {what}", code="rollback_failed"
             ) from exc
@@ -397,13 +431,7 @@ def rollback(ops: Ops, release_id: str | None = None, *, canary: bool = True) ->
         if current is not None and current.id != target_release.id:
             ops.releases.mark(current.id, "rolled-back")
         ops.releases.set_current(target_release.id)
-        ops.audit.append(
-            "rollback",
-            result="ok",
-            release=target_release.id,
-            duration_s=time.monotonic() - started,
-            replaced=current.id if current else None,
-        )
+        op.record("ok", release=target_release.id, replaced=current.id if current else None)
         return ops.releases.get(target_release.id)
 
 
@@ -430,19 +458,12 @@ def scale(ops: Ops, counts: Mapping[str, int], *, target: str | None = None) -> 
             )
     target = target or current_target(ops)
     current = ops.releases.current()
-    with ops.locked("scale", current.id if current else None):
+    with operation(ops, "scale", current.id if current else None, started=started) as op:
         runtime = runtime_for(ops, target, config, ops.releases.tree(current.id) if current else None)
         runtime.scale(counts)
         if not ops.dry_run:
             save_scale(ops, counts)
-        ops.audit.append(
-            "scale",
-            result="dry-run" if ops.dry_run else "ok",
-            release=current.id if current else None,
-            duration_s=time.monotonic() - started,
-            counts=dict(counts),
-            target=target,
-        )
+        op.record("dry-run" if ops.dry_run else "ok", counts=dict(counts), target=target)
     return dict(counts)
 
 
@@ -450,17 +471,10 @@ def down(ops: Ops, *, volumes: bool = False, target: str | None = None) -> None:
     started = time.monotonic()
     target = target or current_target(ops)
     current = ops.releases.current()
-    with ops.locked("down", current.id if current else None):
+    with operation(ops, "down", current.id if current else None, started=started) as op:
         runtime = runtime_for(ops, target, tree=ops.releases.tree(current.id) if current else None)
         runtime.down(volumes=volumes)
-        ops.audit.append(
-            "down",
-            result="dry-run" if ops.dry_run else "ok",
-            release=current.id if current else None,
-            duration_s=time.monotonic() - started,
-            volumes=volumes,
-            target=target,
-        )
+        op.record("dry-run" if ops.dry_run else "ok", volumes=volumes, target=target)
 
 
 def status(ops: Ops, *, target: str | None = None) -> StackStatus:

@@ -159,3 +159,32 @@ def test_runner_runs_records_and_fails_with_stderr(tmp_path: Path) -> None:
 
 def test_runner_stream_yields_lines() -> None:
     assert list(Runner().stream(["sh", "-c", "echo a; echo b"])) == ["a", "b"]
+
+
+def test_every_operation_is_locked_timed_and_audited_even_when_it_fails_unexpectedly(tmp_path: Path) -> None:
+    """operation(): the verb records its outcome once; an exception it did not record still leaves a
+    "failed" entry with the error and the release, and the lock is free afterwards."""
+    from schedgen_ops.runtime.operations import Ops, operation
+
+    ops = Ops(tmp_path)
+    with operation(ops, "scale", "r-1") as op:
+        assert (ops.state / "deploy.lock").exists()
+        op.record("ok", counts={"api": 2})
+    with pytest.raises(RuntimeError), operation(ops, "down", "r-1"):
+        raise RuntimeError("the engine vanished")
+    with pytest.raises(SchedgenError), operation(ops, "deploy") as op:
+        op.set_release("r-2")
+        raise SchedgenError("gate: api not ready", code="deploy_failed")
+    with pytest.raises(SchedgenError), operation(ops, "up") as op:
+        op.record("failed", error="recorded by the verb")
+        raise SchedgenError("up failed", code="up_failed")
+    entries = AuditLog.for_project(tmp_path).tail()
+    summary = [(e["action"], e["result"], e["release"], e.get("error")) for e in entries]
+    assert summary == [
+        ("scale", "ok", "r-1", None),
+        ("down", "failed", "r-1", "RuntimeError: the engine vanished"),
+        ("deploy", "failed", "r-2", "gate: api not ready"),
+        ("up", "failed", None, "recorded by the verb"),  # recorded once, not twice
+    ]
+    assert all(isinstance(e["duration_s"], float) for e in entries)
+    assert not (ops.state / "deploy.lock").exists()
