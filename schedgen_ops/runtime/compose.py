@@ -23,6 +23,7 @@ import yaml
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime import argv as A
+from schedgen_ops.runtime import compose_images
 from schedgen_ops.runtime.base import NotSwitched, ProcessStatus, ServiceStatus
 from schedgen_ops.runtime.compose_live import live_dir, services_mounting, sync
 from schedgen_ops.runtime.engine import ContainerState, DockerEngine
@@ -89,70 +90,23 @@ class ComposeRuntime:
 
     def images(self, tree: Path) -> list[str]:
         """Every image the merged files name (``compose config --images``)."""
-        result = self.runner.run(A.compose_images(self.project(tree)), read_only=True, timeout_s=60)
-        return sorted({line.strip() for line in result.stdout.splitlines() if line.strip()})
+        return compose_images.listed(self.runner, self.project(tree))
 
     def ensure_images(self, tree: Path) -> None:
-        """Build our image when it is missing, pull other missing images; never pull what is present."""
-        from schedgen_ops.runtime.imagebuild import image_present
-
+        """Build our images when missing, pull other missing images; never pull what is present."""
         if self.runner.dry_run:
             self.runner.note("images: build ours, pull others, only where the engine lacks them")
             return
-        from schedgen_ops.render.pitr import is_pitr_image
-
-        for image in self.images(tree):
-            if image_present(self.runner, image) is not None:
-                continue
-            if image == self.service_image or is_pitr_image(image):  # ours: built, never pulled
-                if self.build_missing is None:
-                    raise SchedgenError(
-                        f"the service image {image} is not on this engine",
-                        code="image_missing",
-                        hint="build it with `schedgen build`, or `docker load`/pull it from your registry",
-                    )
-                self.runner.note(f"the image {image} is missing: building it")
-                self.build_missing(image)
-                continue
-            result = self.runner.run(A.docker_pull(image), check=False, timeout_s=600)
-            if not result.ok:
-                lines = (result.stderr or result.stdout).strip().splitlines()
-                raise SchedgenError(
-                    f"pulling {image} failed: {lines[-1] if lines else 'no output'}",
-                    code="pull_failed",
-                    hint="load or pull it by hand, or point its setting at an image this engine has "
-                    "(`schedgen config show` lists every image under derived.images)",
-                )
+        compose_images.ensure(self.runner, self.images(tree), self.service_image, self.build_missing)
 
     def record_images(self, tree: Path) -> None:
         """Image ids this release runs, beside its tree (what rollback re-tags)."""
-        from schedgen_ops.runtime.imagebuild import image_present
-
-        if self.runner.dry_run:
-            return
-        ids = {}
-        for image in self.images(tree):
-            found = image_present(self.runner, image)
-            if found is not None:
-                ids[image] = found[0]
-        (tree.parent / IMAGES_FILE).write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")
+        if not self.runner.dry_run:
+            compose_images.record(self.runner, self.images(tree), tree.parent / IMAGES_FILE)
 
     def restore_images(self, tree: Path) -> None:
         """Point each tag back at the image id the release ran (a rebuilt tag would run new code)."""
-        from schedgen_ops.runtime.imagebuild import docker_tag, image_present
-
-        try:
-            ids = json.loads((tree.parent / IMAGES_FILE).read_text())
-        except (OSError, ValueError):
-            return
-        for image, image_id in sorted(ids.items()):
-            found = image_present(self.runner, image)
-            if found is not None and found[0] == image_id:
-                continue
-            if image_present(self.runner, image_id) is None:
-                self.runner.note(f"image {image_id[:19]} of {image} is gone; keeping the current {image}")
-                continue
-            self.runner.run(docker_tag(image_id, image))
+        compose_images.restore(self.runner, tree.parent / IMAGES_FILE)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
