@@ -45,7 +45,7 @@ def deploy(
             typer.echo(json.dumps({"dry_run": True, "commands": outcome.planned}, indent=2))
         return
     assert outcome.release is not None
-    from schedgen_ops.cli.pitr import enable_after_deploy  # backup.pitr on compose: stanza + first backup
+    from schedgen_ops.cli.pitr import enable_after_deploy  # backup.pitr: stanza + first backup
 
     pitr = enable_after_deploy(ops, target, profile, overrides)
     result = {

@@ -185,20 +185,27 @@ def safety_request(ctx_: BackupContext, db_target: Any, key: Any) -> BackupReque
 def enable_after_deploy(
     ops: Ops, target: str, profile: str | None, overrides: list[str]
 ) -> dict[str, Any] | None:
-    """After a compose deploy with backup.pitr on: the stanza, the archive check and (once) the first
-    full backup, as `schedgen up` does locally, so WAL never piles up unarchived. None otherwise."""
+    """After `up` or a deploy with backup.pitr on (local or compose): the stanza, the archive check and
+    (once) the first full backup, so the recovery window opens at once and WAL never piles up
+    unarchived. Idempotent: later runs only re-check. None when PITR is off or on Kubernetes
+    (CloudNativePG archives there)."""
     from schedgen_ops.runtime import operations
 
-    if target != "compose":
+    if target not in ("local", "compose"):
         return None
     config = operations.load(ops, profile, overrides)
     if not config.backup.pitr.enabled:
         return None
     from schedgen_ops.ops.backup import pitr
-    from schedgen_ops.ops.backup.pitr_compose import ComposePitrSite
-    from schedgen_ops.runtime.locate import locate
 
-    project = locate(ops.project).compose_project(config.name)
     ops.echo("pitr: creating the stanza and checking WAL archiving (the first time also a full backup) ...")
-    report = pitr.ensure_enabled(ComposePitrSite.for_compose(config, project, ops.runner))
+    if target == "local":
+        site = PitrSite.for_project(ops.project, config)
+    else:
+        from schedgen_ops.ops.backup.pitr_compose import ComposePitrSite
+        from schedgen_ops.runtime.locate import locate
+
+        project = locate(ops.project).compose_project(config.name)
+        site = ComposePitrSite.for_compose(config, project, ops.runner)
+    report = pitr.ensure_enabled(site)
     return {"stanza": report["stanza"], "first_backup": report["first_backup"]}

@@ -29,7 +29,9 @@ def up(
     outcome = operations.up(ops, profile=profile, overrides=overrides)
     if dry_run:
         return
-    pitr = _enable_pitr(ops, profile, overrides, quiet=as_json)
+    from schedgen_ops.cli.pitr import enable_after_deploy
+
+    pitr = enable_after_deploy(ops, "local", profile, overrides)
     stack = operations.status(ops, target="local")
     result = {
         "release": outcome.release.id if outcome.release else None,
@@ -50,24 +52,6 @@ def up(
         out.print(f"  {'page':<12} {result['page_url']}   (open it in a browser: upload a timetable PDF)")
     for service in stack.services:
         out.print(f"  {service.name:<12} {service.running}/{service.desired} running")
-
-
-def _enable_pitr(
-    ops: operations.Ops, profile: str | None, overrides: list[str], *, quiet: bool
-) -> dict[str, object] | None:
-    """With backup.pitr on, archiving starts with the stack: the stanza, the archive check and (once)
-    the first full backup, so the recovery window opens at once and WAL never piles up unarchived.
-    Idempotent: later `up`s only re-check. None when PITR is off."""
-    config = operations.load(ops, profile, overrides)
-    if not config.backup.pitr.enabled:
-        return None
-    from schedgen_ops.ops.backup import pitr
-    from schedgen_ops.ops.backup.pgbackrest import PitrSite
-
-    if not quiet:
-        out.print("pitr: checking WAL archiving (the first time also takes a full backup) ...")
-    report = pitr.ensure_enabled(PitrSite.for_project(ops.project, config))
-    return {"stanza": report["stanza"], "first_backup": report["first_backup"]}
 
 
 def page_url(urls: dict[str, str]) -> str | None:
