@@ -8,11 +8,8 @@ each version exactly once.
 from __future__ import annotations
 
 import re
-import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -22,7 +19,6 @@ from schedgen_ops.service.settings import ServiceSettings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 POOL_RECONNECT_TIMEOUT_S = 10.0
-POOL_CHECK_IDLE_S = 1.0  # check a pooled connection before use only after this long idle (IdleCheck)
 MIGRATION_LOCK_KEY = 0x5C4ED6E1  # any constant: "schedgen migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -108,35 +104,9 @@ def current_version(url: str) -> int:
         return int(row[0]) if row else 0
 
 
-class IdleCheck:
-    """The pool's ``check``: test a connection before lending it only when it sat idle ``idle_s`` or more.
-
-    ``ConnectionPool.check_connection`` on every checkout is one extra round trip per query (a status
-    poll paid two). A connection returned moments ago was fine moments ago; one that idled (when a
-    restart or a dropped socket can have killed it unseen) is still checked and silently replaced.
-    """
-
-    def __init__(self, idle_s: float) -> None:
-        self.idle_s = idle_s
-        self._returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def returned(self, conn: psycopg.Connection[Any]) -> None:
-        """The pool's ``reset`` callback: note when the connection came back in a good state."""
-        self._returned[conn] = time.monotonic()
-
-    def check(self, conn: psycopg.Connection[Any]) -> None:
-        last = self._returned.get(conn)
-        if last is not None and time.monotonic() - last < self.idle_s:
-            return
-        ConnectionPool.check_connection(conn)
-
-
 def make_pool(settings: ServiceSettings, *, name: str = "schedgen") -> ConnectionPool:
     """A pool sized and timed from settings; opened without waiting so start-up survives a Postgres outage."""
     url = settings.database_url.get_secret_value()
-    checker = IdleCheck(POOL_CHECK_IDLE_S)
     pool = ConnectionPool(
         url,
         min_size=settings.db_pool_min,
@@ -153,8 +123,9 @@ def make_pool(settings: ServiceSettings, *, name: str = "schedgen") -> Connectio
         # so 3600 s meant waits of 17+ minutes after a long Postgres outage. Giving up after 10 s keeps
         # every retry delay under ~8 s; afterwards the next request starts a fresh attempt at once.
         reconnect_timeout=POOL_RECONNECT_TIMEOUT_S,
-        check=checker.check,
-        reset=checker.returned,
+        # Every checkout is checked (one round trip): skipping the check for recently returned
+        # connections handed dead ones out after a Postgres restart, one failed request each.
+        check=ConnectionPool.check_connection,
     )
     pool.open(wait=False)
     return pool
