@@ -142,3 +142,13 @@ def test_the_swap_and_fresh_directory_steps_in_a_real_shell(tmp_path: Path) -> N
     subprocess.run(swap_dirs(live, incoming, previous), check=True)
     assert Path(live, "new").is_file() and Path(previous, "PG_VERSION").is_file()
     assert not Path(incoming).exists()
+
+
+def test_a_swap_whose_second_move_fails_puts_the_live_directory_back(tmp_path: Path) -> None:
+    live, incoming, previous = (str(tmp_path / n) for n in ("pgdata", "pgdata.pitr-2", "pgdata.before-2"))
+    Path(live).mkdir()
+    Path(live, "PG_VERSION").touch()
+    # The restored directory is missing (a failed or removed restore): the move in fails.
+    done = subprocess.run(swap_dirs(live, incoming, previous), capture_output=True)
+    assert done.returncode != 0
+    assert Path(live, "PG_VERSION").is_file() and not Path(previous).exists()

@@ -252,3 +252,22 @@ def test_an_s3_repository_needs_https_and_a_ca_file_that_exists(tmp_path: Path) 
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     assert s3_options(config, secrets, {**https, "SCHEDGEN_S3_CA_FILE": str(ca)})["ca_file"] == str(ca)
+
+
+def test_a_local_swap_whose_second_move_fails_puts_the_live_directory_back(tmp_path: Path) -> None:
+    from schedgen_ops.ops.backup.pitr_restore import _swap_in
+
+    live, incoming, previous = (
+        tmp_path / "postgres",
+        tmp_path / "postgres.pitr-1",
+        tmp_path / "postgres.before-1",
+    )
+    live.mkdir()
+    (live / "PG_VERSION").touch()
+    with pytest.raises(OSError):
+        _swap_in(live, incoming, previous)  # the recovered directory is missing
+    assert (live / "PG_VERSION").is_file() and not previous.exists()
+    incoming.mkdir()
+    (incoming / "new").touch()
+    _swap_in(live, incoming, previous)
+    assert (live / "new").is_file() and (previous / "PG_VERSION").is_file() and not incoming.exists()

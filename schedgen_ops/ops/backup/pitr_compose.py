@@ -43,8 +43,12 @@ def in_fresh_dir(path: str, command: list[str]) -> list[str]:
 
 
 def swap_dirs(live: str, incoming: str, previous: str) -> list[str]:
-    """Keep the live data directory as ``previous`` (when there is one) and move ``incoming`` in."""
-    script = 'if [ -e "$0" ]; then mv "$0" "$2"; fi && mv "$1" "$0"'
+    """Keep the live data directory as ``previous`` (when there is one) and move ``incoming`` in; when
+    the second move fails, the first is undone, so the live path never ends up empty."""
+    script = (
+        'if [ -e "$0" ]; then mv "$0" "$2" || exit 1; fi; '
+        'mv "$1" "$0" || { [ -e "$2" ] && mv "$2" "$0"; exit 1; }'
+    )
     return ["sh", "-c", script, live, incoming, previous]
 
 

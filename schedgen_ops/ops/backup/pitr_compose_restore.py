@@ -86,6 +86,13 @@ def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrR
         reporter,
     )
 
+    if request.safety_request is not None and not live_before:
+        raise SchedgenError(
+            "postgres is not running, so its current state cannot be saved before it is replaced",
+            code="restore_postgres_down",
+            hint="start it (`schedgen deploy --target compose`), or pass --no-safety-backup when its data "
+            "is lost (a deleted volume)",
+        )
     stamp = utcnow().strftime("%Y%m%dt%H%M%Sz")
     live = str(site.pg_data)
     incoming, previous = f"{live}.pitr-{stamp}", f"{live}.before-{stamp}"
@@ -111,19 +118,26 @@ def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrR
         ) from exc
     report.postgres_restore_s = round(time.monotonic() - clock, 3)
 
-    if request.safety_request is not None and live_before:
-        take_safety_set(
-            request.safety_request, request.target, report, reporter, lambda: _remove(site, incoming)
-        )
+    swapped = False
 
     def window() -> None:
+        nonlocal swapped
+        if request.safety_request is not None:  # with the writers stopped: nothing lands after it
+            take_safety_set(request.safety_request, request.target, report, reporter, lambda: None)
         report.mark("swap")
-        site.exec(compose_stop_argv(site.project, [SERVICE]), what="stopping postgres", timeout_s=300)
-        site.exec(
-            site.in_container(swap_dirs(live, incoming, previous), oneoff=True),
-            what="moving the restored data directory in",
-            timeout_s=300,
-        )
+        try:
+            site.exec(compose_stop_argv(site.project, [SERVICE]), what="stopping postgres", timeout_s=300)
+            site.exec(
+                site.in_container(swap_dirs(live, incoming, previous), oneoff=True),
+                what="moving the restored data directory in",
+                timeout_s=300,
+            )
+        except SchedgenError as exc:
+            # The swap undoes itself: whatever was live is at the live path again. Start it, so the
+            # writers can restart on the data they had; if even that fails, leave them stopped.
+            _start_again_or_in_doubt(site, exc.message, live, previous)
+            raise
+        swapped = True
         report.previous_database = f"{previous} (postgres volume, when there was live data)"
         report.data_dir = live
         site.offline = False
@@ -141,7 +155,11 @@ def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrR
                 hint="see `schedgen logs postgres`; to undo, stop postgres and move the old directory back",
             ) from exc
 
-    _with_writers_stopped(request.base, report, window)
+    try:
+        _with_writers_stopped(request.base, report, window)
+    finally:
+        if not swapped:  # a failure before the swap (or an interrupt): the restored copy is not needed
+            _remove(site, incoming)
     report.rows_total = sum(report.recovered_rows.values())
     report.tables = dict(report.recovered_rows)
     report.checks.append(
@@ -158,6 +176,22 @@ def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrR
         report.archive_check = exc.one_line()
     report.duration_s = round(time.monotonic() - started, 3)
     return report
+
+
+def _start_again_or_in_doubt(site: ComposePitrSite, what: str, live: str, previous: str) -> None:
+    """After a failed stop or swap: postgres running on the live directory again, or in doubt."""
+    try:
+        site.exec(
+            A.compose_up_no_deps(site.project, [SERVICE]), what="starting postgres again", timeout_s=300
+        )
+        _wait_promoted(site, 120)
+    except SchedgenError as exc:
+        raise _InDoubt(
+            f"{what}, and postgres did not start again: {exc.message}",
+            code="restore_failed",
+            hint=f"the data before the restore is {live} (or {previous}) in the postgres volume; "
+            "see `schedgen logs postgres`",
+        ) from exc
 
 
 def _remove(site: ComposePitrSite, path: str) -> None:

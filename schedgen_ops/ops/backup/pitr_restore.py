@@ -115,20 +115,28 @@ def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRest
         }
     )
 
-    if request.safety_request is not None:
-        take_safety_set(
-            request.safety_request, request.target, report, reporter, lambda: remove_tree(incoming)
-        )
-
     previous = live.parent / f"{live.name}.before-{stamp}"
+    swapped = False
 
     def window() -> None:
+        nonlocal swapped
+        if request.safety_request is not None:  # with the writers stopped: nothing lands after it
+            take_safety_set(request.safety_request, request.target, report, reporter, lambda: None)
         report.mark("swap")
         _stop_postgres(request)
-        if live.exists():
-            os.rename(live, previous)
+        try:
+            _swap_in(live, incoming, previous)
+        except OSError as exc:
+            # _swap_in put the live directory back: start Postgres on it, so the writers can restart.
+            _start_again_or_in_doubt(request, f"moving {incoming} in failed: {exc}", live, previous)
+            raise SchedgenError(
+                f"moving the recovered data directory in failed: {exc}; the live data was put back",
+                code="restore_failed",
+                hint=f"check the permissions and free space of {live.parent}, then restore again",
+            ) from exc
+        swapped = True
+        if previous.exists():
             report.previous_database = str(previous)
-        os.rename(incoming, live)
         report.data_dir = str(live)
         try:
             _start_postgres(request)
@@ -140,7 +148,11 @@ def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRest
                 hint="see .schedgen/logs/postgres.log; move the old directory back to undo",
             ) from exc
 
-    _with_writers_stopped(request.base, report, window)
+    try:
+        _with_writers_stopped(request.base, report, window)
+    finally:
+        if not swapped:  # a failure before the swap (or an interrupt): the recovered copy is not needed
+            remove_tree(incoming)
     report.rows_total = sum(report.recovered_rows.values())
     report.tables = dict(report.recovered_rows)
     try:
@@ -246,6 +258,31 @@ def _counts(url: str) -> dict[str, int]:
             f"the recovered database does not answer: {str(exc).strip()}", code="pitr_recovered_unreadable"
         ) from exc
     return counts
+
+
+def _swap_in(live: Path, incoming: Path, previous: Path) -> None:
+    """Keep ``live`` as ``previous`` (when there is one) and move ``incoming`` in; on failure the live
+    directory is where it was."""
+    if live.exists():
+        os.rename(live, previous)
+    try:
+        os.rename(incoming, live)
+    except OSError:
+        if previous.exists() and not live.exists():
+            os.rename(previous, live)
+        raise
+
+
+def _start_again_or_in_doubt(request: PitrRestoreRequest, what: str, live: Path, previous: Path) -> None:
+    """After a failed swap: Postgres back on the live directory, or writers left stopped (in doubt)."""
+    try:
+        _start_postgres(request)
+    except SchedgenError as exc:
+        raise _InDoubt(
+            f"{what}, and Postgres did not start again on {live}: {exc.message}",
+            code="restore_failed",
+            hint=f"the data before the restore is {live} (or {previous}); see .schedgen/logs/postgres.log",
+        ) from exc
 
 
 def _stop_postgres(request: PitrRestoreRequest) -> None:
