@@ -9,6 +9,11 @@ In one run, on this machine, against 127.0.0.1 only:
 
     python benchmarks/pipeline_bench.py                 # real PDFs from ../shared if present
     python benchmarks/pipeline_bench.py --json          # machine-readable
+    python benchmarks/pipeline_bench.py --compare /tmp/before   # + a second stack from another tree
+
+``--compare DIR`` starts a second, identical stack whose processes import ``schedgen_ops`` from DIR (e.g.
+``git archive HEAD schedgen_ops | tar -x -C DIR``) and measures its end-to-end rate in the same rounds,
+the order of the two stacks alternating from round to round, so before and after see the same machine.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class ParseOnly:
 class Service:
     """Postgres, Redis, api and workers for the run; everything on 127.0.0.1."""
 
-    def __init__(self, workers: int, api_workers: int) -> None:
+    def __init__(self, workers: int, api_workers: int, pythonpath: str | None = None) -> None:
         self.base = service_tempdir("schedgen-bench-")
         self.pg = PostgresServer.start(self.base / "pg")
         self.redis = RedisServer.start(self.base / "redis", appendonly="yes")
@@ -101,6 +106,10 @@ class Service:
                 "SCHEDGEN_LOG_LEVEL": "WARNING",
             }
         )
+        # `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH: run there too.
+        self.cwd = pythonpath
+        if pythonpath is not None:
+            self.env["PYTHONPATH"] = pythonpath
         self.procs: list[subprocess.Popen[bytes]] = []
         self._spawn("serve", "api", "--port", str(self.port), "--workers", str(api_workers))
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
@@ -119,7 +128,7 @@ class Service:
         argv = [sys.executable, "-m", "schedgen_ops.cli.main", *args]
         log = open(self.base / f"{args[1]}.log", "ab")  # noqa: SIM115
         self.procs.append(
-            subprocess.Popen(argv, env=self.env, stdout=log, stderr=log, start_new_session=True)
+            subprocess.Popen(argv, env=self.env, cwd=self.cwd, stdout=log, stderr=log, start_new_session=True)
         )
 
     def start_workers(self) -> None:
@@ -131,6 +140,22 @@ class Service:
                 return
             time.sleep(0.2)
         raise SystemExit("workers did not start")
+
+    def counters(self) -> tuple[int, int]:
+        """(Redis commands processed, Postgres transactions committed) so far: per-job round trips, which
+        a busy machine does not blur the way it blurs rates (an autocommit statement is one transaction)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            commands = int(client.info("stats")["total_commands_processed"])
+        finally:
+            client.close()
+        with psycopg.connect(self.pg.url) as conn:
+            row = conn.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        return commands, int(row[0]) if row else 0
 
     def completed(self) -> int:
         with psycopg.connect(self.pg.url) as conn:
@@ -163,6 +188,7 @@ def upload(client: httpx.Client, data: bytes) -> tuple[float, str]:
 def end_to_end(service: Service, files: list[bytes], jobs: int) -> dict[str, float]:
     """Upload ``jobs`` PDFs with 8 concurrent clients while workers run; time until all are completed."""
     base = service.completed()
+    redis_before, pg_before = service.counters()
     local = threading.local()
 
     def one(i: int) -> float:
@@ -177,7 +203,15 @@ def end_to_end(service: Service, files: list[bytes], jobs: int) -> dict[str, flo
     while service.completed() - base < jobs:
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
-    return {"jobs": jobs, "seconds": elapsed, "upload_seconds": uploaded, "per_min": jobs / elapsed * 60}
+    redis_after, pg_after = service.counters()
+    return {
+        "jobs": jobs,
+        "seconds": elapsed,
+        "upload_seconds": uploaded,
+        "per_min": jobs / elapsed * 60,
+        "redis_commands_per_job": (redis_after - redis_before) / jobs,
+        "pg_transactions_per_job": (pg_after - pg_before) / jobs,
+    }
 
 
 def steady_latency(
@@ -278,6 +312,11 @@ def main() -> int:
     parser.add_argument(
         "--upload-rate", type=float, default=5, help="uploads/s in the steady phase (default 5)"
     )
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="also run a second stack importing schedgen_ops from DIR (e.g. a `git archive` of HEAD)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
 
@@ -286,17 +325,26 @@ def main() -> int:
     results["load_avg_1m_start"] = round(os.getloadavg()[0], 2)  # the machine may be shared
     parse_pool = ParseOnly(args.processes)
     service = Service(args.processes, args.api_workers)
+    other = Service(args.processes, args.api_workers, pythonpath=args.compare) if args.compare else None
     rounds: list[dict[str, float]] = []
     try:
-        service.start_workers()
-        end_to_end(service, files, 20)  # warm-up: connections, first parse in each worker
-        # Alternate the two phases so both see the same share of a machine that may be busy.
-        for _ in range(args.rounds):
+        for stack in (service, other):
+            if stack is not None:
+                stack.start_workers()
+                end_to_end(stack, files, 20)  # warm-up: connections, first parse in each worker
+        # Alternate the phases (and with --compare the stacks' order) so all see the same busy machine.
+        for index in range(args.rounds):
             parse_rate = parse_pool.rate(files, args.jobs)
-            e2e = end_to_end(service, files, args.jobs)
-            rounds.append(
-                {"parse_only_per_min": round(parse_rate, 1), "end_to_end_per_min": round(e2e["per_min"], 1)}
-            )
+            measured: dict[str, float] = {}
+            order = [("end_to_end_per_min", service), ("compare_per_min", other)]
+            for key, stack in order if index % 2 == 0 else order[::-1]:
+                if stack is not None:
+                    e2e = end_to_end(stack, files, args.jobs)
+                    prefix = key.removesuffix("_per_min")
+                    measured[key] = round(e2e["per_min"], 1)
+                    measured[prefix + "_redis_commands_per_job"] = round(e2e["redis_commands_per_job"], 1)
+                    measured[prefix + "_pg_transactions_per_job"] = round(e2e["pg_transactions_per_job"], 1)
+            rounds.append({"parse_only_per_min": round(parse_rate, 1), **measured})
         results["rounds"] = rounds
         results["parse_only_per_min"] = statistics.median(r["parse_only_per_min"] for r in rounds)
         results["end_to_end"] = {
@@ -306,10 +354,20 @@ def main() -> int:
         results["end_to_end_vs_parse_only"] = round(
             statistics.median(r["end_to_end_per_min"] / r["parse_only_per_min"] for r in rounds), 3
         )
+        if other is not None:
+            results["compare"] = {
+                "pythonpath": args.compare,
+                "per_min": statistics.median(r["compare_per_min"] for r in rounds),
+                "vs_parse_only": round(
+                    statistics.median(r["compare_per_min"] / r["parse_only_per_min"] for r in rounds), 3
+                ),
+            }
         results["latency"] = steady_latency(service, files, args.seconds, args.status_rate, args.upload_rate)
     finally:
         parse_pool.close()
         service.stop()
+        if other is not None:
+            other.stop()
     results["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     results["targets"] = {
         "end_to_end_per_min>=600": results["end_to_end"]["per_min"] >= 600,
@@ -325,12 +383,30 @@ def main() -> int:
         f"{results['load_avg_1m_start']} -> {results['load_avg_1m_end']}"
     )
     for i, r in enumerate(rounds, 1):
+        compare = ""
+        if "compare_per_min" in r:
+            compare = (
+                f", --compare stack {r['compare_per_min']:.1f}/min "
+                f"({r['compare_per_min'] / r['parse_only_per_min']:.0%})"
+            )
+        if "compare_per_min" in r:
+            compare += (
+                f" [{r['compare_redis_commands_per_job']:g} Redis commands, "
+                f"{r['compare_pg_transactions_per_job']:g} Postgres transactions per job]"
+            )
         print(
             f"round {i}: parse-only {r['parse_only_per_min']:.1f}/min, "
             f"end to end {r['end_to_end_per_min']:.1f}/min "
-            f"({r['end_to_end_per_min'] / r['parse_only_per_min']:.0%})"
+            f"({r['end_to_end_per_min'] / r['parse_only_per_min']:.0%}) "
+            f"[{r['end_to_end_redis_commands_per_job']:g} Redis commands, "
+            f"{r['end_to_end_pg_transactions_per_job']:g} Postgres transactions per job]{compare}"
         )
     print(f"parse-only limit:      {results['parse_only_per_min']:8.1f} PDFs/min (median)")
+    if "compare" in results:
+        print(
+            f"--compare {args.compare}: {results['compare']['per_min']:8.1f} jobs/min (median; "
+            f"median ratio {results['compare']['vs_parse_only']:.0%} of parse-only)"
+        )
     print(
         f"end to end:            {results['end_to_end']['per_min']:8.1f} jobs/min (median; "
         f"median ratio {results['end_to_end_vs_parse_only']:.0%} of parse-only)"

@@ -16,6 +16,7 @@ pass over a large backlog never loads every row at once and each page is an inde
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import secrets
@@ -136,33 +137,73 @@ def claim(conn: psycopg.Connection, job_id: str) -> Job | None:
     """
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = now(),"
-            " updated_at = now() WHERE id = %s AND status IN ('queued', 'processing')"
-            " AND attempts < max_attempts RETURNING *",
-            (job_id,),
+            "UPDATE jobs SET " + _CLAIM_SET + " WHERE id = %s AND " + _CLAIMABLE + " RETURNING *", (job_id,)
         )
         row = cur.fetchone()
     return Job.from_row(row) if row else None
 
 
+_CLAIM_SET = "status = 'processing', attempts = attempts + 1, started_at = now(), updated_at = now()"
+_CLAIMABLE = "status IN ('queued', 'processing') AND attempts < max_attempts"
+
+
+def lock_and_claim(conn: psycopg.Connection, job_id: str) -> tuple[bool, Job | None]:
+    """`try_lock` then `claim` in one statement (one round trip instead of two): (locked, job).
+
+    The lock is taken first (a materialized CTE, evaluated once before the UPDATE reads it), and the row
+    is claimed only when it was: ``(False, None)`` means another session holds the job, ``(True, None)``
+    that it is held here now but was not claimable (as `claim`). The lock stays held as with `try_lock`.
+
+    When the statement fails the lock may have been taken before the UPDATE failed (a session lock
+    survives the statement's rollback), so it is released before the error goes up: no lock outlives a
+    failed claim on a pooled connection, as with `try_lock`, `claim` and the caller's unlock before.
+    """
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "WITH taken AS MATERIALIZED (SELECT pg_try_advisory_lock(%s) AS locked),"
+                " claimed AS (UPDATE jobs SET "
+                + _CLAIM_SET
+                + " WHERE id = %s AND "
+                + _CLAIMABLE
+                + " AND (SELECT locked FROM taken) RETURNING jobs.*)"
+                " SELECT taken.locked AS lock_taken, claimed.* FROM taken LEFT JOIN claimed ON true",
+                (job_lock_key(job_id), job_id),
+            )
+            row = cur.fetchone()
+    except psycopg.Error:
+        if not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                unlock(conn, job_id)  # not held: Postgres answers false (and a warning), nothing else
+        raise
+    assert row is not None
+    return bool(row["lock_taken"]), Job.from_row(row) if row["id"] is not None else None
+
+
 def complete(
-    conn: psycopg.Connection, job_id: str, attempt: int, kind: str, timetable: dict[str, Any], ttl_s: int
+    conn: psycopg.Connection,
+    job_id: str,
+    attempt: int,
+    kind: str,
+    timetable: dict[str, Any] | str,
+    ttl_s: int,
 ) -> bool:
-    """Store the result and mark the job completed, only if ``attempt`` is still the current one."""
-    with conn.transaction():
-        cur = conn.execute(
-            "UPDATE jobs SET status = 'completed', kind = %s, finished_at = now(), updated_at = now(),"
-            " error_code = NULL, error_message = NULL, expires_at = now() + make_interval(secs => %s)"
-            " WHERE id = %s AND status = 'processing' AND attempts = %s",
-            (kind, ttl_s, job_id, attempt),
-        )
-        if cur.rowcount != 1:
-            return False
-        conn.execute(
-            "INSERT INTO results (job_id, kind, timetable) VALUES (%s, %s, %s)",
-            (job_id, kind, Jsonb(timetable)),
-        )
-    return True
+    """Store the result and mark the job completed, only if ``attempt`` is still the current one.
+
+    One statement, so one round trip and its own transaction: the result row is inserted from the
+    UPDATE's RETURNING, so it exists exactly when the conditional update matched. ``timetable`` is the
+    result as a dict or already as JSON text (`BaseModel.model_dump_json`, no second encoding here).
+    """
+    payload = timetable if isinstance(timetable, str) else Jsonb(timetable)
+    cur = conn.execute(
+        "WITH done AS (UPDATE jobs SET status = 'completed', kind = %s, finished_at = now(),"
+        " updated_at = now(), error_code = NULL, error_message = NULL,"
+        " expires_at = now() + make_interval(secs => %s)"
+        " WHERE id = %s AND status = 'processing' AND attempts = %s RETURNING id)"
+        " INSERT INTO results (job_id, kind, timetable) SELECT id, %s, %s::jsonb FROM done",
+        (kind, ttl_s, job_id, attempt, kind, payload),
+    )
+    return cur.rowcount == 1
 
 
 def requeue(conn: psycopg.Connection, job_id: str, attempt: int | None, code: str, message: str) -> bool:
@@ -195,8 +236,16 @@ def fail(
     return cur.rowcount == 1
 
 
-def mark_bytes_deleted(conn: psycopg.Connection, job_id: str) -> None:
-    conn.execute("UPDATE jobs SET bytes_deleted = true WHERE id = %s", (job_id,))
+def mark_bytes_deleted(conn: psycopg.Connection, job_id: str, *, unlock: bool = False) -> None:
+    """Record that the upload's bytes are gone; with ``unlock`` also release the job's advisory lock
+    held by ``conn`` in the same statement (the end of a successful attempt: one round trip, not two)."""
+    if not unlock:
+        conn.execute("UPDATE jobs SET bytes_deleted = true WHERE id = %s", (job_id,))
+        return
+    conn.execute(
+        "WITH gone AS (UPDATE jobs SET bytes_deleted = true WHERE id = %s) SELECT pg_advisory_unlock(%s)",
+        (job_id, job_lock_key(job_id)),
+    )
 
 
 def result(conn: psycopg.Connection, job_id: str) -> tuple[str, dict[str, Any]] | None:

@@ -1,7 +1,9 @@
 """The job a worker runs for each upload: fetch bytes -> parse -> store result -> delete bytes.
 
-State lives in the ledger: an attempt starts by taking the job's advisory lock and claiming the row,
-and ends with a conditional update. Bytes are deleted only after success or the final failed attempt;
+State lives in the ledger: an attempt starts by taking the job's advisory lock and claiming the row (one
+statement, `ledger.lock_and_claim`), and ends with a conditional update (one statement); a completed
+attempt releases the lock with its last write. That is three Postgres round trips for a completed job.
+Bytes are deleted only after success or the final failed attempt;
 a retryable failure puts the row back to ``queued`` and re-raises so RQ schedules the retry with backoff.
 
 The parse runs in this process's parser sandbox (`parsing.sandbox`: a child under ``parse_memory_mb`` of
@@ -107,17 +109,27 @@ def process_job(job_id: str) -> str:
 
 def _process(ctx: ServiceContext, job_id: str) -> str:
     with ctx.pool.connection() as conn:
-        if not ledger.try_lock(conn, job_id):
+        locked, job = ledger.lock_and_claim(conn, job_id)
+        if not locked:
             log.info("job is being processed by another worker; skipping duplicate delivery")
             return "skipped:locked"
+        lock = _Lock()
         try:
-            job = ledger.claim(conn, job_id)
             if job is None:
                 return _unclaimable(ctx, conn, job_id)
             log.info("job attempt started", extra={"attempt": job.attempts})
-            return _attempt(ctx, conn, job)
+            return _attempt(ctx, conn, job, lock)
         finally:
-            ledger.unlock(conn, job_id)
+            if lock.held:
+                ledger.unlock(conn, job_id)
+
+
+@dataclasses.dataclass
+class _Lock:
+    """Whether this attempt still holds the job's advisory lock: a completed job releases it together
+    with its last ledger write (`ledger.mark_bytes_deleted`), every other ending in `_process`."""
+
+    held: bool = True
 
 
 def _unclaimable(ctx: ServiceContext, conn: Any, job_id: str) -> str:
@@ -142,7 +154,7 @@ def _unclaimable(ctx: ServiceContext, conn: Any, job_id: str) -> str:
     return f"skipped:{job.status}"
 
 
-def _attempt(ctx: ServiceContext, conn: Any, job: ledger.Job) -> str:
+def _attempt(ctx: ServiceContext, conn: Any, job: ledger.Job, lock: _Lock) -> str:
     from schedgen_ops.parsing import ParseError
 
     settings = ctx.settings
@@ -178,12 +190,13 @@ def _attempt(ctx: ServiceContext, conn: Any, job: ledger.Job) -> str:
     from schedgen_ops.service.metrics import PARSE_DURATION
 
     PARSE_DURATION.labels(timetable.kind).observe(time.monotonic() - started)
+    # JSON text straight from pydantic's serializer: no dict and no second encoding by psycopg's Jsonb.
     if not ledger.complete(
-        conn, job.id, job.attempts, timetable.kind, timetable.model_dump(mode="json"), settings.result_ttl_s
+        conn, job.id, job.attempts, timetable.kind, timetable.model_dump_json(), settings.result_ttl_s
     ):
         log.warning("job changed state while processing; result discarded")
         return "skipped:stale"
-    _delete_bytes(ctx, conn, job)
+    _delete_bytes(ctx, conn, job, lock)
     _count("completed", timetable.kind)
     log.info("job completed", extra={"kind": timetable.kind, "events": len(timetable.events), **_usage(run)})
     return "completed"
@@ -235,10 +248,13 @@ def _fail(
     _count("failed", job.kind)
 
 
-def _delete_bytes(ctx: ServiceContext, conn: Any, job: ledger.Job) -> None:
+def _delete_bytes(ctx: ServiceContext, conn: Any, job: ledger.Job, lock: _Lock | None = None) -> None:
+    """Delete the upload and record it; with ``lock`` also release the job's lock in that same write."""
     try:
         ctx.storage.delete(job.storage_key)
-        ledger.mark_bytes_deleted(conn, job.id)
+        ledger.mark_bytes_deleted(conn, job.id, unlock=lock is not None)
+        if lock is not None:
+            lock.held = False
     except Exception as exc:  # the retention purge deletes it later
         log.warning("could not delete upload bytes", extra={"error": str(exc)})
 

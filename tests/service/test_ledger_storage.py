@@ -85,6 +85,112 @@ def test_attempts_are_capped(database_url: str) -> None:
         assert job is not None and job.status == "failed" and job.error_code == "worker_lost"
 
 
+def _lock_held_elsewhere(database_url: str, job_id: str) -> bool:
+    """Whether some session holds the job's advisory lock (a fresh session cannot take it)."""
+    with db.connect(database_url) as probe:
+        if ledger.try_lock(probe, job_id):
+            ledger.unlock(probe, job_id)
+            return False
+        return True
+
+
+def test_lock_and_claim_is_one_statement_that_refuses_a_double_claim(database_url: str) -> None:
+    db.migrate(database_url)
+    job_id = ledger.new_job_id()
+    with db.connect(database_url) as conn, db.connect(database_url) as other:
+        _insert(conn, job_id, max_attempts=2)
+        locked, job = ledger.lock_and_claim(conn, job_id)
+        assert locked and job is not None and job.status == "processing" and job.attempts == 1
+        # A second delivery on another session: not locked, nothing claimed, attempts unchanged.
+        assert ledger.lock_and_claim(other, job_id) == (False, None)
+        row = ledger.get_job(other, job_id)
+        assert row is not None and row.attempts == 1 and row.status == "processing"
+        assert _lock_held_elsewhere(database_url, job_id)
+    # The holder's connection is gone (as after SIGKILL): the next delivery takes lock and attempt 2.
+    with db.connect(database_url) as conn:
+        locked, job = ledger.lock_and_claim(conn, job_id)
+        assert locked and job is not None and job.attempts == 2
+        # Out of attempts: locked here, but nothing to claim (the caller finishes or skips the job).
+        ledger.unlock(conn, job_id)
+        locked, job = ledger.lock_and_claim(conn, job_id)
+        assert locked and job is None
+        ledger.unlock(conn, job_id)
+        assert not _lock_held_elsewhere(database_url, job_id)
+        # Unknown job: the lock is taken (and must be released by the caller), nothing claimed.
+        unknown = ledger.new_job_id()
+        assert ledger.lock_and_claim(conn, unknown) == (True, None)
+        ledger.unlock(conn, unknown)
+
+
+def test_lock_and_claim_races_claim_one_job_once(database_url: str) -> None:
+    db.migrate(database_url)
+    job_id = ledger.new_job_id()
+    with db.connect(database_url) as conn:
+        _insert(conn, job_id, max_attempts=3)
+    barrier = threading.Barrier(6)
+    outcomes: list[tuple[bool, bool]] = []
+    connections = [db.connect(database_url) for _ in range(6)]
+
+    def deliver(conn: psycopg.Connection) -> None:
+        barrier.wait()
+        locked, job = ledger.lock_and_claim(conn, job_id)
+        outcomes.append((locked, job is not None))
+
+    try:
+        threads = [threading.Thread(target=deliver, args=(c,)) for c in connections]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == [(False, False)] * 5 + [(True, True)]
+        job = ledger.get_job(connections[0], job_id)
+        assert job is not None and job.attempts == 1
+    finally:
+        for conn in connections:
+            conn.close()
+
+
+def test_a_failed_lock_and_claim_leaves_no_lock_held(database_url: str) -> None:
+    """The lock is taken before the UPDATE runs; when the UPDATE then fails (here: the row is locked by
+    another transaction and lock_timeout expires), the session lock must not stay behind."""
+    db.migrate(database_url)
+    job_id = ledger.new_job_id()
+    with db.connect(database_url) as conn:
+        _insert(conn, job_id)
+    with psycopg.connect(database_url) as blocker, db.connect(database_url) as conn:
+        blocker.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,))  # open transaction
+        conn.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            ledger.lock_and_claim(conn, job_id)
+        assert not _lock_held_elsewhere(database_url, job_id)
+        blocker.rollback()
+        conn.execute("SET lock_timeout = 0")
+        locked, job = ledger.lock_and_claim(conn, job_id)
+        assert locked and job is not None and job.attempts == 1
+
+
+def test_complete_is_one_statement_and_releases_the_lock_with_the_bytes(database_url: str) -> None:
+    db.migrate(database_url)
+    job_id = ledger.new_job_id()
+    with db.connect(database_url) as conn:
+        _insert(conn, job_id)
+        locked, job = ledger.lock_and_claim(conn, job_id)
+        assert locked and job is not None
+        text = '{"kind": "exams", "events": [{"title": "Ä"}]}'
+        # A stale attempt stores nothing (no result row without the matching update), the current one once.
+        assert not ledger.complete(conn, job_id, 7, "exams", text, 60)
+        assert ledger.result(conn, job_id) is None
+        assert ledger.complete(conn, job_id, 1, "exams", text, 60)
+        assert not ledger.complete(conn, job_id, 1, "exams", text, 60)
+        assert ledger.result(conn, job_id) == ("exams", {"kind": "exams", "events": [{"title": "Ä"}]})
+        assert _lock_held_elsewhere(database_url, job_id)
+        ledger.mark_bytes_deleted(conn, job_id, unlock=True)
+        assert not _lock_held_elsewhere(database_url, job_id)
+        done = ledger.get_job(conn, job_id)
+        assert done is not None and done.status == "completed" and done.bytes_deleted
+        assert done.expires_at is not None
+
+
 def _backdate(conn: psycopg.Connection, job_id: str, sql_interval: str) -> None:
     """Move every timestamp of a job (and its expiry) back by ``sql_interval``, as time passing would."""
     conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,6 +111,18 @@ def test_200_concurrent_uploads_complete_exactly_once(
     assert completed == 200
     assert 'schedgen_uploads_total{outcome="accepted"} 200.0' in metrics
     assert list((stack.workdir / "uploads").glob("*.pdf")) == []
+    # A completed attempt releases its job lock with its last write (bytes_deleted): none is left held
+    # on the workers' pooled connections, and every row records its bytes as gone.
+    with psycopg.connect(database_url) as conn:
+        for _ in range(50):
+            held, kept = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'),"
+                " (SELECT count(*) FROM jobs WHERE NOT bytes_deleted)"
+            ).fetchone() or (None, None)
+            if held == 0 and kept == 0:
+                break
+            time.sleep(0.1)
+    assert (held, kept) == (0, 0)
 
 
 @pytest.mark.parametrize("name", ["UP_EXAM_SS.pdf"])
