@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -82,10 +81,7 @@ def completed_timetable(ctx: ServiceContext, job_id: str) -> Any:
 
 def _status(ctx: ServiceContext, job_id: str) -> tuple[ledger.Job, status_view.StatusAnswer]:
     """The job from the ledger and, when queued, its queue position: the status answer to send."""
-    try:
-        job = find_job(ctx, job_id)
-    except psycopg.OperationalError:  # a pooled connection that died since its last use: read once more
-        job = find_job(ctx, job_id)
+    job = find_job(ctx, job_id)  # the pool checks the connection it lends (db.make_pool)
     position = None
     if job.status == "queued":
         try:
