@@ -123,7 +123,7 @@ def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrR
     def window() -> None:
         nonlocal swapped
         if request.safety_request is not None:  # with the writers stopped: nothing lands after it
-            take_safety_set(request.safety_request, request.target, report, reporter, lambda: None)
+            take_safety_set(request.safety_request, request.target, report, reporter)
         report.mark("swap")
         try:
             site.exec(compose_stop_argv(site.project, [SERVICE]), what="stopping postgres", timeout_s=300)

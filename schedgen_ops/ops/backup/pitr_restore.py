@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +120,7 @@ def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRest
     def window() -> None:
         nonlocal swapped
         if request.safety_request is not None:  # with the writers stopped: nothing lands after it
-            take_safety_set(request.safety_request, request.target, report, reporter, lambda: None)
+            take_safety_set(request.safety_request, request.target, report, reporter)
         report.mark("swap")
         _stop_postgres(request)
         try:
@@ -192,16 +191,14 @@ def take_safety_set(
     target: RecoveryTarget,
     report: PitrRestoreReport,
     reporter: Reporter,
-    discard_restored: Callable[[], None],
 ) -> None:
-    """A pg_dump set of the current state before it is replaced; on failure the restored copy goes and
-    nothing was restored."""
+    """A pg_dump set of the current state before it is replaced (with the writers stopped); on failure
+    nothing is restored (the caller removes the restored copy: it was never swapped in)."""
     report.mark("safety backup")
     request.reason = f"pre-restore to {target.describe()}"
     try:
         report.safety_backup_id = _create_locked(request, reporter).id
     except SchedgenError as exc:
-        discard_restored()
         raise SchedgenError(
             f"the safety backup of the current state failed, nothing was restored: {exc.message}",
             code="safety_backup_failed",
