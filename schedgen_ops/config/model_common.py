@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from schedgen_ops.config.values import bind_host, host_port
 
 DURATION_RE = re.compile(r"^[0-9]+(ms|s|m|h|d)$")
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -34,6 +37,12 @@ def private_cidr(value: str) -> str:
     if not network.is_private or network.prefixlen < (8 if network.version == 4 else 32):
         raise ValueError(f"{value!r} must be a private network no wider than /8 (IPv6: /32)")
     return str(network)
+
+
+#: The network addresses a setting may name: a private CIDR, a host to bind, HOST:PORT to bind.
+PrivateCidr = Annotated[str, AfterValidator(private_cidr)]
+BindHost = Annotated[str, AfterValidator(bind_host)]
+HostPort = Annotated[str, AfterValidator(host_port)]
 
 
 def no_webhook_here(value: str, secret: str) -> str:

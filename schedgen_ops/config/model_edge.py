@@ -4,38 +4,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from schedgen_ops.config.model_common import Size, Strict, private_cidr
-from schedgen_ops.config.values import Email, SafeText, bind_host
+from schedgen_ops.config.model_common import BindHost, HostPort, PrivateCidr, Size, Strict
+from schedgen_ops.config.values import Email, OptionalEmail, SafeText
 
 
 class EdgeConfig(Strict):
     """The Traefik front door; off for installs behind an existing proxy or ingress."""
 
     enabled: bool = Field(True, description="False = no Traefik; the api is published on api_bind.")
-    api_bind: str = Field(
+    api_bind: HostPort = Field(
         "127.0.0.1:8000", description="HOST:PORT the api is published on when the edge is off."
     )
-    subnet: str = Field(
+    subnet: PrivateCidr = Field(
         "10.250.0.0/24",
         description="Subnet of the compose edge network (Traefik, api, Grafana): with the edge on, the "
         "only peers whose X-Forwarded-For the api believes.",
     )
-
-    @field_validator("subnet")
-    @classmethod
-    def _subnet(cls, value: str) -> str:
-        return private_cidr(value)
-
-    @field_validator("api_bind")
-    @classmethod
-    def _bind(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8000)")
-        bind_host(host)
-        return value
 
     @property
     def api_host(self) -> str:
@@ -56,7 +42,9 @@ class FrontDoorConfig(Strict):
         description="off = plain HTTP on ports.api; internal = Caddy's local CA; acme = a public "
         "certificate for `domain`; auto = acme when `domain` is a real public name, else internal.",
     )
-    bind: str = Field("127.0.0.1", description="Address the front door listens on (0.0.0.0 = every one).")
+    bind: BindHost = Field(
+        "127.0.0.1", description="Address the front door listens on (0.0.0.0 = every one)."
+    )
     http_port: int = Field(
         80, ge=1, le=65535, description="With TLS on: the HTTP port that redirects to HTTPS (and ACME)."
     )
@@ -67,25 +55,13 @@ class FrontDoorConfig(Strict):
         description="First internal api port (2 x api.max_replicas ports from it); 0 = ports.api + 10000 "
         "(ports.api - 10000 when that passes 65535).",
     )
-    acme_email: str = Field("", description="Contact address given to the ACME CA (optional).")
+    acme_email: OptionalEmail = Field("", description="Contact address given to the ACME CA (optional).")
 
     def first_port(self, api_port: int, count: int) -> int:
         """The first of the ``count`` internal api ports (blue then green slots)."""
         if self.upstream_port:
             return self.upstream_port
         return api_port + 10000 if api_port + 10000 + count <= 65536 else max(1, api_port - 10000)
-
-    @field_validator("bind")
-    @classmethod
-    def _bind_addr(cls, value: str) -> str:
-        return bind_host(value)
-
-    @field_validator("acme_email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        from schedgen_ops.config.values import email
-
-        return email(value) if value else value
 
 
 class TraefikConfig(Size):

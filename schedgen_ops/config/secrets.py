@@ -133,6 +133,17 @@ def write_env_file(path: Path, values: dict[str, str], header: str = _HEADER) ->
     os.replace(tmp, path)
 
 
+def require_private(path: Path, what: str = "the secrets") -> None:
+    """Refuse a secrets file that other users can read (any group or other bit): ``what`` names what leaks."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise SchedgenError(
+            f"{path} has mode {mode:04o}; other users can read {what}",
+            code="secrets_mode",
+            hint=f"run: chmod {FILE_MODE:o} {path}",
+        )
+
+
 def load_secrets(project_dir: Path) -> dict[str, str]:
     """Read the project's secrets; refuse a file other users can read or one missing a value."""
     path = secrets_path(project_dir)
@@ -142,13 +153,7 @@ def load_secrets(project_dir: Path) -> dict[str, str]:
             code="secrets_missing",
             hint="run `schedgen init` to create the project and its secrets",
         )
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise SchedgenError(
-            f"{path} has mode {mode:04o}; other users can read the secrets",
-            code="secrets_mode",
-            hint=f"run: chmod 600 {path}",
-        )
+    require_private(path)
     values = parse_env_file(path.read_text(encoding="utf-8"))
     values = _generate_missing(path, values)
     missing = [name for name in SECRET_NAMES if not values.get(name) and name not in ADDED_LATER]

@@ -87,6 +87,11 @@ def dns_subdomain_or_empty(value: str) -> str:
     return value and hostname(value)
 
 
+def email_or_empty(value: str) -> str:
+    """An e-mail address, or empty where giving one is optional."""
+    return value and email(value)
+
+
 def relative_path(value: str) -> str:
     """A path inside the project: no absolute path, no '..', no characters a shell would read."""
     if not _RELPATH_RE.fullmatch(value) or any(part == ".." for part in value.split("/")):
@@ -113,6 +118,15 @@ def bind_host(value: str) -> str:
     return hostname(value)
 
 
+def host_port(value: str) -> str:
+    """HOST:PORT to bind: a `bind_host` and a port from 1 to 65535."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8000)")
+    bind_host(host)
+    return value
+
+
 def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -123,6 +137,7 @@ def _is_ip(value: str) -> bool:
 
 Hostname = Annotated[str, AfterValidator(hostname)]
 Email = Annotated[str, AfterValidator(email)]
+OptionalEmail = Annotated[str, AfterValidator(email_or_empty)]
 Bucket = Annotated[str, AfterValidator(bucket)]
 PgIdentifier = Annotated[str, AfterValidator(pg_identifier)]
 QueueName = Annotated[str, AfterValidator(queue_name)]

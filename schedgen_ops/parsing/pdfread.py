@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +102,20 @@ def failure(exc: Exception, budget: Budget, what: str) -> ParseError:
     return ParseError("corrupt_pdf", f"{what} ({type(exc).__name__})")
 
 
+@contextmanager
+def reading(budget: Budget, damaged: str) -> Iterator[None]:
+    """Let one error out of reading a PDF: the budget's breach when one tripped (pdfminer may catch and
+    wrap it), a `ParseError` as it is, and anything else pdfminer raises as `failure` saying ``damaged``."""
+    try:
+        yield
+    except ParseError as exc:
+        if budget.breach is None or budget.breach is exc:
+            raise
+        raise budget.breach from exc
+    except Exception as exc:  # pdfminer raises many unrelated types for damaged files
+        raise failure(exc, budget, damaged) from exc
+
+
 def open_document(data: bytes, budget: Budget | None = None) -> PDFDocument:
     """Parse the PDF's structure once (xref, trailer, encryption); content streams are read later.
 
@@ -122,7 +137,7 @@ def open_document(data: bytes, budget: Budget | None = None) -> PDFDocument:
 
 def page_count(doc: PDFDocument, budget: Budget, *, max_pages: int) -> int:
     """The page count from ``/Count``, or by walking the tree (bounded; stops past ``max_pages``)."""
-    try:
+    with reading(budget, "the PDF's page tree is damaged"):
         pages = resolve1(doc.catalog.get("Pages"))
         count = resolve1(pages.get("Count")) if isinstance(pages, dict) else None
         if isinstance(count, int) and count >= 0:
@@ -133,12 +148,6 @@ def page_count(doc: PDFDocument, budget: Budget, *, max_pages: int) -> int:
             if found > max_pages:
                 break
         return found
-    except ParseError as exc:
-        if budget.breach is None or budget.breach is exc:
-            raise
-        raise budget.breach from exc
-    except Exception as exc:
-        raise failure(exc, budget, "the PDF's page tree is damaged") from exc
 
 
 class _Device(PDFPageAggregator):
@@ -229,7 +238,7 @@ def iter_pages(
     rsrc = PDFResourceManager(caching=True)
     device = _Device(rsrc, budget)
     interpreter = BoundedInterpreter(rsrc, device)
-    try:
+    with reading(budget, "the PDF's content is damaged"):
         for number, page in enumerate(walk_pages(doc, budget), start=1):
             if number > max_pages:
                 raise ParseError("too_many_pages", f"the PDF has more than {max_pages} pages")
@@ -239,9 +248,3 @@ def iter_pages(
             budget.page_items(device.items)
             budget.raise_if_breached()  # in case pdfminer swallowed it
             yield _collect(device.get_result(), number)
-    except ParseError as exc:
-        if budget.breach is None or budget.breach is exc:
-            raise
-        raise budget.breach from exc
-    except Exception as exc:
-        raise failure(exc, budget, "the PDF's content is damaged") from exc

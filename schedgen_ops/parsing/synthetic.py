@@ -152,24 +152,18 @@ def _lecture_groups(rng: random.Random, module: str, offered: str) -> Iterator[l
         yield [ev("T1", f"T{g:02d}", day, start, end, room) for room in rooms]
 
 
+#: (first, last) (month, day) of each semester's lectures and of its exam session.
+_TERMS: dict[tuple[Semester, bool], tuple[tuple[int, int], tuple[int, int]]] = {
+    ("S1", False): ((2, 20), (5, 29)),
+    ("S2", False): ((7, 27), (10, 23)),
+    ("S1", True): ((5, 25), (6, 26)),
+    ("S2", True): ((10, 27), (11, 27)),
+}
+
+
 def _semester_range(semester: Semester, year: int, exams: bool) -> tuple[dt.date, dt.date]:
-    if exams:
-        return (
-            (dt.date(year, 5, 25), dt.date(year, 6, 26))
-            if semester == "S1"
-            else (
-                dt.date(year, 10, 27),
-                dt.date(year, 11, 27),
-            )
-        )
-    return (
-        (dt.date(year, 2, 20), dt.date(year, 5, 29))
-        if semester == "S1"
-        else (
-            dt.date(year, 7, 27),
-            dt.date(year, 10, 23),
-        )
-    )
+    first, last = _TERMS["S1" if semester == "S1" else "S2", exams]  # as before: anything else is S2
+    return dt.date(year, *first), dt.date(year, *last)
 
 
 def _random_date(rng: random.Random, lo: dt.date, hi: dt.date) -> dt.date:

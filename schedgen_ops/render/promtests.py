@@ -32,6 +32,26 @@ def _counter(per_min: float, steps: int) -> str:
     return f"0+{per_min:g}x{steps}"
 
 
+def _steady(series: str, value: float, steps: int) -> dict[str, str]:
+    """A series that holds one value for ``steps`` minutes (a gauge that neither rises nor falls)."""
+    return {"series": series, "values": f"{value}x{steps}"}
+
+
+def _shares(
+    bad: str, rest: str, per_min: int, ratio: float, steps: int
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Counters of ``per_min`` events a minute split between ``bad`` and ``rest``: twice the alert's
+    ``ratio`` bad (it fires), then half of it (it stays quiet)."""
+
+    def split(bad_per_min: int) -> list[dict[str, str]]:
+        return [
+            {"series": bad, "values": _counter(bad_per_min, steps)},
+            {"series": rest, "values": _counter(per_min - bad_per_min, steps)},
+        ]
+
+    return split(round(per_min * min(0.99, ratio * 2))), split(round(per_min * ratio / 2))
+
+
 def _case(
     name: str,
     alert: str,
@@ -65,6 +85,13 @@ def _histogram(metric: str, threshold: float, slow: bool, steps: int) -> list[di
     return out
 
 
+def _histograms(
+    metric: str, threshold: float, steps: int
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The slow buckets (the alert fires), then the fast ones (it stays quiet)."""
+    return _histogram(metric, threshold, True, steps), _histogram(metric, threshold, False, steps)
+
+
 def rule_tests(config: Config) -> dict[str, Any]:
     """The promtool test file (as a mapping) for config's alert thresholds."""
     a = config.alerts
@@ -87,42 +114,25 @@ def rule_tests(config: Config) -> dict[str, Any]:
     both(
         "ApiDown",
         m,
-        [{"series": 'up{job="api", instance="api-1"}', "values": f"0x{m + 5}"}],
-        [{"series": 'up{job="api", instance="api-1"}', "values": f"1x{m + 5}"}],
+        [_steady('up{job="api", instance="api-1"}', 0, m + 5)],
+        [_steady('up{job="api", instance="api-1"}', 1, m + 5)],
         {"severity": "critical", "job": "api", "instance": "api-1"},
     )
 
     m = _minutes_after(seconds(a.error_ratio_for), 300)
-    bad_5xx = round(1000 * min(0.99, a.error_ratio_5xx * 2))
-    good_5xx = round(1000 * a.error_ratio_5xx / 2)
-
-    def http(errors: int) -> list[dict[str, str]]:
-        return [
-            {"series": 'schedgen_http_requests_total{status="500"}', "values": _counter(errors, m + 5)},
-            {
-                "series": 'schedgen_http_requests_total{status="200"}',
-                "values": _counter(1000 - errors, m + 5),
-            },
-        ]
-
-    both("ApiHigh5xxRatio", m, http(bad_5xx), http(good_5xx), {"severity": "critical"})
+    http = ('schedgen_http_requests_total{status="500"}', 'schedgen_http_requests_total{status="200"}')
+    both("ApiHigh5xxRatio", m, *_shares(*http, 1000, a.error_ratio_5xx, m + 5), {"severity": "critical"})
 
     m = _minutes_after(seconds(a.latency_for), 300)
     metric = "schedgen_http_request_duration_seconds"
-    both(
-        "ApiHighLatencyP95",
-        m,
-        _histogram(metric, a.latency_p95_s, True, m + 5),
-        _histogram(metric, a.latency_p95_s, False, m + 5),
-        {"severity": "warning"},
-    )
+    both("ApiHighLatencyP95", m, *_histograms(metric, a.latency_p95_s, m + 5), {"severity": "warning"})
 
     m = _minutes_after(seconds(a.queue_backlog_for), 0)
     both(
         "QueueBacklog",
         m,
-        [{"series": 'schedgen_queue_depth{queue="default"}', "values": f"{a.queue_backlog + 1}x{m + 5}"}],
-        [{"series": 'schedgen_queue_depth{queue="default"}', "values": f"{a.queue_backlog}x{m + 5}"}],
+        [_steady('schedgen_queue_depth{queue="default"}', a.queue_backlog + 1, m + 5)],
+        [_steady('schedgen_queue_depth{queue="default"}', a.queue_backlog, m + 5)],
         {"severity": "warning"},
     )
 
@@ -130,18 +140,8 @@ def rule_tests(config: Config) -> dict[str, Any]:
     both(
         "OldestQueuedJobTooOld",
         m,
-        [
-            {
-                "series": 'schedgen_queue_oldest_waiting_seconds{queue="default"}',
-                "values": f"{a.oldest_job_age_s + 1}x{m + 5}",
-            }
-        ],
-        [
-            {
-                "series": 'schedgen_queue_oldest_waiting_seconds{queue="default"}',
-                "values": f"{a.oldest_job_age_s // 2}x{m + 5}",
-            }
-        ],
+        [_steady('schedgen_queue_oldest_waiting_seconds{queue="default"}', a.oldest_job_age_s + 1, m + 5)],
+        [_steady('schedgen_queue_oldest_waiting_seconds{queue="default"}', a.oldest_job_age_s // 2, m + 5)],
         {"severity": "critical"},
     )
 
@@ -154,9 +154,9 @@ def rule_tests(config: Config) -> dict[str, Any]:
 
     def ages(ledger_s: int, redis_s: int) -> list[dict[str, str]]:
         return [
-            {"series": f'{ledger_age}{{instance="api-1"}}', "values": f"{ledger_s}x{m + 5}"},
-            {"series": f'{ledger_age}{{instance="api-2"}}', "values": f"{ledger_s // 2}x{m + 5}"},
-            {"series": redis_age, "values": f"{redis_s}x{m + 5}"},
+            _steady(f'{ledger_age}{{instance="api-1"}}', ledger_s, m + 5),
+            _steady(f'{ledger_age}{{instance="api-2"}}', ledger_s // 2, m + 5),
+            _steady(redis_age, redis_s, m + 5),
         ]
 
     both(
@@ -192,35 +192,21 @@ def rule_tests(config: Config) -> dict[str, Any]:
         )
 
     m = _minutes_after(seconds(a.job_failure_for), 900)
-    bad_fail = round(100 * min(0.99, a.job_failure_ratio * 2))
-    good_fail = round(100 * a.job_failure_ratio / 2)
-
-    def jobs(failed: int) -> list[dict[str, str]]:
-        return [
-            {"series": 'schedgen_jobs_total{status="failed"}', "values": _counter(failed, m + 5)},
-            {"series": 'schedgen_jobs_total{status="completed"}', "values": _counter(100 - failed, m + 5)},
-        ]
-
-    both("JobFailureRatioHigh", m, jobs(bad_fail), jobs(good_fail), {"severity": "warning"})
+    jobs = ('schedgen_jobs_total{status="failed"}', 'schedgen_jobs_total{status="completed"}')
+    both("JobFailureRatioHigh", m, *_shares(*jobs, 100, a.job_failure_ratio, m + 5), {"severity": "warning"})
 
     m = _minutes_after(seconds(a.no_workers_for), 0)
     both(
         "NoWorkers",
         m,
-        [{"series": 'schedgen_workers_live{instance="w1"}', "values": f"0x{m + 5}"}],
-        [{"series": 'schedgen_workers_live{instance="w1"}', "values": f"2x{m + 5}"}],
+        [_steady('schedgen_workers_live{instance="w1"}', 0, m + 5)],
+        [_steady('schedgen_workers_live{instance="w1"}', 2, m + 5)],
         {"severity": "critical"},
     )
 
     m = _minutes_after(seconds(a.parse_slow_for), 900)
     metric = "schedgen_parse_duration_seconds"
-    both(
-        "SlowParses",
-        m,
-        _histogram(metric, a.parse_p95_s, True, m + 5),
-        _histogram(metric, a.parse_p95_s, False, m + 5),
-        {"severity": "warning"},
-    )
+    both("SlowParses", m, *_histograms(metric, a.parse_p95_s, m + 5), {"severity": "warning"})
 
     m = _minutes_after(300, 0)
     limit = config.max_connections()
@@ -230,18 +216,12 @@ def rule_tests(config: Config) -> dict[str, Any]:
         "PostgresConnectionsHigh",
         m,
         [
-            {
-                "series": 'pg_stat_activity_count{datname="schedgen", state="active"}',
-                "values": f"{busy}x{m + 5}",
-            },
-            {"series": "pg_settings_max_connections", "values": f"{limit}x{m + 5}"},
+            _steady('pg_stat_activity_count{datname="schedgen", state="active"}', busy, m + 5),
+            _steady("pg_settings_max_connections", limit, m + 5),
         ],
         [
-            {
-                "series": 'pg_stat_activity_count{datname="schedgen", state="active"}',
-                "values": f"{calm}x{m + 5}",
-            },
-            {"series": "pg_settings_max_connections", "values": f"{limit}x{m + 5}"},
+            _steady('pg_stat_activity_count{datname="schedgen", state="active"}', calm, m + 5),
+            _steady("pg_settings_max_connections", limit, m + 5),
         ],
         {"severity": "warning"},
     )
@@ -252,18 +232,12 @@ def rule_tests(config: Config) -> dict[str, Any]:
         "RedisMemoryHigh",
         m,
         [
-            {
-                "series": "redis_memory_used_bytes",
-                "values": f"{int(maxmem * (a.redis_memory_ratio + 0.05))}x{m + 5}",
-            },
-            {"series": "redis_memory_max_bytes", "values": f"{maxmem}x{m + 5}"},
+            _steady("redis_memory_used_bytes", int(maxmem * (a.redis_memory_ratio + 0.05)), m + 5),
+            _steady("redis_memory_max_bytes", maxmem, m + 5),
         ],
         [
-            {
-                "series": "redis_memory_used_bytes",
-                "values": f"{int(maxmem * a.redis_memory_ratio / 2)}x{m + 5}",
-            },
-            {"series": "redis_memory_max_bytes", "values": f"{maxmem}x{m + 5}"},
+            _steady("redis_memory_used_bytes", int(maxmem * a.redis_memory_ratio / 2), m + 5),
+            _steady("redis_memory_max_bytes", maxmem, m + 5),
         ],
         {"severity": "critical"},
     )

@@ -153,3 +153,12 @@ def test_ack_and_list_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     listed = json.loads(capsys.readouterr().out)
     assert {c["kind"] for c in listed} == {"static", "live", "manual"}
     assert main([*base, "--format", "yaml"]) == 2
+
+
+def test_every_check_module_is_registered() -> None:
+    """A new ``checks_*.py`` whose name is missing from CHECK_MODULES would silently never run."""
+    from schedgen_ops.ops.readiness import registry
+
+    on_disk = sorted(p.stem for p in Path(registry.__file__).parent.glob("checks_*.py"))
+    assert list(registry.CHECK_MODULES) == on_disk
+    assert all(registry.checks_of(m) for m in registry.check_modules())

@@ -93,6 +93,65 @@ class CheckResult:
         }
 
 
+Value = float | int | str | bool | None
+
+#: How a threshold in each unit is written ("warn ≥ 2 s"); a unit not listed is written as is.
+UNIT_FORMATS = {"ratio": "{:.0%}", "s": "{:g} s", "ms": "{:.0f} ms", "days": "{:g} days"}
+
+
+def outcome(
+    component: str,
+    name: str,
+    status: Status,
+    measured: str,
+    *,
+    value: Value = None,
+    unit: str | None = None,
+    threshold: str | None = None,
+    hint: str | None = None,
+) -> CheckResult:
+    """A result that keeps its hint only when it is not ok: a hint tells on-call what to fix."""
+    kept = None if status is Status.OK else hint
+    return CheckResult(
+        component, name, status, measured, value=value, unit=unit, threshold=threshold, hint=kept
+    )
+
+
+def passed(
+    component: str,
+    name: str,
+    ok: bool,
+    measured: str,
+    *,
+    failing: Status = Status.CRITICAL,
+    value: Value = None,
+    unit: str | None = None,
+    threshold: str | None = None,
+    hint: str,
+) -> CheckResult:
+    """A yes/no check: ok, else ``failing`` (critical unless said) with the hint."""
+    status = Status.OK if ok else failing
+    return outcome(component, name, status, measured, value=value, unit=unit, threshold=threshold, hint=hint)
+
+
+def judged(
+    component: str,
+    name: str,
+    level: Level,
+    reading: float,
+    measured: str,
+    *,
+    note: str = "",
+    value: Value = None,
+    unit: str | None = None,
+    hint: str,
+) -> CheckResult:
+    """``reading`` judged against ``level``; the threshold column is the level in ``unit``, then ``note``."""
+    threshold = level.describe(UNIT_FORMATS.get(unit or "", "{}")) + note
+    status = level.judge(reading)
+    return outcome(component, name, status, measured, value=value, unit=unit, threshold=threshold, hint=hint)
+
+
 def verdict_of(checks: list[CheckResult]) -> Verdict:
     """Down when anything is critical, degraded when anything warns, else healthy."""
     statuses = {c.status for c in checks}

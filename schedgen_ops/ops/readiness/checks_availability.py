@@ -46,9 +46,9 @@ def _job_timeout(env: dict[str, str]) -> int:
     kind="static",
     why="A worker killed before its job finishes turns every deploy into retried (or lost) parses.",
     fix="Set stop_grace_period / terminationGracePeriodSeconds above job_timeout_s (plus margin).",
+    needs="any-runtime",
 )
 def check_worker_stop_grace(ctx: Context) -> list[Finding]:
-    ctx.need_any_runtime()
 
     def service(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
         if service_role(name, svc) == "worker":
@@ -97,9 +97,9 @@ def _replicas(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
     kind="static",
     why="With one replica every deploy, crash or node drain is an outage.",
     fix="Set api/worker replicas (or autoscaling minimums) to 2 or more in the profile.",
+    needs="any-runtime",
 )
 def check_min_replicas(ctx: Context) -> list[Finding]:
-    ctx.need_any_runtime()
     if ctx.profile is None:
         raise NotApplicable("profile unknown (pass --profile)")
     if ctx.profile == "small":

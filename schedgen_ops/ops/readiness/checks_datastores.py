@@ -82,9 +82,9 @@ def _redis_verdict(where: str, conf: dict[str, str], evidence: Evidence) -> list
     "pressure or restart.",
     fix="Set `maxmemory-policy noeviction` and `appendonly yes` for the queue Redis "
     "(redis.maxmemory_policy).",
+    needs="any-runtime",
 )
 def check_queue_redis(ctx: Context) -> list[Finding]:
-    ctx.need_any_runtime()
     out: list[Finding] = []
     if ctx.has_compose():
         out += _compose_redis(ctx.static_tree())
@@ -246,9 +246,9 @@ def _scale_ceiling(ctx: Context, who: str) -> int:
     why="When autoscaling adds replicas past the budget, new pools fail to connect exactly when load peaks.",
     fix="Raise postgres max_connections (or lower db_pool_max / maximum replicas) so the sum fits with a "
     "reserve.",
+    needs="any-runtime",
 )
 def check_postgres_budget(ctx: Context) -> list[Finding]:
-    ctx.need_any_runtime()
     out = []
     if ctx.has_compose():
         out += _compose_budget(ctx)

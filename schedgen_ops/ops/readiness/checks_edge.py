@@ -73,9 +73,9 @@ def _published(name: str, svc: dict[str, Any], has_proxy: bool) -> Iterator[Verd
     why="A published database or Redis port is reachable from the internet; every request must pass Traefik.",
     fix="Remove `ports:` from every service but traefik in the production model (use !reset in the overlay); "
     "with edge.enabled false, bind edge.api_bind to 127.0.0.1 (or the proxy's private address).",
+    needs="any-runtime",
 )
 def check_only_proxy_publishes(ctx: Context) -> list[Finding]:
-    ctx.need_any_runtime()
     out = []
     if ctx.has_compose():
         services = ctx.compose().services()
@@ -123,9 +123,9 @@ def check_only_proxy_publishes(ctx: Context) -> list[Finding]:
     kind="static",
     why="Students upload personal timetables; plain HTTP exposes them and API keys on the wire.",
     fix="Configure a TLS entrypoint (ACME) and redirect the web entrypoint to websecure in Traefik.",
+    needs="any-runtime",
 )
 def check_tls_redirect(ctx: Context) -> list[Finding]:
-    ctx.need_any_runtime()
     tree = ctx.static_tree()
     out = []
     if ctx.has_compose():
@@ -204,11 +204,11 @@ def _first(found: list[tuple[str, tuple[str, Any]]], what: str, where: str) -> F
     why="Without limits one client (or a loop) fills the queue for every student.",
     fix="Attach a Traefik rateLimit middleware to the api router and keep the service's rate_* settings "
     "valid.",
+    needs="any-runtime",
 )
 def check_rate_limits(ctx: Context) -> list[Finding]:
     from limits import parse_many
 
-    ctx.need_any_runtime()
     tree = ctx.static_tree()
     out: list[Finding] = []
     if ctx.has_compose():

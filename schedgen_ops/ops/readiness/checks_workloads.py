@@ -1,7 +1,7 @@
 """Per-container static checks over compose services and Kubernetes pod templates (Polaris style).
 
-Each check is a judge of one service and one container; `evidence.per_service` and `per_container` run it
-over everything in scope.
+Each check is a judge of one service and one container; `evidence.per_workload` (or `per_service` and
+`per_container`) runs it over everything in scope, and ``needs=`` on `check` says what must be in scope.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from schedgen_ops.ops.readiness.evidence import (
     per_container,
     per_service,
     per_template,
+    per_workload,
 )
 from schedgen_ops.ops.readiness.inspect import LONG_RUNNING_KINDS, PodTemplate, is_one_shot, pod_template
 from schedgen_ops.ops.readiness.model import Evidence, Finding, NotApplicable, check
@@ -71,9 +72,9 @@ def _container_image(tmpl: PodTemplate, path: str, container: Container) -> Iter
     kind="static",
     why="`latest` or an untagged image changes under you: a restart can deploy code nobody tested.",
     fix="Pin each image to a version tag (or @sha256 digest) in the profile's image settings.",
+    needs="compose-or-kubernetes",
 )
 def check_image_pinned(ctx: Context) -> list[Finding]:
-    ctx.need_compose_or_kubernetes()
     out = per_service(ctx, _service_image)
     for manifest in ctx.manifests():
         if pod_template(manifest) is None and "/" in str(manifest.doc.get("apiVersion", "")):
@@ -124,9 +125,9 @@ def _container_probes(tmpl: PodTemplate, path: str, container: Container) -> Ite
     kind="static",
     why="Without health, restarts, rollouts and depends_on act on processes that are up but not working.",
     fix="Give each compose service a healthcheck using a tool its image has, and each container probes.",
+    needs="compose-or-kubernetes",
 )
 def check_healthchecks(ctx: Context) -> list[Finding]:
-    ctx.need_compose_or_kubernetes()
     return per_service(ctx, _service_healthcheck, long_running=True) + per_container(
         ctx, _container_probes, *LONG_RUNNING_KINDS, init=False
     )
@@ -214,10 +215,10 @@ def _container_limit(tmpl: PodTemplate, path: str, container: Container) -> Iter
     why="One leaking process without a limit takes the whole host (and Postgres with it) into the OOM "
     "killer.",
     fix="Set memory limits from the profile (compose deploy.resources.limits, k8s resources.limits).",
+    needs="compose-or-kubernetes",
 )
 def check_resource_limits(ctx: Context) -> list[Finding]:
-    ctx.need_compose_or_kubernetes()
-    return per_service(ctx, _service_limit) + per_container(ctx, _container_limit, init=False)
+    return per_workload(ctx, _service_limit, _container_limit, init=False)
 
 
 def _service_reservation(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
@@ -245,10 +246,10 @@ def _container_requests(tmpl: PodTemplate, path: str, container: Container) -> I
     kind="static",
     why="Without requests the scheduler packs pods blindly and the HPA cannot compute utilisation.",
     fix="Set reservations/requests for cpu and memory from the profile.",
+    needs="compose-or-kubernetes",
 )
 def check_resource_requests(ctx: Context) -> list[Finding]:
-    ctx.need_compose_or_kubernetes()
-    return per_service(ctx, _service_reservation) + per_container(ctx, _container_requests, init=False)
+    return per_workload(ctx, _service_reservation, _container_requests, init=False)
 
 
 def _service_restart(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
@@ -329,10 +330,10 @@ def _container_user(tmpl: PodTemplate, path: str, container: Container) -> Itera
     kind="static",
     why="Root in a container is one kernel bug away from root on the host.",
     fix="Set `user:` in compose and runAsNonRoot/runAsUser in the securityContext.",
+    needs="compose-or-kubernetes",
 )
 def check_run_as_non_root(ctx: Context) -> list[Finding]:
-    ctx.need_compose_or_kubernetes()
-    return per_service(ctx, _service_user) + per_container(ctx, _container_user)
+    return per_workload(ctx, _service_user, _container_user)
 
 
 def _service_read_only(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
@@ -354,10 +355,10 @@ def _container_read_only(tmpl: PodTemplate, path: str, container: Container) -> 
     kind="static",
     why="A writable image lets an intruder persist tools and hides state that a restart should discard.",
     fix="Set `read_only: true` / readOnlyRootFilesystem and mount tmpfs or volumes where writes are needed.",
+    needs="compose-or-kubernetes",
 )
 def check_read_only_rootfs(ctx: Context) -> list[Finding]:
-    ctx.need_compose_or_kubernetes()
-    return per_service(ctx, _service_read_only) + per_container(ctx, _container_read_only)
+    return per_workload(ctx, _service_read_only, _container_read_only)
 
 
 def _service_caps(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
@@ -385,10 +386,10 @@ def _container_caps(tmpl: PodTemplate, path: str, container: Container) -> Itera
     why="Default capabilities (NET_RAW, CHOWN, ...) are attack surface none of our processes need by "
     "default.",
     fix="Set `cap_drop: [ALL]` (capabilities.drop: [ALL]) and add back only the few an image needs.",
+    needs="compose-or-kubernetes",
 )
 def check_capabilities(ctx: Context) -> list[Finding]:
-    ctx.need_compose_or_kubernetes()
-    return per_service(ctx, _service_caps) + per_container(ctx, _container_caps)
+    return per_workload(ctx, _service_caps, _container_caps)
 
 
 def _service_privileges(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
@@ -420,10 +421,10 @@ def _container_privileges(tmpl: PodTemplate, path: str, container: Container) ->
     why="A privileged container is the host; setuid escalation undoes dropping root.",
     fix="Never set privileged; set `security_opt: [no-new-privileges:true]` / allowPrivilegeEscalation: "
     "false.",
+    needs="compose-or-kubernetes",
 )
 def check_no_privilege_escalation(ctx: Context) -> list[Finding]:
-    ctx.need_compose_or_kubernetes()
-    return per_service(ctx, _service_privileges) + per_container(ctx, _container_privileges)
+    return per_workload(ctx, _service_privileges, _container_privileges)
 
 
 def _service_namespaces(name: str, svc: dict[str, Any]) -> Iterator[Verdict]:
@@ -446,7 +447,7 @@ def _template_namespaces(tmpl: PodTemplate) -> Iterator[Verdict]:
     kind="static",
     why="Sharing host namespaces exposes host processes and interfaces to the container.",
     fix="Remove network_mode/pid/ipc host (hostNetwork/hostPID/hostIPC).",
+    needs="compose-or-kubernetes",
 )
 def check_no_host_namespaces(ctx: Context) -> list[Finding]:
-    ctx.need_compose_or_kubernetes()
     return per_service(ctx, _service_namespaces) + per_template(ctx, _template_namespaces)

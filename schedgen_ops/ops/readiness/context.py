@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schedgen_ops.ops.readiness.model import NotApplicable
+from schedgen_ops.ops.readiness.model import NotApplicable, Scope
 from schedgen_ops.ops.readiness.tree import Manifest, RenderedTree
 from schedgen_ops.targets import TARGETS
 
@@ -74,6 +74,13 @@ class Context:
         """For checks of the whole stack: raise `NotApplicable` unless some runtime's output is in scope."""
         if not self.has_compose() and not self.has_kubernetes() and not self.has_local():
             raise NotApplicable("no compose, Kubernetes or local output in scope")
+
+    def need(self, scope: Scope) -> None:
+        """Raise `NotApplicable` unless the output ``scope`` names is in scope."""
+        if scope == "any-runtime":
+            self.need_any_runtime()
+        else:
+            self.need_compose_or_kubernetes()
 
     def manifests(self) -> list[Manifest]:
         return self.kubernetes().manifests() if self.has_kubernetes() else []

@@ -126,6 +126,8 @@ def run_check(item: Check, ctx: Context) -> Result:
     """Evaluate one static or live check; exceptions become an `error` result, never a crash."""
     assert item.evaluate is not None
     try:
+        if item.needs is not None:
+            ctx.need(item.needs)
         findings = item.evaluate(ctx)
     except NotApplicable as exc:
         return Result(item, "skip", str(exc) or "not applicable")

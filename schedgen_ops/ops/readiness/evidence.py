@@ -132,3 +132,11 @@ def per_program(ctx: Context, judge: ProgramJudge) -> list[Finding]:
         for program in local_programs(ctx)
         for v in judge(program)
     ]
+
+
+def per_workload(
+    ctx: Context, on_service: ServiceJudge, on_container: ContainerJudge, *, init: bool = True
+) -> list[Finding]:
+    """One rule held on compose and Kubernetes alike: ``on_service`` judges every compose service,
+    ``on_container`` every container (init containers too, with ``init``)."""
+    return per_service(ctx, on_service) + per_container(ctx, on_container, init=init)

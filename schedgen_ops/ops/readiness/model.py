@@ -14,6 +14,8 @@ from typing import Any, Literal
 Category = Literal["reliability", "security", "scalability", "observability", "operations"]
 Severity = Literal["warning", "danger"]
 Kind = Literal["static", "live", "manual"]
+#: What output a static check needs in scope; without it the check is skipped before it runs.
+Scope = Literal["any-runtime", "compose-or-kubernetes"]
 Status = Literal["pass", "fail", "error", "skip", "suppressed", "acknowledged", "pending"]
 
 CATEGORIES: tuple[Category, ...] = ("reliability", "security", "scalability", "observability", "operations")
@@ -68,6 +70,7 @@ class Check:
     why: str
     fix: str
     evaluate: Callable[[Any], list[Finding]] | None = field(default=None, compare=False, repr=False)
+    needs: Scope | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,14 +97,16 @@ def check(
     kind: Kind,
     why: str,
     fix: str,
+    needs: Scope | None = None,
 ) -> Callable[[CheckFunc], CheckFunc]:
     """Decorator: mark ``func`` as the evaluation of the check the arguments describe.
 
     It only attaches the `Check` to the function; the registry collects it from the modules it lists.
+    ``needs`` is the output the check judges (`evaluate.run_check` skips it when that is not in scope).
     """
 
     def wrap(func: CheckFunc) -> CheckFunc:
-        setattr(func, _CHECK_ATTR, Check(id, title, category, severity, kind, why, fix, func))
+        setattr(func, _CHECK_ATTR, Check(id, title, category, severity, kind, why, fix, func, needs))
         return func
 
     return wrap

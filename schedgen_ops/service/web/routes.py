@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -120,6 +120,15 @@ async def read_json(request: Request) -> CalendarRequest | JSONResponse:
         return _error(422, "invalid_request", f"{where}: {first['msg']}")
 
 
+async def handle_json(request: Request, handler: Callable[[CalendarRequest], Response]) -> Response:
+    """Read the body (`read_json`), answer a bad one, else run ``handler`` on it in a worker thread: it
+    queries Postgres and builds calendars, which must not block the event loop."""
+    body = await read_json(request)
+    if isinstance(body, Response):
+        return body
+    return await run_in_threadpool(handler, body)
+
+
 def public_scheme(scheme: str, peer: str | None, forwarded_proto: str, trusted: list[Network]) -> str:
     """The scheme the student reached us by: X-Forwarded-Proto (http/https) counts only from a trusted
     proxy (Traefik terminates TLS and forwards plain http)."""
@@ -194,10 +203,7 @@ def mount(app: FastAPI, ctx: Callable[[], ServiceContext], settings: ServiceSett
         summary="Preview the merged calendar of several jobs (the page)",
     )
     async def calendar_preview(request: Request) -> Response:
-        body = await read_json(request)
-        if isinstance(body, Response):
-            return body
-        return await run_in_threadpool(_preview, body)
+        return await handle_json(request, _preview)
 
     def _preview(body: CalendarRequest) -> Response:
         tts, err = timetables(body.jobs)
@@ -218,10 +224,7 @@ def mount(app: FastAPI, ctx: Callable[[], ServiceContext], settings: ServiceSett
         summary="Create a calendar subscription URL over several completed jobs (a capability)",
     )
     async def create_subscription(request: Request) -> Response:
-        body = await read_json(request)
-        if isinstance(body, Response):
-            return body
-        return await run_in_threadpool(_subscribe, body, request)
+        return await handle_json(request, partial(_subscribe, request=request))
 
     def _subscribe(body: CalendarRequest, request: Request) -> Response:
         tts, err = timetables(body.jobs)

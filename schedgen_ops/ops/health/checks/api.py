@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from schedgen_ops.ops.health.model import CheckResult, Level, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status, judged, passed
 from schedgen_ops.ops.health.runner import ProbeContext
 
 C = "api"
@@ -75,33 +75,28 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
             ]
         ok = live.status_code == 200
         results.append(
-            CheckResult(
+            passed(
                 C,
                 "liveness",
-                Status.OK if ok else Status.CRITICAL,
+                ok,
                 f"HTTP {live.status_code}",
                 value=live.status_code,
                 threshold="HTTP 200",
-                hint=None
-                if ok
-                else "the api process answers but reports itself unhealthy: `schedgen logs api`",
+                hint="the api process answers but reports itself unhealthy: `schedgen logs api`",
             )
         )
         level = Level(th.api_latency_warn_s * 1000, th.api_latency_critical_s * 1000)
         ms = elapsed * 1000
-        status = level.judge(ms)
         results.append(
-            CheckResult(
+            judged(
                 C,
                 "latency",
-                status,
+                level,
+                ms,
                 f"{ms:.0f} ms",
                 value=round(ms, 1),
                 unit="ms",
-                threshold=level.describe("{:.0f} ms"),
-                hint=None
-                if status is Status.OK
-                else "the api is slow even on /healthz: check CPU (`schedgen status`) and api replicas",
+                hint="the api is slow even on /healthz: check CPU (`schedgen status`) and api replicas",
             )
         )
         try:

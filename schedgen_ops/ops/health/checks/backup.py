@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from schedgen_ops.ops.backup.catalog import BackupEntry, list_backups
-from schedgen_ops.ops.health.model import CheckResult, Level, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status, judged, passed
 from schedgen_ops.ops.health.runner import ProbeContext
 
 C = "backup"
@@ -55,19 +55,16 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
     newest = complete[-1]
     age = max(0.0, (datetime.now(UTC) - _finished(newest)).total_seconds())
     level = Level(th.backup_age_warn_s, th.backup_age_critical_s)
-    status = level.judge(age)
     results = [
-        CheckResult(
+        judged(
             C,
             "age",
-            status,
+            level,
+            age,
             f"{age / 3600:.1f} h ({newest.id})",
             value=round(age),
             unit="s",
-            threshold=level.describe("{:g} s"),
-            hint=None
-            if status is Status.OK
-            else "the newest backup is too old: check the backup timer/CronJob log, run `schedgen backup`",
+            hint="the newest backup is too old: check the backup timer/CronJob log, run `schedgen backup`",
         )
     ]
     results.append(_verified(newest))
@@ -100,16 +97,14 @@ def _verified(entry: BackupEntry) -> CheckResult:
             threshold="verification passed",
             hint=f"an unverified backup is a hope: run `schedgen backup verify {entry.id}`",
         )
-    passed = verification.status == "passed"
-    return CheckResult(
+    ok = verification.status == "passed"
+    return passed(
         C,
         "verified",
-        Status.OK if passed else Status.CRITICAL,
+        ok,
         f"{entry.id}: {verification.level} verification {verification.status} at {verification.verified_at}",
-        value=passed,
+        value=ok,
         threshold="verification passed",
-        hint=None
-        if passed
-        else f"the newest backup does not restore: do not rely on it; run `schedgen backup` then "
+        hint=f"the newest backup does not restore: do not rely on it; run `schedgen backup` then "
         f"`schedgen backup verify --deep` and investigate {entry.id}",
     )

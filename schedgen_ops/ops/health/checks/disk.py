@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from schedgen_ops.ops.health.model import CheckResult, Level, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status, judged
 from schedgen_ops.ops.health.runner import ProbeContext
 
 C = "disk"
@@ -54,19 +54,17 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
             )
             continue
         free = usage.free / usage.total if usage.total else 0.0
-        status = level.judge(free)
         results.append(
-            CheckResult(
+            judged(
                 C,
                 name,
-                status,
+                level,
+                free,
                 f"{free:.0%} free ({usage.free / 2**30:.1f} of {usage.total / 2**30:.1f} GiB) at {where}",
+                note=" free",
                 value=round(free, 4),
                 unit="ratio",
-                threshold=level.describe("{:.0%}") + " free",
-                hint=None
-                if status is Status.OK
-                else f"the {name} filesystem is filling up: prune backups (`schedgen backup prune`), "
+                hint=f"the {name} filesystem is filling up: prune backups (`schedgen backup prune`), "
                 "clear old logs, or grow the volume",
             )
         )

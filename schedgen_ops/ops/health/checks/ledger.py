@@ -14,7 +14,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from schedgen_ops.ops.health.checks.postgres import connect, connect_failure
-from schedgen_ops.ops.health.model import CheckResult, Level, Status
+from schedgen_ops.ops.health.model import UNIT_FORMATS, CheckResult, Level, Status, judged, outcome
 from schedgen_ops.ops.health.runner import ProbeContext
 
 C = "queue"
@@ -75,40 +75,43 @@ def _failed_ratio(conn: psycopg.Connection[Any], ctx: ProbeContext) -> CheckResu
     else:
         status = level.judge(ratio)
         measured = f"{failed}/{finished} failed in the last hour ({ratio:.1%})"
-    return CheckResult(
+    return outcome(
         C,
         "failed_ratio",
         status,
         measured,
         value=round(ratio, 4),
         unit="ratio",
-        threshold=level.describe("{:.0%}") + f" (judged from {th.job_failure_min_jobs} jobs)",
-        hint=None
-        if status is Status.OK
-        else "many jobs fail: read the error codes (`schedgen logs pdf-worker`); a new release may parse "
+        threshold=level.describe(UNIT_FORMATS["ratio"]) + f" (judged from {th.job_failure_min_jobs} jobs)",
+        hint="many jobs fail: read the error codes (`schedgen logs pdf-worker`); a new release may parse "
         "badly (`schedgen rollback`)",
     )
+
+
+def _count_and_seconds(
+    conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...] | None = None
+) -> tuple[int, float]:
+    """The (how many, how many seconds) row both job-age queries return; (0, 0.0) when there is none."""
+    row = conn.execute(sql, params).fetchone()
+    return (int(row[0]), float(row[1])) if row else (0, 0.0)
 
 
 def _overdue(conn: psycopg.Connection[Any], ctx: ProbeContext) -> CheckResult:
     th = ctx.thresholds
     timeout = ctx.endpoints.job_timeout_s
-    row = conn.execute(OVERDUE_SQL, (timeout,)).fetchone()
-    count, longest = (int(row[0]), float(row[1])) if row else (0, 0.0)
+    count, longest = _count_and_seconds(conn, OVERDUE_SQL, (timeout,))
     level = Level(th.overdue_jobs_warn, th.overdue_jobs_critical)
-    status = level.judge(count)
-    return CheckResult(
+    return judged(
         C,
         "processing_overdue",
-        status,
+        level,
+        count,
         f"{count} job(s) processing longer than {timeout} s"
         + (f" (longest {longest:.0f} s)" if count else ""),
+        note=f" (job timeout {timeout} s)",
         value=count,
         unit="jobs",
-        threshold=level.describe() + f" (job timeout {timeout} s)",
-        hint=None
-        if status is Status.OK
-        else "jobs outlived the job timeout: their worker died or hangs; the reconciler should fail or "
+        hint="jobs outlived the job timeout: their worker died or hangs; the reconciler should fail or "
         "retry them — check it runs (`schedgen logs pdf-worker`)",
     )
 
@@ -116,21 +119,17 @@ def _overdue(conn: psycopg.Connection[Any], ctx: ProbeContext) -> CheckResult:
 def _oldest_queued(conn: psycopg.Connection[Any], ctx: ProbeContext) -> CheckResult:
     """Age since upload of the oldest job still queued (QueuedJobNotWaitingInRedis measures this)."""
     th = ctx.thresholds
-    row = conn.execute(OLDEST_QUEUED_SQL).fetchone()
-    count, oldest = (int(row[0]), float(row[1])) if row else (0, 0.0)
+    count, oldest = _count_and_seconds(conn, OLDEST_QUEUED_SQL)
     level = Level(th.queue_oldest_job_warn_s, th.queue_oldest_job_critical_s)
-    status = level.judge(oldest)
-    return CheckResult(
+    return judged(
         C,
         "oldest_queued",
-        status,
+        level,
+        oldest,
         f"{count} job(s) queued, the oldest uploaded {oldest:.0f} s ago" if count else "no job queued",
         value=round(oldest, 1),
         unit="s",
-        threshold=level.describe("{:g} s"),
-        hint=None
-        if status is Status.OK
-        else "an upload waits too long: if queue.oldest_waiting is fine, Redis does not hold it (lost, or a "
+        hint="an upload waits too long: if queue.oldest_waiting is fine, Redis does not hold it (lost, or a "
         "restored backup) and the reconciler must re-enqueue it - check it runs (`schedgen logs "
         "pdf-worker`, `schedgen serve reconciler --once`); else workers are down or too few. Waiting jobs "
         "are never purged",

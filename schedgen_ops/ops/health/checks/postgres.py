@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from schedgen_ops.ops.health.endpoints import redact
-from schedgen_ops.ops.health.model import CheckResult, Level, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status, judged
 from schedgen_ops.ops.health.runner import ProbeContext
 
 C = "postgres"
@@ -124,19 +124,16 @@ def _measure(
     conn.execute("SELECT 1").fetchone()
     ms = (time.monotonic() - begin) * 1000
     level = Level(th.postgres_latency_warn_s * 1000, th.postgres_latency_critical_s * 1000)
-    status = level.judge(ms)
     results.append(
-        CheckResult(
+        judged(
             C,
             "latency",
-            status,
+            level,
+            ms,
             f"{ms:.1f} ms",
             value=round(ms, 2),
             unit="ms",
-            threshold=level.describe("{:.0f} ms"),
-            hint=None
-            if status is Status.OK
-            else "Postgres is slow to answer SELECT 1: check CPU, I/O and locks",
+            hint="Postgres is slow to answer SELECT 1: check CPU, I/O and locks",
         )
     )
     row = conn.execute(CONNECTIONS_SQL).fetchone()
@@ -144,36 +141,30 @@ def _measure(
     used, maximum, longest_s, replica = int(row[0]), int(row[1]), float(row[2]), bool(row[3])
     ratio = used / maximum if maximum else 1.0
     level = Level(th.postgres_connections_warn_ratio, th.postgres_connections_critical_ratio)
-    status = level.judge(ratio)
     results.append(
-        CheckResult(
+        judged(
             C,
             "connections",
-            status,
+            level,
+            ratio,
             f"{used}/{maximum} ({ratio:.0%})",
             value=round(ratio, 4),
             unit="ratio",
-            threshold=level.describe("{:.0%}"),
-            hint=None
-            if status is Status.OK
-            else "connection slots are running out: check pool sizes x replicas against max_connections, "
+            hint="connection slots are running out: check pool sizes x replicas against max_connections, "
             "and idle sessions in pg_stat_activity",
         )
     )
     level = Level(th.postgres_transaction_warn_s, th.postgres_transaction_critical_s)
-    status = level.judge(longest_s)
     results.append(
-        CheckResult(
+        judged(
             C,
             "longest_transaction",
-            status,
+            level,
+            longest_s,
             f"{longest_s:.1f} s",
             value=round(longest_s, 2),
             unit="s",
-            threshold=level.describe("{:g} s"),
-            hint=None
-            if status is Status.OK
-            else "a long transaction holds locks and blocks vacuum: find it in pg_stat_activity "
+            hint="a long transaction holds locks and blocks vacuum: find it in pg_stat_activity "
             "(xact_start) and pg_terminate_backend it if stuck",
         )
     )
@@ -192,18 +183,15 @@ def _replication(conn: psycopg.Connection[Any], replica: bool, ctx: ProbeContext
         if row is None or int(row[0]) == 0:
             return []
         lag, label = float(row[1]), f"worst of {int(row[0])} replica(s)"
-    status = level.judge(lag)
     return [
-        CheckResult(
+        judged(
             C,
             "replication_lag",
-            status,
+            level,
+            lag,
             f"{lag:.1f} s ({label})",
             value=round(lag, 2),
             unit="s",
-            threshold=level.describe("{:g} s"),
-            hint=None
-            if status is Status.OK
-            else "a replica falls behind: check its disk/network and pg_stat_replication (stale reads)",
+            hint="a replica falls behind: check its disk/network and pg_stat_replication (stale reads)",
         )
     ]

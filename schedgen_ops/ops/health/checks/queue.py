@@ -13,9 +13,8 @@ from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from schedgen_ops.ops.health.checks.redis_ import client, failure_hint
-from schedgen_ops.ops.health.endpoints import redact
-from schedgen_ops.ops.health.model import CheckResult, Level, Status
+from schedgen_ops.ops.health.checks.redis_ import client, missing_url, unreachable
+from schedgen_ops.ops.health.model import CheckResult, Level, judged, passed
 from schedgen_ops.ops.health.runner import ProbeContext
 
 C = "queue"
@@ -33,22 +32,12 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
     url = ctx.endpoints.redis_url
     th = ctx.thresholds
     if not url:
-        how = ctx.endpoints.notes.get("redis_url", "--redis-url or SCHEDGEN_REDIS_URL")
-        return [CheckResult(C, "backlog", Status.UNKNOWN, "no Redis URL", hint=f"pass {how}")]
+        return missing_url(ctx, C, "backlog")
     conn = client(url, ctx)
     try:
         return _measure(conn, ctx)
     except redis.RedisError as exc:
-        return [
-            CheckResult(
-                C,
-                "backlog",
-                Status.CRITICAL,
-                f"{redact(url)}: {type(exc).__name__}: {exc}"[:200],
-                threshold=f"warn ≥ {th.queue_depth_warn}",
-                hint=failure_hint(exc),
-            )
-        ]
+        return [unreachable(C, "backlog", url, exc, f"warn ≥ {th.queue_depth_warn}")]
     finally:
         conn.close()
 
@@ -72,37 +61,32 @@ def _measure(conn: redis.Redis, ctx: ProbeContext) -> list[CheckResult]:
             if age is not None and (oldest is None or age > oldest[0]):
                 oldest = (age, name)
     total = sum(depths.values())
-    status = depth_level.judge(total)
     per_queue = ", ".join(f"{name} {count}" for name, count in depths.items())
     results.append(
-        CheckResult(
+        judged(
             C,
             "backlog",
-            status,
+            depth_level,
+            total,
             f"{total} waiting ({per_queue})",
+            note=" (all queues)",
             value=total,
             unit="jobs",
-            threshold=depth_level.describe() + " (all queues)",
-            hint=None
-            if status is Status.OK
-            else "jobs are piling up: check queue.workers below, then `schedgen scale pdf-worker=N`",
+            hint="jobs are piling up: check queue.workers below, then `schedgen scale pdf-worker=N`",
         )
     )
     age_level = Level(th.queue_oldest_job_warn_s, th.queue_oldest_job_critical_s)
     age_s = oldest[0] if oldest else 0.0
-    status = age_level.judge(age_s)
     results.append(
-        CheckResult(
+        judged(
             C,
             "oldest_waiting",
-            status,
+            age_level,
+            age_s,
             f"{age_s:.0f} s (queue '{oldest[1]}')" if oldest else "no job waiting",
             value=round(age_s, 1),
             unit="s",
-            threshold=age_level.describe("{:g} s"),
-            hint=None
-            if status is Status.OK
-            else "jobs wait too long: workers are down, stuck or too few; see queue.workers, then "
+            hint="jobs wait too long: workers are down, stuck or too few; see queue.workers, then "
             "`schedgen scale pdf-worker=N`",
         )
     )
@@ -117,17 +101,15 @@ def _workers(conn: redis.Redis, ctx: ProbeContext, now: datetime, waiting: int) 
     count = len(workers)
     ok = count >= th.workers_min
     results = [
-        CheckResult(
+        passed(
             C,
             "workers",
-            Status.OK if ok else Status.CRITICAL,
+            ok,
             f"{count} live ({waiting} job(s) waiting)",
             value=count,
             unit="workers",
             threshold=f"critical < {th.workers_min}",
-            hint=None
-            if ok
-            else "no worker is consuming the queues: start them (`schedgen scale pdf-worker=N` / "
+            hint="no worker is consuming the queues: start them (`schedgen scale pdf-worker=N` / "
             "`schedgen status`) and check `schedgen logs pdf-worker`",
         )
     ]
@@ -135,19 +117,16 @@ def _workers(conn: redis.Redis, ctx: ProbeContext, now: datetime, waiting: int) 
     if ages:
         level = Level(th.worker_heartbeat_warn_s, th.worker_heartbeat_critical_s)
         worst = max(ages)
-        status = level.judge(worst)
         results.append(
-            CheckResult(
+            judged(
                 C,
                 "heartbeat",
-                status,
+                level,
+                worst,
                 f"oldest {worst:.0f} s ago ({count} worker(s))",
                 value=round(worst, 1),
                 unit="s",
-                threshold=level.describe("{:g} s"),
-                hint=None
-                if status is Status.OK
-                else "a worker stopped heartbeating (hung or frozen host): restart it; RQ requeues its job",
+                hint="a worker stopped heartbeating (hung or frozen host): restart it; RQ requeues its job",
             )
         )
     return results

@@ -15,7 +15,7 @@ from redis.retry import Retry
 
 from schedgen_ops.config.health import HealthThresholds
 from schedgen_ops.ops.health.endpoints import redact
-from schedgen_ops.ops.health.model import CheckResult, Level, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status, judged, passed
 from schedgen_ops.ops.health.runner import ProbeContext
 
 C = "redis"
@@ -45,6 +45,20 @@ def failure_hint(exc: redis.RedisError) -> str:
     )
 
 
+def missing_url(ctx: ProbeContext, component: str, name: str) -> list[CheckResult]:
+    """What a Redis probe reports without a Redis URL: unknown, and where the URL comes from."""
+    how = ctx.endpoints.notes.get("redis_url", "--redis-url or SCHEDGEN_REDIS_URL")
+    return [CheckResult(component, name, Status.UNKNOWN, "no Redis URL", hint=f"pass {how}")]
+
+
+def unreachable(component: str, name: str, url: str, exc: redis.RedisError, threshold: str) -> CheckResult:
+    """What a Redis probe reports when Redis fails it: critical, the redacted URL, the error and its hint."""
+    measured = f"{redact(url)}: {type(exc).__name__}: {exc}"[:200]
+    return CheckResult(
+        component, name, Status.CRITICAL, measured, threshold=threshold, hint=failure_hint(exc)
+    )
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -57,24 +71,14 @@ def probe(ctx: ProbeContext) -> list[CheckResult]:
     url = ctx.endpoints.redis_url
     th = ctx.thresholds
     if not url:
-        how = ctx.endpoints.notes.get("redis_url", "--redis-url or SCHEDGEN_REDIS_URL")
-        return [CheckResult(C, "reachable", Status.UNKNOWN, "no Redis URL", hint=f"pass {how}")]
+        return missing_url(ctx, C, "reachable")
     conn = client(url, ctx)
     try:
         begin = time.monotonic()
         try:
             conn.ping()
         except redis.RedisError as exc:
-            return [
-                CheckResult(
-                    C,
-                    "reachable",
-                    Status.CRITICAL,
-                    f"{redact(url)}: {type(exc).__name__}: {exc}"[:200],
-                    threshold="answers PING",
-                    hint=failure_hint(exc),
-                )
-            ]
+            return [unreachable(C, "reachable", url, exc, "answers PING")]
         ms = (time.monotonic() - begin) * 1000
         results = [
             CheckResult(
@@ -118,18 +122,15 @@ def _memory(memory: dict[str, Any], th: HealthThresholds) -> CheckResult:
             hint="set maxmemory for the queue Redis (`schedgen config`)",
         )
     ratio = used / limit
-    status = level.judge(ratio)
-    return CheckResult(
+    return judged(
         C,
         "memory",
-        status,
+        level,
+        ratio,
         f"{_human(used)} of {_human(limit)} {basis} ({ratio:.0%})",
         value=round(ratio, 4),
         unit="ratio",
-        threshold=level.describe("{:.0%}"),
-        hint=None
-        if status is Status.OK
-        else "queue Redis is filling up: with noeviction, writes (enqueues) fail when full; drain the "
+        hint="queue Redis is filling up: with noeviction, writes (enqueues) fail when full; drain the "
         "backlog (more workers) or raise maxmemory",
     )
 
@@ -137,16 +138,14 @@ def _memory(memory: dict[str, Any], th: HealthThresholds) -> CheckResult:
 def _eviction(memory: dict[str, Any]) -> CheckResult:
     policy = str(memory.get("maxmemory_policy", "unknown"))
     ok = policy == "noeviction"
-    return CheckResult(
+    return passed(
         C,
         "eviction_policy",
-        Status.OK if ok else Status.CRITICAL,
+        ok,
         policy,
         value=policy,
         threshold="noeviction",
-        hint=None
-        if ok
-        else "this policy silently evicts queued jobs: `CONFIG SET maxmemory-policy noeviction` now, "
+        hint="this policy silently evicts queued jobs: `CONFIG SET maxmemory-policy noeviction` now, "
         "then fix the rendered redis config and redeploy",
     )
 
@@ -154,16 +153,15 @@ def _eviction(memory: dict[str, Any]) -> CheckResult:
 def _aof(persistence: dict[str, Any]) -> list[CheckResult]:
     enabled = int(persistence.get("aof_enabled", 0)) == 1
     results = [
-        CheckResult(
+        passed(
             C,
             "aof_enabled",
-            Status.OK if enabled else Status.WARN,
+            enabled,
             "yes" if enabled else "no",
             value=enabled,
             threshold="appendonly yes",
-            hint=None
-            if enabled
-            else "without AOF a Redis restart drops queued jobs until the reconciler re-enqueues them: "
+            failing=Status.WARN,
+            hint="without AOF a Redis restart drops queued jobs until the reconciler re-enqueues them: "
             "`CONFIG SET appendonly yes` and fix the rendered config",
         )
     ]
@@ -172,16 +170,14 @@ def _aof(persistence: dict[str, Any]) -> list[CheckResult]:
         rewrite = str(persistence.get("aof_last_bgrewrite_status", "ok"))
         ok = status_text == "ok" and rewrite == "ok"
         results.append(
-            CheckResult(
+            passed(
                 C,
                 "aof_last_write",
-                Status.OK if ok else Status.CRITICAL,
+                ok,
                 f"write {status_text}, rewrite {rewrite}",
                 value=status_text,
                 threshold="ok",
-                hint=None
-                if ok
-                else "Redis cannot write its AOF (disk full or permissions): free disk on the Redis volume; "
+                hint="Redis cannot write its AOF (disk full or permissions): free disk on the Redis volume; "
                 "see the Redis log",
             )
         )

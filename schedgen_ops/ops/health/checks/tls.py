@@ -6,7 +6,7 @@ import socket
 import ssl
 from datetime import UTC, datetime
 
-from schedgen_ops.ops.health.model import CheckResult, Level, Status
+from schedgen_ops.ops.health.model import CheckResult, Level, Status, judged
 from schedgen_ops.ops.health.runner import ProbeContext
 
 C = "tls"
@@ -73,18 +73,16 @@ def expiry(
     expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
     days = (expires - datetime.now(UTC)).total_seconds() / 86400
     level = level or Level(th.tls_expiry_warn_days, th.tls_expiry_critical_days, rising=False)
-    status = level.judge(days)
     return [
-        CheckResult(
+        judged(
             component,
             check,
-            status,
+            level,
+            days,
             f"{days:.1f} days (until {expires:%Y-%m-%d})",
+            note=" left",
             value=round(days, 2),
             unit="days",
-            threshold=level.describe("{:g} days") + " left",
-            hint=None
-            if status is Status.OK
-            else "the certificate is not being renewed: check Traefik's ACME log and port 80 reachability",
+            hint="the certificate is not being renewed: check Traefik's ACME log and port 80 reachability",
         )
     ]
