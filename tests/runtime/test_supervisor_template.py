@@ -63,6 +63,8 @@ def test_supervisord_accepts_the_rendered_config(
     first = config.ports.api + 10000
     assert ports == list(range(first, first + 2 * n))
     assert "--config" in groups["frontdoor"].process_configs[0].command
+    # one Go scheduler thread: cheaper per proxied request at this machine's rates (docs/PERFORMANCE.md)
+    assert groups["frontdoor"].process_configs[0].environment["GOMAXPROCS"] == "1"
     for replica in api:  # SIGTERM to uvicorn only: it drains in-flight requests, its sandbox children stay
         assert replica.stopasgroup is False and replica.killasgroup is True
     metrics = [p.environment["SCHEDGEN_WORKER_METRICS_PORT"] for p in workers]
