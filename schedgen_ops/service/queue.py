@@ -21,6 +21,10 @@ from schedgen_ops.service.settings import ServiceSettings
 
 QUEUE_NAMES = ("high", "default", "low")
 TASK = "schedgen_ops.service.tasks.process_job"
+#: Seconds RQ keeps a finished job's hash (the ledger keeps the result). Not 0: RQ deletes a job kept for 0 s
+#: by looking up its registries and executions again, 7 more round trips per job than letting the hash
+#: expire (docs/PERFORMANCE.md, issue 17). `queue_audit` treats a ``finished`` hash like a missing one.
+RESULT_TTL_S = 60
 
 
 def redis_client(settings: ServiceSettings, *, timeout_s: float = 5.0) -> Redis:
@@ -49,7 +53,7 @@ def _job_data(settings: ServiceSettings, job_id: str) -> EnqueueData:
         job_id=job_id,
         timeout=settings.job_timeout_s,
         retry=retry,
-        result_ttl=0,  # the ledger keeps results; Redis need not
+        result_ttl=RESULT_TTL_S,
         failure_ttl=settings.failed_ttl_s,
         description=f"parse {job_id}",
     )

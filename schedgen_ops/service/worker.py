@@ -1,9 +1,10 @@
 """Worker processes: `run_worker_process` is one RQ worker; `supervise` keeps N of them running.
 
-Each process is an RQ `SimpleWorker` (jobs run in the process, so the DB pool and the parser sandbox
-child stay warm; one metrics file per process) that exits after ``worker_max_jobs`` jobs as a leak guard; the
-supervisor restarts it. The supervisor also runs the reconciler loop and serves the replica's /metrics,
-aggregated over all its processes.
+Each process is an RQ worker (`rq_worker.LeanWorker`: a `SimpleWorker` without RQ's repeated per-job
+heartbeats; jobs run in the process, so the DB pool and the parser sandbox child stay warm; one metrics
+file per process) that exits after ``worker_max_jobs`` jobs as a leak guard; the supervisor restarts it.
+The supervisor also runs the reconciler loop and serves the replica's /metrics, aggregated over all its
+processes.
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ log = logging.getLogger("schedgen.worker")
 
 def run_worker_process(*, burst: bool) -> int:
     """Run one RQ worker in this process until max jobs, burst end or SIGTERM (warm shutdown)."""
-    from rq import SimpleWorker
-
     from schedgen_ops.service import db, tasks
     from schedgen_ops.service.config import load_settings
     from schedgen_ops.service.context import ServiceContext
     from schedgen_ops.service.logs import setup_logging
     from schedgen_ops.service.metrics import WORKER_PROCESSES, process_exited, start_memory_updates
     from schedgen_ops.service.queue import queues
+    from schedgen_ops.service.rq_worker import LeanWorker
 
     settings = load_settings()
     setup_logging(settings.log_level, "worker")
@@ -46,7 +46,7 @@ def run_worker_process(*, burst: bool) -> int:
     WORKER_PROCESSES.inc()
     memory_updates = start_memory_updates("worker")
     name = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-    worker = SimpleWorker(queues(ctx.redis), connection=ctx.redis, name=name)
+    worker = LeanWorker(queues(ctx.redis), connection=ctx.redis, name=name)
     try:
         worker.work(
             burst=burst,

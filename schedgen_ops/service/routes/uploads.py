@@ -67,17 +67,21 @@ async def upload(request: Request, state: State) -> UploadAccepted:
         received = await read_upload(
             request.headers.get("content-type", ""), request.stream(), max_bytes=cfg.upload_max_bytes
         )
-        pages = await run_in_threadpool(_quick_check, bytes(received.data), cfg)
+        priority = received.fields.get("priority", "default")
+        if priority not in ledger.PRIORITIES or not is_ops(cfg, request):
+            priority = "default"
+        # One thread hop for the blocking part: the check, then (when it passes) storage, ledger, queue.
+        job_id = await run_in_threadpool(
+            _check_and_accept,
+            state.ctx,
+            bytes(received.data),
+            received.filename,
+            priority,
+            client_id_var.get() or "unknown",
+        )
     except UploadRejected as exc:
         metrics.UPLOADS.labels(exc.code).inc()
         raise ApiError(exc.status, exc.code, exc.message) from None
-    data = bytes(received.data)
-    priority = received.fields.get("priority", "default")
-    if priority not in ledger.PRIORITIES or not is_ops(cfg, request):
-        priority = "default"
-    job_id = await run_in_threadpool(
-        _accept, state.ctx, data, received.filename, pages, priority, client_id_var.get() or "unknown"
-    )
     metrics.UPLOADS.labels("accepted").inc()
     base = f"/api/jobs/{job_id}"
     return UploadAccepted(
@@ -122,6 +126,13 @@ def _quick_check(data: bytes, settings: ServiceSettings) -> int:
         )
         raise UploadRejected(run.error.http_status, run.error.code, run.error.message) from None
     return run.result()
+
+
+def _check_and_accept(
+    ctx: ServiceContext, data: bytes, filename: str | None, priority: str, client_id: str
+) -> str:
+    """The pre-accept check (raises `UploadRejected`), then `_accept`; runs on a worker thread."""
+    return _accept(ctx, data, filename, _quick_check(data, ctx.settings), priority, client_id)
 
 
 def _accept(
