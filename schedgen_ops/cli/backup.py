@@ -14,12 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 from schedgen_ops.cli import pitr as cli_pitr
+from schedgen_ops.cli.backup_request import set_request
 from schedgen_ops.cli.state import OPTIONS
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup import ledger
 from schedgen_ops.ops.backup.catalog import list_backups
 from schedgen_ops.ops.backup.context import BackupContext, resolve_context
-from schedgen_ops.ops.backup.create import BackupRequest, create_backup
+from schedgen_ops.ops.backup.create import create_backup
 from schedgen_ops.ops.backup.progress import Reporter, human_bytes
 from schedgen_ops.ops.backup.prune import prune_backups
 from schedgen_ops.ops.backup.remote import pull_backup, push_backup
@@ -136,17 +137,13 @@ def backup(
         return
     with notify_on_failure("backup", webhook, directory):
         ctx_ = context(directory, target, database_url, redis_url, storage_url)
-        request = BackupRequest(
-            target=ctx_.target(),
-            directory=ctx_.directory,
-            project_dir=ctx_.project,
-            profile=ctx_.profile,
-            storage_url=ctx_.storage_url or None,
-            s3=ctx_.s3,
+        request = set_request(
+            ctx_,
+            ctx_.target(),
+            signing_key(ctx_),
+            with_uploads=True,
             include_secrets=include_secrets,
             reason=os.environ.get("SCHEDGEN_BACKUP_REASON", "manual"),
-            key=signing_key(ctx_),
-            project_name=ctx_.project_name,
         )
         manifest = create_backup(request, Reporter(quiet=as_json))
         pitr_site = cli_pitr.site(ctx_)

@@ -14,6 +14,8 @@ from schedgen_ops.ops.backup.pgbackrest import PitrSite
 
 if TYPE_CHECKING:
     from schedgen_ops.ops.backup.create import BackupRequest
+    from schedgen_ops.ops.backup.signing import SigningKey
+    from schedgen_ops.ops.backup.targets import Target
     from schedgen_ops.runtime.operations import Ops
 
 _out = Console(highlight=False, soft_wrap=True)
@@ -25,9 +27,9 @@ def site(ctx_: BackupContext, *, required: bool = False) -> PitrSite | None:
     otherwise: Kubernetes archives through CloudNativePG)."""
     config = ctx_.config
     enabled = bool(config is not None and config.backup.pitr.enabled)
-    if enabled and ctx_.target_name == "local":
+    if enabled and config is not None and ctx_.target_name == "local":
         return PitrSite.for_project(ctx_.project, config)
-    if enabled and ctx_.target_name == "compose":
+    if enabled and config is not None and ctx_.target_name == "compose":
         from schedgen_ops.ops.backup.pitr_compose import ComposePitrSite
         from schedgen_ops.runtime.runner import Runner
 
@@ -149,37 +151,28 @@ def restore_compose(
         target=recovery,
         base=base,
         safety_request=None if no_safety_backup else safety_request(ctx_, db_target, key),
-        database=str(getattr(ctx_.config.postgres, "database", None) or "schedgen"),
+        database=(ctx_.config.postgres.database if ctx_.config else "") or "schedgen",
     )
     report = restore_to_compose(request, Reporter(quiet=as_json))
     if not as_json:
-        _out.print(f"restored the compose postgres to {report.target} ({report.mode_reason})", markup=False)
-        _out.print(
-            f"  {report.verification}; safety backup: {report.safety_backup_id or 'skipped'}", markup=False
-        )
-        _out.print(f"  {report.rows_total} rows in {len(report.tables)} tables", markup=False)
-        _out.print(f"  previous data directory: {report.previous_database}", markup=False)
-        _out.print(f"  writers restarted: {', '.join(report.restarted) or 'none'}", markup=False)
-        _out.print(f"  archiving after the restore: {report.archive_check}", markup=False)
-        _out.print(
-            f"  took {report.duration_s:.1f}s (restore and recovery {report.postgres_restore_s:.1f}s)",
-            markup=False,
+        from schedgen_ops.cli.restore_view import outcome, say, took
+
+        say(
+            f"restored the compose postgres to {report.target} ({report.mode_reason})",
+            *outcome(report),
+            f"  previous data directory: {report.previous_database}",
+            f"  writers restarted: {', '.join(report.restarted) or 'none'}",
+            f"  archiving after the restore: {report.archive_check}",
+            took(report, "restore and recovery"),
         )
     return report.to_json()
 
 
-def safety_request(ctx_: BackupContext, db_target: Any, key: Any) -> BackupRequest:
+def safety_request(ctx_: BackupContext, db_target: Target, key: SigningKey) -> BackupRequest:
     """The pg_dump safety set a point-in-time restore takes of the current state first."""
-    from schedgen_ops.ops.backup.create import BackupRequest
+    from schedgen_ops.cli.backup_request import set_request
 
-    return BackupRequest(
-        target=db_target,
-        directory=ctx_.directory,
-        project_dir=ctx_.project,
-        profile=ctx_.profile,
-        key=key,
-        project_name=ctx_.project_name,
-    )
+    return set_request(ctx_, db_target, key, with_uploads=False)
 
 
 def enable_after_deploy(

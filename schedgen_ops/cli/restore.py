@@ -20,15 +20,15 @@ from schedgen_ops.cli.backup import (
     emit,
     signing_key,
 )
+from schedgen_ops.cli.backup_request import set_request
+from schedgen_ops.cli.restore_view import health_after, outcome, say, took
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.context import BackupContext
-from schedgen_ops.ops.backup.create import BackupRequest
 from schedgen_ops.ops.backup.progress import Reporter
 from schedgen_ops.ops.backup.restore import RestoreRequest, restore_backup
 from schedgen_ops.ops.backup.targets import LocalTarget
 from schedgen_ops.ops.health.after_restore import health_after_restore
 
-_out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -114,16 +114,7 @@ def restore(
         with_uploads=with_uploads,
         s3=ctx_.s3,
         safety_backup=not no_safety_backup,
-        safety_request=BackupRequest(
-            target=db_target,
-            directory=ctx_.directory,
-            project_dir=ctx_.project,
-            profile=ctx_.profile,
-            storage_url=ctx_.storage_url or None,
-            s3=ctx_.s3,
-            key=key,
-            project_name=ctx_.project_name,
-        ),
+        safety_request=set_request(ctx_, db_target, key, with_uploads=True),
         deep_verify=deep,
         allow_unsigned=allow_unsigned,
         force=force,
@@ -137,39 +128,28 @@ def restore(
         _err.print(f"warning: {report.ledger_warning}", markup=False)
 
     def human() -> None:
-        _out.print(
+        say(
             f"restored backup {report.backup_id} into {report.database} "
             f"({report.mode}: {report.mode_reason})",
-            markup=False,
+            *(f"  --force: the set is of another {difference}" for difference in report.forced),
+            *outcome(report),
         )
-        for difference in report.forced:
-            _out.print(f"  --force: the set is of another {difference}", markup=False)
-        _out.print(
-            f"  {report.verification}; safety backup: {report.safety_backup_id or 'skipped'}", markup=False
-        )
-        _out.print(f"  {report.rows_total} rows in {len(report.tables)} tables", markup=False)
         if report.previous_database:
-            _out.print(f"  previous database kept as {report.previous_database}", markup=False)
+            say(f"  previous database kept as {report.previous_database}")
         if report.redis_keys is not None:
-            _out.print(f"  redis: {report.redis_keys} keys", markup=False)
+            say(f"  redis: {report.redis_keys} keys")
         if report.upload_objects is not None:
-            _out.print(f"  uploads: {report.upload_objects} objects", markup=False)
-        _out.print(
-            f"  writers stopped: {', '.join(report.stopped) or 'none under our control'}", markup=False
+            say(f"  uploads: {report.upload_objects} objects")
+        say(
+            f"  writers stopped: {', '.join(report.stopped) or 'none under our control'}",
+            f"  writers restarted: {', '.join(report.restarted) or 'none'}",
+            *(
+                f"  check {check['name']}: {'ok' if check['ok'] else 'FAILED'} {check['detail']}"
+                for check in report.checks
+            ),
+            took(report, "postgres"),
+            *health_after(report.health, problems=True),
         )
-        _out.print(f"  writers restarted: {', '.join(report.restarted) or 'none'}", markup=False)
-        for check in report.checks:
-            _out.print(
-                f"  check {check['name']}: {'ok' if check['ok'] else 'FAILED'} {check['detail']}",
-                markup=False,
-            )
-        _out.print(
-            f"  took {report.duration_s:.1f}s (postgres {report.postgres_restore_s:.1f}s)", markup=False
-        )
-        if report.health is not None:
-            _out.print(f"  health after the restore: {report.health['verdict']}", markup=False)
-            for problem in report.health["problems"]:
-                _out.print(f"    {problem}", markup=False)
 
     emit(as_json, report.to_json(), human)
 
@@ -208,7 +188,7 @@ def _restore_to(
         if as_json:
             emit(True, document, lambda: None)
         elif document.get("health"):
-            _out.print(f"  health after the restore: {document['health']['verdict']}", markup=False)
+            say(*health_after(document["health"]))
         return
     recovery = RecoveryTarget.parse(to)
     site = cli_pitr.site(ctx_, required=True)
@@ -249,21 +229,16 @@ def _restore_to(
         report.health = _health_after(ctx_)
 
     def human() -> None:
-        _out.print(f"restored the local Postgres to {report.target} ({report.mode_reason})", markup=False)
-        _out.print(
-            f"  {report.verification}; safety backup: {report.safety_backup_id or 'skipped'}", markup=False
-        )
-        _out.print(f"  {report.rows_total} rows in {len(report.tables)} tables", markup=False)
+        say(f"restored the local Postgres to {report.target} ({report.mode_reason})", *outcome(report))
         if report.previous_database:
-            _out.print(f"  previous data directory kept as {report.previous_database}", markup=False)
+            say(f"  previous data directory kept as {report.previous_database}")
         if request.postgres is None:
-            _out.print("  the local runtime is down: start it with `schedgen up`", markup=False)
-        _out.print(f"  writers restarted: {', '.join(report.restarted) or 'none'}", markup=False)
-        _out.print(f"  archiving after the restore: {report.archive_check}", markup=False)
-        _out.print(
-            f"  took {report.duration_s:.1f}s (recovery {report.postgres_restore_s:.1f}s)", markup=False
+            say("  the local runtime is down: start it with `schedgen up`")
+        say(
+            f"  writers restarted: {', '.join(report.restarted) or 'none'}",
+            f"  archiving after the restore: {report.archive_check}",
+            took(report, "recovery"),
+            *health_after(report.health),
         )
-        if report.health is not None:
-            _out.print(f"  health after the restore: {report.health['verdict']}", markup=False)
 
     emit(as_json, report.to_json(), human)

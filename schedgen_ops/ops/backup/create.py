@@ -42,7 +42,7 @@ from schedgen_ops.ops.backup.redis_snapshot import check_rdb
 from schedgen_ops.ops.backup.signing import SigningKey, sign
 from schedgen_ops.ops.backup.sources import S3Settings, archive_config, archive_uploads, tar_contents
 from schedgen_ops.ops.backup.streaming import file_digest, stream_to_file
-from schedgen_ops.ops.backup.targets import Target
+from schedgen_ops.ops.backup.targets import Command, Target
 from schedgen_ops.ops.backup.tools import archive_tools, major_of
 
 PARTIAL_SUFFIX = ".partial"
@@ -142,6 +142,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _capture(
+    reporter: Reporter, step: str, command: Command, work: Path, name: str, kind: str, what: str
+) -> FileEntry:
+    """``command``'s output as the set's file ``name``, checksummed as it streams in."""
+    with reporter.step(step) as advance:
+        digest = stream_to_file(command.argv, work / name, what=what, env=command.env, progress=advance)
+    return FileEntry(path=name, kind=kind, size=digest.size, sha256=digest.sha256)
+
+
 def _fill(request: BackupRequest, manifest: Manifest, work: Path, reporter: Reporter) -> None:
     target = request.target
     version_num, version = target.postgres_version()
@@ -150,24 +159,17 @@ def _fill(request: BackupRequest, manifest: Manifest, work: Path, reporter: Repo
     reporter.note(f"backup {manifest.id}: {target.name} target, Postgres {version} -> {work.parent}")
 
     dump = work / POSTGRES_DUMP
-    command = target.pg_dump()
-    with reporter.step("postgres: pg_dump -Fc") as advance:
-        digest = stream_to_file(command.argv, dump, what="pg_dump", env=command.env, progress=advance)
     manifest.files.append(
-        FileEntry(path=POSTGRES_DUMP, kind="postgres", size=digest.size, sha256=digest.sha256)
-    )
-
-    command = target.pg_dumpall_globals(role_passwords=request.include_secrets)
-    with reporter.step("postgres: pg_dumpall --globals-only") as advance:
-        digest = stream_to_file(
-            command.argv,
-            work / POSTGRES_GLOBALS,
-            what="pg_dumpall --globals-only",
-            env=command.env,
-            progress=advance,
+        _capture(
+            reporter, "postgres: pg_dump -Fc", target.pg_dump(), work, POSTGRES_DUMP, "postgres", "pg_dump"
         )
+    )
+    globals_command = target.pg_dumpall_globals(role_passwords=request.include_secrets)
+    what = "pg_dumpall --globals-only"
     manifest.files.append(
-        FileEntry(path=POSTGRES_GLOBALS, kind="postgres-globals", size=digest.size, sha256=digest.sha256)
+        _capture(
+            reporter, f"postgres: {what}", globals_command, work, POSTGRES_GLOBALS, "postgres-globals", what
+        )
     )
 
     tools = archive_tools(major_of(pg_dump_version))
@@ -184,15 +186,10 @@ def _fill(request: BackupRequest, manifest: Manifest, work: Path, reporter: Repo
     rdb_command = target.redis_rdb()
     if rdb_command is not None:
         redis_version = target.redis_version()
-        with reporter.step("redis: snapshot (redis-cli --rdb)") as advance:
-            digest = stream_to_file(
-                rdb_command.argv,
-                work / REDIS_RDB,
-                what="redis-cli --rdb",
-                env=rdb_command.env,
-                progress=advance,
-            )
-        manifest.files.append(FileEntry(path=REDIS_RDB, kind="redis", size=digest.size, sha256=digest.sha256))
+        what = "redis-cli --rdb"
+        manifest.files.append(
+            _capture(reporter, f"redis: snapshot ({what})", rdb_command, work, REDIS_RDB, "redis", what)
+        )
         manifest.redis = RedisInfo(server_version=redis_version, keys=check_rdb(work / REDIS_RDB))
         if target.name == "local":  # elsewhere redis-cli runs inside the container
             manifest.tools["redis-cli"] = _redis_cli_version()

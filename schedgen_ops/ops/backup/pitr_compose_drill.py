@@ -17,7 +17,7 @@ from schedgen_ops.ops.backup.manifest import utcnow
 from schedgen_ops.ops.backup.pitr_compose import ComposePitrSite, in_fresh_dir, pgbackrest_argv, remove_dir
 from schedgen_ops.ops.backup.pitr_compose_restore import restore_options
 from schedgen_ops.ops.backup.pitr_drill import DrillResult
-from schedgen_ops.ops.backup.pitr_restore import _TABLES_SQL
+from schedgen_ops.ops.backup.pitr_flow import TABLES_SQL
 from schedgen_ops.ops.backup.pitr_scratch import RecoveryTarget
 
 #: The scratch server's port on its own unix socket (nothing else listens in a one-off container).
@@ -53,7 +53,7 @@ done
 
 
 def drill_script(max_connections: int) -> str:
-    return _SCRIPT % {"port": SCRATCH_PORT, "max": max_connections, "tables": _TABLES_SQL}
+    return _SCRIPT % {"port": SCRATCH_PORT, "max": max_connections, "tables": TABLES_SQL}
 
 
 def drill(site: ComposePitrSite, database: str, target: RecoveryTarget | None = None) -> DrillResult:

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 
 from schedgen_ops.errors import SchedgenError
+from schedgen_ops.ops.backup import pitr_flow as flow
 from schedgen_ops.ops.backup.create import BackupRequest
-from schedgen_ops.ops.backup.lock import backup_lock
 from schedgen_ops.ops.backup.manifest import utcnow
 from schedgen_ops.ops.backup.pitr_compose import (
     SERVICE,
@@ -31,15 +31,10 @@ from schedgen_ops.ops.backup.pitr_compose import (
     remove_dir,
     swap_dirs,
 )
-from schedgen_ops.ops.backup.pitr_restore import (
-    _TABLES_SQL,
-    PitrRestoreReport,
-    take_safety_set,
-    verified_report,
-)
+from schedgen_ops.ops.backup.pitr_flow import TABLES_SQL, PitrRestoreReport
 from schedgen_ops.ops.backup.pitr_scratch import RecoveryTarget
 from schedgen_ops.ops.backup.progress import Reporter
-from schedgen_ops.ops.backup.restore import RestoreFailed, RestoreRequest, _InDoubt, _with_writers_stopped
+from schedgen_ops.ops.backup.restore import RestoreRequest, _InDoubt
 from schedgen_ops.ops.backup.writers import compose_stop_argv
 from schedgen_ops.render.pitr import CONTAINER_CONF
 from schedgen_ops.runtime import argv as A
@@ -67,9 +62,7 @@ def restore_options(stanza_name: str, dest: str, target: RecoveryTarget, *, reco
 
 
 def restore_to_compose(request: ComposeRestoreRequest, reporter: Reporter | None = None) -> PitrRestoreReport:
-    reporter = reporter or Reporter(quiet=True)
-    with backup_lock(request.base.directory, "restore"):
-        return _restore_locked(request, reporter)
+    return flow.under_restore_lock(request.base.directory, reporter, lambda r: _restore_locked(request, r))
 
 
 def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrRestoreReport:
@@ -77,7 +70,7 @@ def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrR
     site = request.site
     live_before = site.running()
     site.offline = not live_before
-    report = verified_report(
+    report = flow.verified_report(
         site,
         request.target,
         request.database,
@@ -109,22 +102,10 @@ def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrR
             )
     except SchedgenError as exc:
         _remove(site, incoming)
-        raise RestoreFailed(
-            f"restoring to {request.target.describe()} failed: {exc.message}. The live data directory "
-            "was not touched and the writers were not stopped",
-            code="restore_failed",
-            hint=exc.hint or "fix the cause and restore again",
-            report=report,
-        ) from exc
+        raise flow.not_recovered("restoring", request.target, exc, report) from exc
     report.postgres_restore_s = round(time.monotonic() - clock, 3)
 
-    swapped = False
-
-    def window() -> None:
-        nonlocal swapped
-        if request.safety_request is not None:  # with the writers stopped: nothing lands after it
-            take_safety_set(request.safety_request, request.target, report, reporter)
-        report.mark("swap")
+    def move_in() -> None:
         try:
             site.exec(compose_stop_argv(site.project, [SERVICE]), what="stopping postgres", timeout_s=300)
             site.exec(
@@ -137,10 +118,11 @@ def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrR
             # writers can restart on the data they had; if even that fails, leave them stopped.
             _start_again_or_in_doubt(site, exc.message, live, previous)
             raise
-        swapped = True
         report.previous_database = f"{previous} (postgres volume, when there was live data)"
         report.data_dir = live
         site.offline = False
+
+    def start() -> None:
         try:
             site.exec(A.compose_up_no_deps(site.project, [SERVICE]), what="starting postgres", timeout_s=300)
             clock = time.monotonic()
@@ -155,27 +137,11 @@ def _restore_locked(request: ComposeRestoreRequest, reporter: Reporter) -> PitrR
                 hint="see `schedgen logs postgres`; to undo, stop postgres and move the old directory back",
             ) from exc
 
-    try:
-        _with_writers_stopped(request.base, report, window)
-    finally:
-        if not swapped:  # a failure before the swap (or an interrupt): the restored copy is not needed
-            _remove(site, incoming)
-    report.rows_total = sum(report.recovered_rows.values())
-    report.tables = dict(report.recovered_rows)
-    report.checks.append(
-        {
-            "name": "recovered database answers",
-            "ok": any(t.rpartition(".")[2] == "jobs" for t in report.recovered_rows),
-            "detail": f"{report.rows_total} rows in {len(report.recovered_rows)} tables",
-        }
+    flow.swap_with_writers_stopped(
+        request, report, reporter, move_in=move_in, start=start, discard=lambda: _remove(site, incoming)
     )
-    try:
-        site.run("check", what="checking that the restored server archives", timeout_s=180)
-        report.archive_check = "ok"
-    except SchedgenError as exc:
-        report.archive_check = exc.one_line()
-    report.duration_s = round(time.monotonic() - started, 3)
-    return report
+    report.checks.append(flow.recovered_check(report))
+    return flow.finish(report, site, check_timeout_s=180, started=started)
 
 
 def _start_again_or_in_doubt(site: ComposePitrSite, what: str, live: str, previous: str) -> None:
@@ -217,7 +183,7 @@ def _counts(site: ComposePitrSite, database: str) -> dict[str, int]:
     """Rows of every table of ``database`` in the recovered server."""
     tables = [
         line.split("|", 1)
-        for line in site.psql(_TABLES_SQL, database=database).strip().splitlines()  # psql -A: a|b
+        for line in site.psql(TABLES_SQL, database=database).strip().splitlines()  # psql -A: a|b
         if "|" in line
     ]
     if not tables:

@@ -2,9 +2,9 @@
 
 Order: check the target against the recoverable window and `pgbackrest verify` the repository ->
 restore and recover into a scratch data directory beside the live one (the service keeps running) and
-check it -> a pg_dump safety set of the current state -> with the writers stopped (restore.py's
-`_with_writers_stopped`): stop Postgres, keep the live directory as ``postgres.before-<time>``, move
-the recovered one in, start Postgres -> start the writers.
+check it -> a pg_dump safety set of the current state -> with the writers stopped (the swap window of
+pitr_flow.py, which the compose restore shares): stop Postgres, keep the live directory as
+``postgres.before-<time>``, move the recovered one in, start Postgres -> start the writers.
 
 A failure before the move leaves the live data and the writers as they were. A failure after it (the
 recovered directory does not start) leaves the writers stopped and says where both directories are.
@@ -12,19 +12,26 @@ recovered directory does not start) leaves the writers stopped and says where bo
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup import pitr
-from schedgen_ops.ops.backup.create import BackupRequest, _create_locked
-from schedgen_ops.ops.backup.lock import backup_lock
+from schedgen_ops.ops.backup.create import BackupRequest
 from schedgen_ops.ops.backup.manifest import utcnow
 from schedgen_ops.ops.backup.pgbackrest import PitrSite
+from schedgen_ops.ops.backup.pitr_flow import (
+    TABLES_SQL,
+    PitrRestoreReport,
+    finish,
+    not_recovered,
+    recovered_check,
+    swap_with_writers_stopped,
+    under_restore_lock,
+    verified_report,
+)
 from schedgen_ops.ops.backup.pitr_scratch import (
     RecoveryTarget,
     finish_recovery_files,
@@ -33,24 +40,8 @@ from schedgen_ops.ops.backup.pitr_scratch import (
     restore_files,
 )
 from schedgen_ops.ops.backup.progress import Reporter
-from schedgen_ops.ops.backup.restore import (
-    RestoreFailed,
-    RestoreReport,
-    RestoreRequest,
-    _InDoubt,
-    _with_writers_stopped,
-)
+from schedgen_ops.ops.backup.restore import RestoreRequest, _InDoubt
 from schedgen_ops.ops.backup.writers import SupervisorWriters, Writers
-
-
-@dataclass
-class PitrRestoreReport(RestoreReport):
-    target: str = ""
-    window: dict[str, Any] = field(default_factory=dict)
-    recovered_rows: dict[str, int] = field(default_factory=dict)
-    data_dir: str = ""
-    history_queued: list[str] = field(default_factory=list)
-    archive_check: str = ""
 
 
 @dataclass
@@ -65,9 +56,7 @@ class PitrRestoreRequest:
 
 
 def restore_to(request: PitrRestoreRequest, reporter: Reporter | None = None) -> PitrRestoreReport:
-    reporter = reporter or Reporter(quiet=True)
-    with backup_lock(request.base.directory, "restore"):
-        return _restore_locked(request, reporter)
+    return under_restore_lock(request.base.directory, reporter, lambda r: _restore_locked(request, r))
 
 
 def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRestoreReport:
@@ -98,30 +87,13 @@ def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRest
         report.history_queued = finish_recovery_files(incoming)
     except SchedgenError as exc:
         remove_tree(incoming, keep_log=True)
-        raise RestoreFailed(
-            f"recovering to {request.target.describe()} failed: {exc.message}. The live data directory "
-            "was not touched and the writers were not stopped",
-            code="restore_failed",
-            hint=exc.hint or "fix the cause and restore again",
-            report=report,
-        ) from exc
+        raise not_recovered("recovering", request.target, exc, report) from exc
     report.postgres_restore_s = round(time.monotonic() - clock, 3)
-    report.checks.append(
-        {
-            "name": "recovered database answers",
-            "ok": any(t.rpartition(".")[2] == "jobs" for t in report.recovered_rows),
-            "detail": f"{sum(report.recovered_rows.values())} rows in {len(report.recovered_rows)} tables",
-        }
-    )
+    report.checks.append(recovered_check(report))
 
     previous = live.parent / f"{live.name}.before-{stamp}"
-    swapped = False
 
-    def window() -> None:
-        nonlocal swapped
-        if request.safety_request is not None:  # with the writers stopped: nothing lands after it
-            take_safety_set(request.safety_request, request.target, report, reporter)
-        report.mark("swap")
+    def move_in() -> None:
         _stop_postgres(request)
         try:
             _swap_in(live, incoming, previous)
@@ -133,10 +105,11 @@ def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRest
                 code="restore_failed",
                 hint=f"check the permissions and free space of {live.parent}, then restore again",
             ) from exc
-        swapped = True
         if previous.exists():
             report.previous_database = str(previous)
         report.data_dir = str(live)
+
+    def start() -> None:
         try:
             _start_postgres(request)
         except SchedgenError as exc:
@@ -147,94 +120,10 @@ def _restore_locked(request: PitrRestoreRequest, reporter: Reporter) -> PitrRest
                 hint="see .schedgen/logs/postgres.log; move the old directory back to undo",
             ) from exc
 
-    try:
-        _with_writers_stopped(request.base, report, window)
-    finally:
-        if not swapped:  # a failure before the swap (or an interrupt): the recovered copy is not needed
-            remove_tree(incoming)
-    report.rows_total = sum(report.recovered_rows.values())
-    report.tables = dict(report.recovered_rows)
-    try:
-        site.run("check", what="checking that the restored server archives", timeout_s=120)
-        report.archive_check = "ok"
-    except SchedgenError as exc:
-        report.archive_check = exc.one_line()
-    report.duration_s = round(time.monotonic() - started, 3)
-    return report
-
-
-def verified_report(
-    site: PitrSite,
-    target: RecoveryTarget,
-    database: str,
-    mode_reason: str,
-    last_archived: dt.datetime | None,
-    reporter: Reporter,
-) -> PitrRestoreReport:
-    """Every runtime's first step: the report, the target checked against the window, the repository
-    verified. Raises before anything is touched."""
-    report = PitrRestoreReport(backup_id=f"pitr:{target.describe()}", target=target.describe())
-    report.database = database
-    report.mode, report.mode_reason = "swap", mode_reason
-    report.mark("verify")
-    win = pitr.window(site, last_archived=last_archived)
-    report.window = win.to_json()
-    _check_target(target, win)
-    with reporter.step("verify: pgbackrest verify"):
-        pitr.verify_repository(site)
-    report.verification = "pgbackrest verify passed; target inside the recoverable window"
-    return report
-
-
-def take_safety_set(
-    request: BackupRequest,
-    target: RecoveryTarget,
-    report: PitrRestoreReport,
-    reporter: Reporter,
-) -> None:
-    """A pg_dump set of the current state before it is replaced (with the writers stopped); on failure
-    nothing is restored (the caller removes the restored copy: it was never swapped in)."""
-    report.mark("safety backup")
-    request.reason = f"pre-restore to {target.describe()}"
-    try:
-        report.safety_backup_id = _create_locked(request, reporter).id
-    except SchedgenError as exc:
-        raise SchedgenError(
-            f"the safety backup of the current state failed, nothing was restored: {exc.message}",
-            code="safety_backup_failed",
-            hint="fix the cause, or pass --no-safety-backup if the current data is known to be lost",
-        ) from exc
-
-
-def _check_target(target: RecoveryTarget, win: pitr.Window) -> None:
-    if not win.backups or win.earliest is None:
-        raise SchedgenError(
-            f"the pgBackRest repository of stanza {win.stanza} holds no backup ({win.status})",
-            code="pitr_no_backup",
-            hint="run `schedgen backup pitr-enable` (it takes the first full backup)",
-        )
-    if target.time is None:
-        return
-    earliest = dt.datetime.fromisoformat(win.earliest.replace("Z", "+00:00"))
-    if target.time < earliest:
-        raise SchedgenError(
-            f"{target.describe()} is before the recoverable window, which starts at {win.earliest}",
-            code="pitr_target_outside_window",
-            hint="pick a later time (`schedgen backup list` shows the window), or restore a pg_dump set",
-        )
-    if target.time > dt.datetime.now(dt.UTC):
-        raise SchedgenError(
-            f"{target.describe()} is in the future",
-            code="pitr_target_outside_window",
-            hint="use --to latest to recover everything archived",
-        )
-
-
-_TABLES_SQL = (
-    "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-    "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"
-)
+    swap_with_writers_stopped(
+        request, report, reporter, move_in=move_in, start=start, discard=lambda: remove_tree(incoming)
+    )
+    return finish(report, site, check_timeout_s=120, started=started)
 
 
 def _counts(url: str) -> dict[str, int]:
@@ -244,7 +133,7 @@ def _counts(url: str) -> dict[str, int]:
     counts = {}
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
-            tables = conn.execute(_TABLES_SQL).fetchall()
+            tables = conn.execute(TABLES_SQL).fetchall()
             for schema, name in tables:
                 row = conn.execute(
                     sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name))

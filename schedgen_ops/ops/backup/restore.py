@@ -152,19 +152,10 @@ def _restore_locked(request: RestoreRequest, reporter: Reporter) -> RestoreRepor
     assert manifest is not None and manifest.postgres is not None  # verification checked both
 
     if request.safety_backup:
-        report.mark("safety backup")
         safety = request.safety_request or BackupRequest(
             target=request.target, directory=request.directory, key=request.key
         )
-        safety.reason = f"pre-restore of {entry.id}"
-        try:
-            report.safety_backup_id = _create_locked(safety, reporter).id
-        except SchedgenError as exc:
-            raise SchedgenError(
-                f"the safety backup of the current state failed, nothing was restored: {exc.message}",
-                code="safety_backup_failed",
-                hint="fix the cause, or pass --no-safety-backup if the current data is known to be lost",
-            ) from exc
+        take_safety_set(safety, f"pre-restore of {entry.id}", report, reporter)
 
     if report.mode == "swap":
         _swap_restore(request, entry.path, manifest, report, reporter)
@@ -186,6 +177,21 @@ def _restore_locked(request: RestoreRequest, reporter: Reporter) -> RestoreRepor
             report=report,
         )
     return report
+
+
+def take_safety_set(request: BackupRequest, reason: str, report: RestoreReport, reporter: Reporter) -> None:
+    """A pg_dump set of the current state before a restore replaces it (every kind of restore takes
+    it the same way); on failure nothing is restored and the message says how to go on without one."""
+    report.mark("safety backup")
+    request.reason = reason
+    try:
+        report.safety_backup_id = _create_locked(request, reporter).id
+    except SchedgenError as exc:
+        raise SchedgenError(
+            f"the safety backup of the current state failed, nothing was restored: {exc.message}",
+            code="safety_backup_failed",
+            hint="fix the cause, or pass --no-safety-backup if the current data is known to be lost",
+        ) from exc
 
 
 def _check_origin(request: RestoreRequest, manifest: Manifest, live: str) -> list[str]:
@@ -353,25 +359,21 @@ def _with_writers_stopped(request: RestoreRequest, report: RestoreReport, steps:
         steps()
     except _InDoubt as exc:
         report.left_stopped = list(report.stopped)
-        names = ", ".join(report.stopped) or "none under schedgen's control"
-        raise RestoreFailed(
-            f"{exc.message}. The writers were left stopped: {names}",
-            code=exc.code,
-            hint=exc.hint,
-            report=report,
-        ) from exc
+        raise _failed(exc, "left stopped", report.stopped, report) from exc
     except BaseException as exc:
         _start_writers(request, report)
         if not isinstance(exc, SchedgenError):
             raise
-        names = ", ".join(report.restarted) or "none under schedgen's control"
-        raise RestoreFailed(
-            f"{exc.message}. The writers were started again: {names}",
-            code=exc.code,
-            hint=exc.hint,
-            report=report,
-        ) from exc
+        raise _failed(exc, "started again", report.restarted, report) from exc
     _start_writers(request, report)
+
+
+def _failed(exc: SchedgenError, writers: str, names: list[str], report: RestoreReport) -> RestoreFailed:
+    """``exc`` as the restore's failure, saying what became of the writers (``names``)."""
+    listed = ", ".join(names) or "none under schedgen's control"
+    return RestoreFailed(
+        f"{exc.message}. The writers were {writers}: {listed}", code=exc.code, hint=exc.hint, report=report
+    )
 
 
 def _start_writers(request: RestoreRequest, report: RestoreReport) -> None:

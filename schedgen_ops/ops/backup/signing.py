@@ -134,10 +134,10 @@ def load_key(project: Path, environ: Mapping[str, str] | None = None) -> tuple[S
     before the key existed) and the whole file created when there is none (as `schedgen init` would).
     """
     from schedgen_ops.config.secrets import (
-        FILE_MODE,
         SECRET_GENERATORS,
         ensure_secrets,
         parse_env_file,
+        require_private,
         secrets_path,
         write_env_file,
     )
@@ -150,13 +150,7 @@ def load_key(project: Path, environ: Mapping[str, str] | None = None) -> tuple[S
         if not path.is_file():
             values, _ = ensure_secrets(project)
         else:
-            mode = path.stat().st_mode & 0o777
-            if mode & 0o077:
-                raise SchedgenError(
-                    f"{path} has mode {mode:04o}; other users can read the backup signing key",
-                    code="secrets_mode",
-                    hint=f"run: chmod {FILE_MODE:o} {path}",
-                )
+            require_private(path, "the backup signing key")
             values = parse_env_file(path.read_text(encoding="utf-8"))
             if values.get(KEY_NAME):
                 return SigningKey.from_text(values[KEY_NAME], str(path)), None

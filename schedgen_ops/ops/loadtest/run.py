@@ -27,6 +27,23 @@ from schedgen_ops.ops.loadtest.scenarios import SCENARIOS, expected_sessions, sc
 #: Never create more keys than this for one run; beyond it keys are handed out again (and reported).
 MAX_KEYS = 20_000
 SEED_JOBS = 5
+#: The files the harness and the locustfile exchange in the run's work directory, by the key that
+#: names each in the locustfile's config.json: each name is spelled here only.
+EXCHANGED = {
+    "keys_file": "keys.json",
+    "keys_used_file": "keys_used.json",
+    "requests_csv": "requests.csv",
+    "jobs_jsonl": "jobs.jsonl",
+    "abort_file": "aborted.txt",
+}
+#: The report directory's files, by their key in the summary's ``files``.
+REPORTED = {
+    "json": "summary.json",
+    "markdown": "summary.md",
+    "html": "locust.html",
+    "stats_csv": "locust_stats.csv",
+    "history_csv": "locust_stats_history.csv",
+}
 
 
 @dataclass
@@ -102,7 +119,7 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
         )
         keys = options.keys.create(total_keys, f"loadtest-{scenario.name}", ttl_s)
         seed_keys, keys = (keys[:SEED_JOBS], keys[SEED_JOBS:]) if seeding else ([], keys)
-        (work / "keys.json").write_text(json.dumps(keys))
+        (work / EXCHANGED["keys_file"]).write_text(json.dumps(keys))
 
         seeds: list[dict[str, str]] = []
         if seeding:
@@ -112,11 +129,7 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
         config = {
             "scenario": scenario.to_dict(),
             "pool_dir": str(work / "pool"),
-            "keys_file": str(work / "keys.json"),
-            "keys_used_file": str(work / "keys_used.json"),
-            "requests_csv": str(work / "requests.csv"),
-            "jobs_jsonl": str(work / "jobs.jsonl"),
-            "abort_file": str(work / "aborted.txt"),
+            **{key: str(work / name) for key, name in EXCHANGED.items()},
             "abort_after_s": options.abort_after_s,
             "request_timeout_s": options.request_timeout_s,
             "auth_header": options.auth_header,
@@ -154,11 +167,11 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
             rss_samples = sampler.stop()
         finished_at = _now()
 
-        abort_file = work / "aborted.txt"
+        abort_file = work / EXCHANGED["abort_file"]
         aborted = abort_file.read_text().strip() if abort_file.exists() else None
         if result.timed_out:
             aborted = "locust did not finish in time and was stopped"
-        t0, samples = analysis.read_samples(work / "requests.csv")
+        t0, samples = analysis.read_samples(work / EXCHANGED["requests_csv"])
         if result.returncode != 0 and not aborted:
             raise SchedgenError(
                 f"locust failed (exit {result.returncode}): {_last_error(result.output_tail)}",
@@ -171,7 +184,7 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
                 code="no_requests",
                 hint=f"see {report_dir / 'locust.out'}",
             )
-        jobs = analysis.read_jobs(work / "jobs.jsonl")
+        jobs = analysis.read_jobs(work / EXCHANGED["jobs_jsonl"])
         pending = sum(1 for job in jobs.values() if job.get("status") not in ("completed", "failed"))
         if pending and not aborted:
             drain_s = 60.0 * min(1.0, max(options.time_scale, 0.25))
@@ -191,7 +204,7 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
     )
     if summary_core["rss"] is not None:
         summary_core["rss"]["source"] = sampler.source
-    used = _read_json(work / "keys_used.json")
+    used = _read_json(work / EXCHANGED["keys_used_file"])
     summary: dict[str, Any] = {
         "schema_version": report.SCHEMA_VERSION,
         "scenario": scenario.name,
@@ -210,12 +223,8 @@ def run_scenario(options: RunOptions) -> dict[str, Any]:
         "thresholds": [],
         "keys": {"created": len(keys) + len(seed_keys), "reused": int(used.get("reused", 0))},
         "files": {
-            "json": str(report_dir / "summary.json"),
-            "markdown": str(report_dir / "summary.md"),
-            "html": str(report_dir / "locust.html"),
-            "stats_csv": str(report_dir / "locust_stats.csv"),
-            "history_csv": str(report_dir / "locust_stats_history.csv"),
-            "requests_csv": str(work / "requests.csv"),
+            **{key: str(report_dir / name) for key, name in REPORTED.items()},
+            "requests_csv": str(work / EXCHANGED["requests_csv"]),
         },
     }
     del t0
