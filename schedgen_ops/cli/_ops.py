@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import typer
 from rich.console import Console
 
 from schedgen_ops.cli.state import OPTIONS
@@ -11,6 +14,11 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False)
 if not out.is_terminal:  # pipes and CI: do not squeeze tables into 80 columns
     out = Console(highlight=False, width=200)
+
+
+#: Options every stack-changing command shares: one definition, one --help text.
+DRY_RUN: Any = typer.Option(False, "--dry-run", help="Print what would run; change nothing.")
+LOCK_WAIT: Any = typer.Option(0.0, "--lock-wait", min=0, help="Wait up to SECONDS for the deploy lock.")
 
 
 def make_ops(*, dry_run: bool = False, lock_wait: float = 0.0, gate_timeout: float = 90.0) -> Ops:

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from schedgen_ops.cli._ops import make_ops, out
+from schedgen_ops.cli._ops import DRY_RUN, LOCK_WAIT, make_ops, out
 from schedgen_ops.runtime import operations
 from schedgen_ops.targets import check_target
 
@@ -22,9 +22,7 @@ def deploy(
         False, "--no-rollback", help="Leave a release that fails its gate in place."
     ),
     no_canary: bool = typer.Option(False, "--no-canary", help="Skip the canary upload in the health gate."),
-    lock_wait: float = typer.Option(
-        0.0, "--lock-wait", min=0, help="Wait up to SECONDS for the deploy lock."
-    ),
+    lock_wait: float = LOCK_WAIT,
     gate_timeout: float = typer.Option(
         90.0, "--gate-timeout", min=1, help="Seconds each gate check may take."
     ),
@@ -66,11 +64,9 @@ def deploy(
 
 def rollback(
     release: str = typer.Argument(None, help="Release id (default: the one before the current)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
+    dry_run: bool = DRY_RUN,
     no_canary: bool = typer.Option(False, "--no-canary", help="Skip the canary upload after rolling back."),
-    lock_wait: float = typer.Option(
-        0.0, "--lock-wait", min=0, help="Wait up to SECONDS for the deploy lock."
-    ),
+    lock_wait: float = LOCK_WAIT,
     gate_timeout: float = typer.Option(
         90.0, "--gate-timeout", min=1, help="Seconds each gate check may take."
     ),

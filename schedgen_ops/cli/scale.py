@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from schedgen_ops.cli._ops import make_ops, out
+from schedgen_ops.cli._ops import DRY_RUN, LOCK_WAIT, make_ops, out
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime import operations
 from schedgen_ops.targets import check_target
@@ -30,10 +30,8 @@ def scale(
     target: str = typer.Option(
         None, "--target", help="local, compose or kubernetes (default: the current release's)."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
-    lock_wait: float = typer.Option(
-        0.0, "--lock-wait", min=0, help="Wait up to SECONDS for the deploy lock."
-    ),
+    dry_run: bool = DRY_RUN,
+    lock_wait: float = LOCK_WAIT,
 ) -> None:
     """Scale services; scaling workers down lets busy ones finish their current job first."""
     ops = make_ops(dry_run=dry_run, lock_wait=lock_wait)

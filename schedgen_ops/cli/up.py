@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from schedgen_ops.cli._ops import make_ops, out
+from schedgen_ops.cli._ops import DRY_RUN, LOCK_WAIT, make_ops, out
 from schedgen_ops.runtime import operations
 from schedgen_ops.targets import check_target
 
@@ -14,10 +14,8 @@ from schedgen_ops.targets import check_target
 def up(
     profile: str = typer.Option(None, "--profile", help="Scale profile (default: the project's)."),
     overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE override (repeatable)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
-    lock_wait: float = typer.Option(
-        0.0, "--lock-wait", min=0, help="Wait up to SECONDS for the deploy lock."
-    ),
+    dry_run: bool = DRY_RUN,
+    lock_wait: float = LOCK_WAIT,
     timeout: float = typer.Option(90.0, "--timeout", min=1, help="Seconds to wait for readiness."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -64,10 +62,8 @@ def down(
     volumes: bool = typer.Option(
         False, "--volumes", help="Also delete the local data (Postgres, Redis, uploads)."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; change nothing."),
-    lock_wait: float = typer.Option(
-        0.0, "--lock-wait", min=0, help="Wait up to SECONDS for the deploy lock."
-    ),
+    dry_run: bool = DRY_RUN,
+    lock_wait: float = LOCK_WAIT,
     target: str = typer.Option(
         None, "--target", help="local, compose or kubernetes (default: the current release's)."
     ),

@@ -25,7 +25,7 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.render.alerts import HEALTH_CHECKS, alert_rules, rules_file
 from schedgen_ops.render.context import build_context, secret_env_files
 from schedgen_ops.render.dashboards import overview
-from schedgen_ops.render.frontdoor import frontdoor_context
+from schedgen_ops.render.frontdoor import frontdoor_context, slots
 from schedgen_ops.render.promtests import rule_tests
 from schedgen_ops.resources import data_dir
 from schedgen_ops.targets import TARGETS, check_target
@@ -187,6 +187,14 @@ def render_files(
     return files, secret_files
 
 
+def local_ports(config: Config) -> dict[str, int]:
+    """The port each local supervisord program listens on (its ``-p``/``--port``), by program name:
+    the runtime reads these from render.json instead of parsing the commands back out of the conf."""
+    ports = {"postgres": config.ports.postgres, "redis": config.ports.redis}
+    ports.update({slot["name"]: int(slot["port"]) for slot in slots(config)["api"]})
+    return ports
+
+
 def manifest(
     config: Config,
     target: str,
@@ -210,6 +218,7 @@ def manifest(
             "api_replicas": config.api.replicas,
             "worker_replicas": config.worker.replicas,
             "minio": config.minio.enabled,
+            "local_ports": local_ports(config),
         },
         "files": dict(sorted(digests.items())),
         "secret_files": sorted({*kept["secret_files"], *secret_files}),

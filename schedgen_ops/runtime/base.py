@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from schedgen_ops.runtime.endpoints import StackEndpoints
     from schedgen_ops.runtime.gate import GateReport
 
 from schedgen_ops.errors import SchedgenError
@@ -24,15 +25,20 @@ SCALABLE_SERVICES = ("api", "pdf-worker")
 
 @dataclass
 class ProcessStatus:
-    """One process / container / pod of a service."""
+    """One process / container / pod of a service; a measurement the runtime cannot see stays None."""
 
+    #: supervisord program, container or pod name.
     name: str
+    #: The runtime's own word, lower-case: running, stopped, exited, pending, ...
     state: str
     pid: int | None = None
+    #: Seconds since it started.
     uptime_s: float | None = None
     restarts: int | None = None
+    #: Percent of one core, and resident bytes.
     cpu_percent: float | None = None
     memory_bytes: int | None = None
+    #: A probe's verdict in words (local: readiness and rotation; compose: the healthcheck).
     health: str | None = None
 
 
@@ -129,8 +135,20 @@ class Runtime(Protocol):
     def gate(self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None]) -> GateReport:
         """Prove the stack from ``tree`` does real work; raise `GateFailure` naming what did not."""
 
+    def deploy_gated(
+        self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None]
+    ) -> GateReport:
+        """Deploy (or roll back to) ``tree`` and pass the gate, each runtime as safely as it can.
+
+        Local and compose stage the new release beside the serving one and gate it before traffic moves
+        (a failure then raises `NotSwitched`: the operation needs no rollback); kubernetes applies, waits
+        for the rollout and gates."""
+
     def urls(self) -> dict[str, str]:
         """Where the running stack's api answers, by replica (empty when not reachable from here)."""
+
+    def endpoints(self) -> StackEndpoints:
+        """Where the running stack answers from this machine: api, data services, control socket."""
 
 
 class NotSwitched(SchedgenError):
@@ -139,17 +157,3 @@ class NotSwitched(SchedgenError):
     def __init__(self, what: str):
         super().__init__(what, code="deploy_not_switched")
         self.what = what
-
-
-@runtime_checkable
-class StagedDeploy(Protocol):
-    """Optional hook (local runtime): start a tree beside the serving one, gate it, then switch traffic.
-
-    Runtimes without it are deployed with `Runtime.deploy` followed by `Runtime.gate`. A failure before the
-    switch raises `NotSwitched`; the operation then needs no rollback.
-    """
-
-    def deploy_gated(
-        self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None]
-    ) -> GateReport:
-        """Deploy ``tree`` with zero downtime and return the gate's report."""

@@ -26,6 +26,7 @@ from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime import compose_images
 from schedgen_ops.runtime.base import NotSwitched, ProcessStatus, ServiceStatus
 from schedgen_ops.runtime.compose_live import live_dir, services_mounting, sync
+from schedgen_ops.runtime.endpoints import StackEndpoints
 from schedgen_ops.runtime.engine import ContainerState, DockerEngine
 from schedgen_ops.runtime.gate import GateFailure, GateReport
 from schedgen_ops.runtime.rolling import Generation, classify, one_shot_services, surge_counts, tree_labels
@@ -40,6 +41,7 @@ IMAGES_FILE = "images.json"
 UP_WAIT_S = 300
 #: Seconds `docker stop` may take: the longest stop_grace_period (a worker's job timeout + 30 s) and slack.
 STOP_WAIT_S = 1200
+UP_HINT = "see `schedgen status` and `schedgen logs SERVICE`"
 
 
 class ComposeRuntime:
@@ -155,15 +157,16 @@ class ComposeRuntime:
 
     def _converge(self, project: A.ComposeProject) -> None:
         scale = {k: v for k, v in self.desired_counts.items() if k in APP_SERVICES}
-        result = self.runner.run(
-            A.compose_up(project, timeout_s=UP_WAIT_S, scale=scale), check=False, timeout_s=UP_WAIT_S + 60
-        )
+        self._up(A.compose_up(project, timeout_s=UP_WAIT_S, scale=scale), "compose up", UP_HINT)
+
+    def _up(self, argv: list[str], what: str, hint: str) -> None:
+        """Run one ``compose up``; a failure names ``what`` did not converge and compose's last line."""
+        result = self.runner.run(argv, check=False, timeout_s=UP_WAIT_S + 60)
         if not result.ok:
             raise SchedgenError(
-                "compose up did not converge: "
-                + _last_line(result.stderr or result.stdout, result.returncode),
+                f"{what} did not converge: " + _last_line(result.stderr or result.stdout, result.returncode),
                 code="compose_up_failed",
-                hint="see `schedgen status` and `schedgen logs SERVICE`",
+                hint=hint,
             )
 
     def desired(self, service: str) -> int:
@@ -216,16 +219,11 @@ class ComposeRuntime:
                 A.compose_recreate(project, sorted(remount & set(others))), timeout_s=UP_WAIT_S + 60
             )
         if others:
-            result = self.runner.run(
-                A.compose_up_services(project, others), check=False, timeout_s=UP_WAIT_S + 60
+            self._up(
+                A.compose_up_services(project, others),
+                "compose up of the data services and one-shots",
+                f"{UP_HINT} (api and workers untouched)",
             )
-            if not result.ok:
-                raise SchedgenError(
-                    "compose up of the data services and one-shots did not converge: "
-                    + _last_line(result.stderr or result.stdout, result.returncode),
-                    code="compose_up_failed",
-                    hint="see `schedgen status` and `schedgen logs SERVICE` (api and workers untouched)",
-                )
             self._await_one_shots(tree, others)
         dead = [c for g in generations.values() for c in g.dead]
         if dead:
@@ -463,6 +461,17 @@ class ComposeRuntime:
                 urls[f"api-{container.number}"] = f"http://{host}:{port}"
         return urls
 
+    def endpoints(self) -> StackEndpoints:
+        """The running api replicas' published ports (edge off; none without an engine); no data service."""
+        try:
+            replicas = self.urls()
+        except SchedgenError:
+            replicas = {}
+        api_url = replicas[min(replicas)] if replicas else ""
+        return StackEndpoints(
+            self.name, tree=self.tree, running=bool(replicas), api_url=api_url, replica_urls=replicas
+        )
+
     def logs(
         self, service: str, *, follow: bool = False, since: str | None = None, tail: int | None = None
     ) -> Iterator[str]:
@@ -471,12 +480,12 @@ class ComposeRuntime:
         )
 
     def exec(self, service: str, command: list[str]) -> int:
-        """In the lowest-numbered running replica: after a roll, replica #1 may be gone."""
-        running = [
-            c.number
-            for c in self.engine_factory().containers(self.project_name)
-            if c.service == service and c.state == "running"
-        ]
+        """In the lowest-numbered running replica (after a roll, #1 may be gone); #1 without an engine."""
+        try:
+            containers = self.engine_factory().containers(self.project_name)
+        except SchedgenError:
+            containers = []
+        running = [c.number for c in containers if c.service == service and c.state == "running"]
         index = min(running) if running else 1
         return self.runner.run(
             A.compose_exec(self.project(), service, command, index=index), check=False, capture=False

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 HEARTBEAT_MAX_AGE_S = 60.0
+T = TypeVar("T")
 
 
 class GateFailure(Exception):
@@ -41,50 +42,66 @@ def sample_pdf(seed: int = 7) -> bytes:
     return render_pdf(generate_timetable("lectures", seed=seed, n_rows=4))
 
 
-def wait_ready(client: httpx.Client, base_url: str, timeout_s: float) -> dict[str, Any]:
-    """Poll /readyz until 200; raise `GateFailure` with the last answer's per-dependency detail."""
+class NotYet(Exception):
+    """An answer that is not yet the one a gate step waits for; its text is the step's last answer."""
+
+
+def poll(check: str, timeout_s: float, attempt: Callable[[], T], failure: Callable[[str], str]) -> T:
+    """Retry ``attempt`` every 0.5 s until it returns; after ``timeout_s`` raise `GateFailure` for
+    ``check`` with ``failure(last answer)`` (a `NotYet`'s text, or the HTTP error)."""
     deadline = time.monotonic() + timeout_s
-    last = "no answer"
     while True:
         try:
-            response = client.get(f"{base_url}/readyz", timeout=5)
-            if response.status_code == 200:
-                body: dict[str, Any] = response.json()
-                return body
-            last = f"HTTP {response.status_code} {response.text[:300]}"
+            return attempt()
+        except NotYet as exc:
+            last = str(exc)
         except httpx.HTTPError as exc:
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
-            raise GateFailure("api ready", f"{base_url}/readyz not ready after {timeout_s:.0f}s ({last})")
+            raise GateFailure(check, failure(last))
         time.sleep(0.5)
+
+
+def wait_ready(client: httpx.Client, base_url: str, timeout_s: float) -> dict[str, Any]:
+    """Poll /readyz until 200; raise `GateFailure` with the last answer's per-dependency detail."""
+
+    def ready() -> dict[str, Any]:
+        response = client.get(f"{base_url}/readyz", timeout=5)
+        if response.status_code != 200:
+            raise NotYet(f"HTTP {response.status_code} {response.text[:300]}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    return poll(
+        "api ready",
+        timeout_s,
+        ready,
+        lambda last: f"{base_url}/readyz not ready after {timeout_s:.0f}s ({last})",
+    )
 
 
 def wait_workers(client: httpx.Client, base_url: str, token: str, timeout_s: float) -> int:
     """Poll /api/queue until a worker has a heartbeat younger than HEARTBEAT_MAX_AGE_S; return the count."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while True:
-        try:
-            response = client.get(
-                f"{base_url}/api/queue", headers={"Authorization": f"Bearer {token}"}, timeout=5
-            )
-            if response.status_code == 200:
-                workers = response.json().get("workers", [])
-                alive = [
-                    w
-                    for w in workers
-                    if w.get("heartbeat_age_s") is not None and w["heartbeat_age_s"] < HEARTBEAT_MAX_AGE_S
-                ]
-                if alive:
-                    return len(alive)
-                last = f"{len(workers)} registered worker(s), none with a fresh heartbeat"
-            else:
-                last = f"HTTP {response.status_code} {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            raise GateFailure("workers alive", f"no live worker after {timeout_s:.0f}s ({last})")
-        time.sleep(0.5)
+
+    def alive() -> int:
+        response = client.get(
+            f"{base_url}/api/queue", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        if response.status_code != 200:
+            raise NotYet(f"HTTP {response.status_code} {response.text[:200]}")
+        workers = response.json().get("workers", [])
+        fresh = [
+            w
+            for w in workers
+            if w.get("heartbeat_age_s") is not None and w["heartbeat_age_s"] < HEARTBEAT_MAX_AGE_S
+        ]
+        if not fresh:
+            raise NotYet(f"{len(workers)} registered worker(s), none with a fresh heartbeat")
+        return len(fresh)
+
+    return poll(
+        "workers alive", timeout_s, alive, lambda last: f"no live worker after {timeout_s:.0f}s ({last})"
+    )
 
 
 def canary(client: httpx.Client, base_url: str, token: str, timeout_s: float) -> tuple[str, int]:

@@ -214,15 +214,16 @@ def build_image(
             cached = cache.is_dir() and any(cache.glob("*.whl"))
             if not cached:
                 progress(f"build: making the dependency wheelhouse in {cache} (once per constraints.txt)")
-                partial = cache.with_name(cache.name + ".partial")
-                shutil.rmtree(partial, ignore_errors=True)
-                partial.mkdir(parents=True)
+                # Each build fills its own directory: two builds at once must not empty each other's.
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                partial = Path(tempfile.mkdtemp(prefix=f"{cache.name}.partial-", dir=cache.parent))
                 _run_build_step(runner, pip_wheel(root, partial, constraints, deps=True), "wheelhouse")
                 for own in partial.glob(f"{OWN_DIST}-*.whl"):
                     own.unlink()
-                if not runner.dry_run:
-                    shutil.rmtree(cache, ignore_errors=True)
-                    partial.rename(cache)
+                if runner.dry_run:
+                    shutil.rmtree(partial, ignore_errors=True)
+                else:
+                    _publish_wheelhouse(partial, cache)
             else:
                 progress(f"build: dependency wheels from the cache ({cache})")
             progress("build: this package's wheel")
@@ -238,11 +239,9 @@ def build_image(
             context, tag, base_image=base_image, version=__version__, commit=commit, no_cache=no_cache
         )
         _run_build_step(runner, argv, "docker build", stream=progress)
-    if runner.dry_run:
+    found = _built(runner, tag)
+    if found is None:
         return None
-    found = image_present(runner, tag)
-    if found is None:  # pragma: no cover - docker build succeeded but the tag is missing
-        raise SchedgenError(f"docker build finished but {tag} is missing", code="build_failed")
     return BuildResult(
         tag=tag,
         image_id=found[0],
@@ -362,12 +361,31 @@ def build_pitr_postgres(
         progress(f"build: docker build {tag} (pgBackRest on {base})")
         argv = docker_build_file(Path(tmp), dockerfile, tag, base_image=base)
         _run_build_step(runner, argv, "postgres pgBackRest image build", stream=progress)
+    found = _built(runner, tag)
+    return None if found is None else _pitr_result(tag, base, found, started)
+
+
+def _publish_wheelhouse(partial: Path, cache: Path) -> None:
+    """Move a finished wheelhouse into place; one a concurrent build published first is kept (same key,
+    same wheels) and this copy dropped."""
+    try:
+        partial.rename(cache)
+    except OSError:
+        if any(cache.glob("*.whl")):
+            shutil.rmtree(partial, ignore_errors=True)
+            return
+        shutil.rmtree(cache, ignore_errors=True)
+        partial.rename(cache)
+
+
+def _built(runner: Runner, tag: str) -> tuple[str, int] | None:
+    """The image a finished ``docker build`` tagged (id, size); None on a dry run, which built nothing."""
     if runner.dry_run:
         return None
     found = image_present(runner, tag)
     if found is None:  # pragma: no cover - docker build succeeded but the tag is missing
         raise SchedgenError(f"docker build finished but {tag} is missing", code="build_failed")
-    return _pitr_result(tag, base, found, started)
+    return found
 
 
 def _pitr_result(tag: str, base: str, found: tuple[str, int], started: float) -> BuildResult:

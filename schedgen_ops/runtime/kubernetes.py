@@ -15,6 +15,7 @@ from pathlib import Path
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.base import ProcessStatus, ServiceStatus
+from schedgen_ops.runtime.endpoints import StackEndpoints
 from schedgen_ops.runtime.engine import parse_docker_time
 from schedgen_ops.runtime.gate import GateReport
 from schedgen_ops.runtime.runner import Runner
@@ -95,8 +96,19 @@ class KubernetesRuntime:
         echo("gate: kubectl rollout status passed (no canary upload on kubernetes)")
         return GateReport(checks={"rollout": "ok"})
 
+    def deploy_gated(
+        self, tree: Path, *, canary: bool, timeout_s: float, echo: Callable[[str], None]
+    ) -> GateReport:
+        """Apply and wait for the rollout (`deploy`), then the gate; a rollback is the same apply."""
+        self.deploy(tree)
+        return self.gate(tree, canary=canary, timeout_s=timeout_s, echo=echo)
+
     def urls(self) -> dict[str, str]:
         return {}
+
+    def endpoints(self) -> StackEndpoints:
+        """Nothing of the cluster is published on this machine: on-call passes URLs (a port-forward)."""
+        return StackEndpoints(self.name, tree=self.tree)
 
     def down(self, *, volumes: bool = False) -> None:
         self.runner.run(A.kubectl_delete_workloads(self.target, STACK_SELECTOR))

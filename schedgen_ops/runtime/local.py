@@ -26,7 +26,9 @@ or the dry-run notes), `local_tree` (what the rendered tree says: slots, ports, 
 
 from __future__ import annotations
 
+import configparser
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -39,6 +41,7 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.base import SCALABLE_SERVICES, ServiceStatus
+from schedgen_ops.runtime.endpoints import StackEndpoints, worker_metrics_urls
 from schedgen_ops.runtime.frontdoor import FrontDoor, other
 from schedgen_ops.runtime.gate import GateReport, run_gate
 from schedgen_ops.runtime.local_bluegreen import blue_green
@@ -206,6 +209,39 @@ class LocalRuntime:
             return {}
         return {"api": self.public_url()}
 
+    def endpoints(self) -> StackEndpoints:
+        """What the active tree and the running supervisord say; each fact is best-effort (a broken or
+        half-written tree leaves that fact empty rather than failing the command that asked)."""
+        running = self.is_running()
+        data = self.data_dir if self.data_dir.is_dir() else None
+        uploads = self.data_dir / "uploads"
+        base = StackEndpoints(
+            self.name,
+            running=running,
+            data_dir=data,
+            uploads_dir=uploads if uploads.is_dir() else None,
+            supervisor_sock=self.sock if running else None,
+        )
+        tree = self.active_tree() if self.active.exists() else None
+        if tree is None:
+            return base
+
+        def fact(read: Callable[[], Any], empty: Any) -> Any:
+            try:
+                return read()
+            except (OSError, ValueError, KeyError, SchedgenError, configparser.Error):
+                return empty
+
+        return dataclasses.replace(
+            base,
+            tree=tree,
+            api_url=fact(lambda: self.public_url(tree), ""),
+            replica_urls=fact(lambda: self.api_urls(tree), {}),
+            ops_env=fact(lambda: self.secrets(tree), {}),
+            app_env=fact(lambda: self.app_env(tree), {}),
+            worker_metrics_urls=fact(lambda: worker_metrics_urls(tree), ()),
+        )
+
     def secrets(self, tree: Path | None = None) -> dict[str, str]:
         """What operator-side commands (backup, restore, health, checklist) connect with: the database
         owner role and Redis's ``default`` (backup) user, never the app's credentials or a superuser."""
@@ -301,17 +337,35 @@ class LocalRuntime:
                 )
             )
             return
+        self.converge(tree, replace=False)
+
+    def converge(
+        self,
+        tree: Path,
+        *,
+        replace: bool,
+        canary: bool = False,
+        timeout_s: float = 120,
+        echo: Callable[[str], None] = lambda _: None,
+        full_gate: bool = False,
+    ) -> GateReport:
+        """The one way the stack comes to run ``tree`` (``up``, ``deploy``, ``rollback`` all end here): a
+        stopped stack starts cold, a running one on another tree (or any, with ``replace``) is switched
+        blue/green, one already on ``tree`` gets its missing programs started. ``full_gate`` adds the
+        HTTP gate (workers, canary) to each new api slot's readiness."""
         self._prepare_dirs()
-        if self.is_running():
-            if self.active_tree() != tree:
-                self.deploy(tree)
-                return
+        if not self.is_running():
+            self.point_active(tree)
+            self._initdb(tree)
+            self._start_supervisord()
             self._ensure_running(tree)
-            return
-        self.point_active(tree)
-        self._initdb(tree)
-        self._start_supervisord()
+            return (
+                self.gate(tree, canary=canary, timeout_s=timeout_s, echo=echo) if full_gate else GateReport()
+            )
+        if replace or self.active_tree() != tree:
+            return blue_green(self, tree, canary=canary, timeout_s=timeout_s, echo=echo, full_gate=full_gate)
         self._ensure_running(tree)
+        return GateReport()
 
     def deploy(self, tree: Path) -> None:
         """Apply ``tree``: blue/green when the stack runs (new slots gated on readiness only)."""
@@ -330,7 +384,7 @@ class LocalRuntime:
         echo: Callable[[str], None],
         full_gate: bool = True,
     ) -> GateReport:
-        """Start ``tree`` beside the serving release, gate it, then switch (the optional Runtime hook).
+        """Start ``tree`` beside the serving release, gate it, then switch (`converge` with ``replace``).
 
         Raises `GateFailure` (or `SchedgenError`) with the serving replicas untouched and the previous
         configuration back in supervisord when the new colour does not pass.
@@ -344,12 +398,9 @@ class LocalRuntime:
             self.runner.note("front door -> the new api slots (graceful reload); stop the old ones")
             self.runner.note("replace pdf-worker slots one at a time (each finishes its job)")
             return GateReport()
-        if not self.is_running():
-            self.up(tree)
-            return (
-                self.gate(tree, canary=canary, timeout_s=timeout_s, echo=echo) if full_gate else GateReport()
-            )
-        return blue_green(self, tree, canary=canary, timeout_s=timeout_s, echo=echo, full_gate=full_gate)
+        return self.converge(
+            tree, replace=True, canary=canary, timeout_s=timeout_s, echo=echo, full_gate=full_gate
+        )
 
     def down(self, *, volumes: bool = False) -> None:
         """Stop every program (workers finish their current job), then supervisord itself."""

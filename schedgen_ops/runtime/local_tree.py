@@ -1,8 +1,8 @@
 """What a rendered tree says to the local runtime, read from the files render wrote into ``local/``.
 
-supervisord.conf names the program slots of each service and colour and, in each program's command,
-its port; the Caddyfile holds the front door's site address; ``secrets/*.env`` the credentials;
-``render.json`` the rendered facts (default replica counts).
+supervisord.conf names the program slots of each service and colour; ``render.json`` the rendered
+facts (each program's port, default replica counts); the Caddyfile holds the front door's site
+address; ``secrets/*.env`` the credentials.
 """
 
 from __future__ import annotations
@@ -43,11 +43,31 @@ class LocalTree:
         return sorted(programs, key=lambda p: int(p.rsplit("-", 1)[1]))
 
     def port(self, program: str) -> int:
-        """The port in a program's command (``-p N`` or ``--port N``)."""
-        command = self.conf().get(f"program:{program}", "command")
+        """The port a program listens on, as render recorded it (render.json ``local_ports``).
+
+        A tree rendered by an earlier schedgen has no ``local_ports``; its ports are read from the
+        program's command instead, so a stack running such a tree can still be reached, switched away
+        from by the next deploy, or rolled back to.
+        """
+        ports = self.facts().get("local_ports")
+        if ports is None:
+            return self._legacy_port(program)
+        if program not in ports:
+            raise SchedgenError(f"no port in the {program} command of {self.root}", code="bad_tree")
+        return int(ports[program])
+
+    def _legacy_port(self, program: str) -> int:
+        """The ``-p N`` / ``--port N`` of a program's command: trees rendered before render.json's ports."""
+        conf = self.conf()
+        section = f"program:{program}"
+        command = conf.get(section, "command") if conf.has_section(section) else ""
         match = re.search(r"(?:-p|--port) (\d+)", command)
         if not match:
-            raise SchedgenError(f"no port in the {program} command of {self.root}", code="bad_tree")
+            raise SchedgenError(
+                f"no port for {program} in {self.root}: neither render.json nor its command names one",
+                code="bad_tree",
+                hint="deploy again: `schedgen deploy --target local` renders a fresh tree",
+            )
         return int(match.group(1))
 
     def environment(self, program: str) -> str:

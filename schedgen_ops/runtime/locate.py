@@ -2,17 +2,25 @@
 
 Health, backup, restore, the checklist and the load test ask this one module instead of each working
 it out: the live release (``.schedgen/releases/current``) names the target and holds the rendered tree
-the runtime was deployed from. No release means the local runtime, the embedded default.
+the runtime was deployed from. No release means the local runtime, the embedded default. Where that
+stack answers (`endpoints`) is each runtime's own answer (`Runtime.endpoints`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from schedgen_ops.layout import ProjectLayout
-from schedgen_ops.runtime.argv import ComposeProject
+from schedgen_ops.runtime.argv import ComposeProject, KubeTarget
+from schedgen_ops.runtime.base import Runtime
+from schedgen_ops.runtime.endpoints import StackEndpoints
 from schedgen_ops.runtime.releases import ReleaseStore
+from schedgen_ops.runtime.runner import Runner
+
+if TYPE_CHECKING:
+    from schedgen_ops.config import Config
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.prod.yml")
 
@@ -42,3 +50,23 @@ def locate(project: Path) -> StackLocation:
 def default_target(project: Path, given: str | None) -> str:
     """An explicit --target wins; otherwise the live release's target."""
     return given or locate(project).target
+
+
+def observer(project: Path, target: str, config: Config | None = None) -> Runtime:
+    """A runtime of ``target`` for questions only (no audit, no lock): names come from ``config``."""
+    from schedgen_ops.runtime.compose import ComposeRuntime
+    from schedgen_ops.runtime.kubernetes import KubernetesRuntime
+    from schedgen_ops.runtime.local import LocalRuntime
+
+    if target == "local":
+        return LocalRuntime(project)
+    tree = locate(project).tree
+    if target == "compose":
+        return ComposeRuntime(config.name if config else "schedgen", Runner(), tree=tree)
+    namespace = config.kubernetes.namespace if config else "schedgen"
+    return KubernetesRuntime(KubeTarget(namespace), Runner(), tree=tree)
+
+
+def endpoints(project: Path, target: str, config: Config | None = None) -> StackEndpoints:
+    """Where ``target``'s stack of ``project`` answers from this machine (empty facts: not reachable)."""
+    return observer(project, target, config).endpoints()

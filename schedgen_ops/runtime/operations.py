@@ -23,7 +23,7 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.layout import SECRETS_FILE, ProjectLayout
 from schedgen_ops.runtime import argv as A
 from schedgen_ops.runtime.audit import AuditLog
-from schedgen_ops.runtime.base import SCALABLE_SERVICES, NotSwitched, Runtime, StackStatus, StagedDeploy
+from schedgen_ops.runtime.base import SCALABLE_SERVICES, NotSwitched, Runtime, StackStatus
 from schedgen_ops.runtime.compose import ComposeRuntime
 from schedgen_ops.runtime.gate import GateFailure, GateReport
 from schedgen_ops.runtime.kubernetes import KubernetesRuntime
@@ -231,9 +231,9 @@ def stage(ops: Ops, config: Config, target: str) -> Path:
 def apply_gated(
     ops: Ops, runtime: Runtime, tree: Path, *, canary: bool, rollback: bool = False
 ) -> GateReport | None:
-    """Deploy ``tree`` and pass the gate: staged (gate before the switch) when the runtime can, else
-    `Runtime.deploy`/`rollback` followed by the gate."""
-    if isinstance(runtime, StagedDeploy) and not ops.dry_run:
+    """Deploy ``tree`` and pass the gate the runtime's own way (`Runtime.deploy_gated`); a dry run plans
+    `Runtime.deploy`/`rollback` followed by the gate, so it prints every command either would run."""
+    if not ops.dry_run:
         return runtime.deploy_gated(tree, canary=canary, timeout_s=ops.gate_timeout_s, echo=ops.echo)
     (runtime.rollback if rollback else runtime.deploy)(tree)
     return gate(ops, runtime, tree, canary=canary)
@@ -374,7 +374,7 @@ def up(ops: Ops, *, profile: str | None = None, overrides: list[str] | None = No
                 op.set_release(release.id)
                 unchanged = False
         tree = ops.releases.tree(release.id) if release else staging
-        runtime = LocalRuntime(ops.project, ops.runner)
+        runtime = runtime_for(ops, "local")
         try:
             runtime.up(tree)
             report = gate(ops, runtime, tree, canary=False)

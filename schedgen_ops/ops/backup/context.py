@@ -1,8 +1,8 @@
 """Resolve what a backup command works on from options, SCHEDGEN_* environment and the project config.
 
 Precedence for each value: command-line option > SCHEDGEN_* environment > the running local runtime's
-own services (its rendered secrets and data directory) > the project's validated configuration
-(schedgen.yaml over its profile) > built-in default.
+own services (`LocalRuntime.endpoints`: its rendered operator secrets, uploads directory and control
+socket) > the project's validated configuration (schedgen.yaml over its profile) > built-in default.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from pydantic import SecretStr
+
+from schedgen_ops.config import Config
 from schedgen_ops.errors import SchedgenError
-from schedgen_ops.layout import ProjectLayout
 from schedgen_ops.ops.backup.retention import Policy
 from schedgen_ops.ops.backup.signing import SigningKey, load_key
 from schedgen_ops.ops.backup.sources import S3Settings
@@ -26,10 +27,14 @@ from schedgen_ops.ops.backup.writers import (
     Writers,
 )
 from schedgen_ops.runtime.argv import ComposeProject, KubeTarget
+from schedgen_ops.runtime.endpoints import StackEndpoints
+from schedgen_ops.runtime.locate import endpoints as stack_endpoints
+from schedgen_ops.runtime.locate import locate
 from schedgen_ops.targets import check_target
 
 DEFAULT_DIR = "backups"
-#: The local runtime's supervisord control socket (see schedgen_ops.runtime.local).
+#: The compose project and namespace name when the project has no schedgen.yaml.
+DEFAULT_NAME = "schedgen"
 
 
 @dataclass
@@ -43,13 +48,13 @@ class BackupContext:
     s3: S3Settings = field(default_factory=S3Settings)
     profile: str | None = None
     policy: Policy = field(default_factory=Policy)
-    config: Any = None
+    config: Config | None = None
     supervisor_sock: Path | None = None
 
     @property
     def project_name(self) -> str | None:
         """The deployment's name from schedgen.yaml (recorded in, and compared with, each set)."""
-        return getattr(self.config, "name", None)
+        return self.config.name if self.config else None
 
     def signing_key(self) -> tuple[SigningKey, str | None]:
         """The key manifests are signed and checked with, and a note when it was just generated."""
@@ -64,72 +69,59 @@ class BackupContext:
                     hint="pass --database-url or set SCHEDGEN_DATABASE_URL",
                 )
             return LocalTarget(self.database_url, self.redis_url or None)
-        name = getattr(self.config, "name", None) or "schedgen"
-        pg = getattr(self.config, "postgres", None)
-        user = getattr(pg, "user", None) or "schedgen"
-        database = getattr(pg, "database", None) or "schedgen"
-        with_redis = bool(self.redis_url) or self.config is not None
+        config = self.config
+        user = (config.postgres.user if config else "") or DEFAULT_NAME
+        database = (config.postgres.database if config else "") or DEFAULT_NAME
+        with_redis = bool(self.redis_url) or config is not None
         if self.target_name == "compose":
-            minio = bool(getattr(getattr(self.config, "minio", None), "enabled", False))
+            minio = config is not None and config.minio.enabled
             return ComposeTarget(
                 pg_user=user,
                 pg_database=database,
                 with_redis=with_redis,
-                project=self.compose_project(name),
+                project=self.compose_project(self.stack_name),
                 # File storage lives in the `uploads` volume, which the api service mounts.
                 uploads_service="" if minio else "api",
             )
-        namespace = getattr(getattr(self.config, "kubernetes", None), "namespace", None) or "schedgen"
         return KubernetesTarget(
-            pg_user=user, pg_database=database, with_redis=with_redis, kube=KubeTarget(namespace)
+            pg_user=user, pg_database=database, with_redis=with_redis, kube=KubeTarget(self.namespace)
         )
+
+    @property
+    def stack_name(self) -> str:
+        """The compose project name (schedgen.yaml's ``name``, else the default)."""
+        return (self.config.name if self.config else "") or DEFAULT_NAME
+
+    @property
+    def namespace(self) -> str:
+        """The Kubernetes namespace (schedgen.yaml's ``kubernetes.namespace``, else the default)."""
+        return (self.config.kubernetes.namespace if self.config else "") or DEFAULT_NAME
 
     def compose_project(self, name: str) -> ComposeProject:
         """The live compose release's files (see `schedgen_ops.runtime.locate`)."""
-        from schedgen_ops.runtime.locate import locate
-
         return locate(self.project).compose_project(name)
 
     def writers(self) -> Writers:
         if self.target_name == "compose":
-            return ComposeWriters(self.compose_project(getattr(self.config, "name", None) or "schedgen"))
+            return ComposeWriters(self.compose_project(self.stack_name))
         if self.target_name == "kubernetes":
-            namespace = getattr(getattr(self.config, "kubernetes", None), "namespace", None) or "schedgen"
-            return KubernetesWriters(KubeTarget(namespace))
+            return KubernetesWriters(KubeTarget(self.namespace))
         if self.supervisor_sock is not None:
             return SupervisorWriters(self.supervisor_sock)
         return NoWriters()
 
 
-def _local_runtime_env(project: Path) -> dict[str, str]:
+def _runtime_env(live: StackEndpoints) -> dict[str, str]:
     """URLs of the local runtime's own Postgres/Redis/uploads when it runs for this project."""
-    try:
-        from schedgen_ops.runtime.local import LocalRuntime
-
-        runtime = LocalRuntime(project)
-        if not runtime.is_running():
-            return {}
-        values = {k: v for k, v in runtime.secrets().items() if k.startswith("SCHEDGEN_")}
-    except (ImportError, OSError, SchedgenError):
+    if not live.running:
         return {}
-    uploads = runtime.data_dir / "uploads"
-    if uploads.is_dir():
-        values.setdefault("SCHEDGEN_STORAGE_URL", f"file://{uploads}")
+    values = {k: v for k, v in live.ops_env.items() if k.startswith("SCHEDGEN_")}
+    if live.uploads_dir is not None:
+        values.setdefault("SCHEDGEN_STORAGE_URL", f"file://{live.uploads_dir}")
     return values
 
 
-def _local_runtime_sock(project: Path) -> Path | None:
-    """The local runtime's control socket when its supervisord runs for this project, else None."""
-    try:
-        from schedgen_ops.runtime.local import LocalRuntime
-    except ImportError:
-        path = ProjectLayout.of(project).supervisor_sock
-        return path if path.exists() else None
-    runtime = LocalRuntime(project)
-    return runtime.sock if runtime.is_running() else None
-
-
-def _load_config(project: Path) -> Any:
+def _load_config(project: Path) -> Config | None:
     """The project's configuration (service secrets in the environment hidden), None without schedgen.yaml."""
     if not (project / "schedgen.yaml").is_file():
         return None
@@ -138,11 +130,10 @@ def _load_config(project: Path) -> Any:
     return load_ops_config(project)
 
 
-def _secret(value: Any) -> str:
+def _secret(value: SecretStr | str | None) -> str:
     if value is None:
         return ""
-    getter = getattr(value, "get_secret_value", None)
-    return str(getter() if getter else value)
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 def resolve_context(
@@ -157,10 +148,9 @@ def resolve_context(
 ) -> BackupContext:
     check_target(target)
     config = _load_config(project)
-    service = getattr(config, "service", None)
-    backup_cfg = getattr(config, "backup", None)
-
-    runtime_env = _local_runtime_env(project) if target == "local" else {}
+    service = config.service if config else None
+    live = stack_endpoints(project, "local") if target == "local" else None
+    runtime_env = _runtime_env(live) if live else {}
 
     def pick(option: str | None, env: str, attr: str) -> str:
         if option:
@@ -169,20 +159,22 @@ def resolve_context(
             return os.environ[env]
         if runtime_env.get(env):
             return runtime_env[env]
-        return _secret(getattr(service, attr, None))
+        return _secret(getattr(service, attr)) if service is not None else ""
 
     base = directory or Path(
-        os.environ.get("SCHEDGEN_BACKUP_DIR") or getattr(backup_cfg, "dir", None) or DEFAULT_DIR
+        os.environ.get("SCHEDGEN_BACKUP_DIR") or (config.backup.dir if config else "") or DEFAULT_DIR
     )
     if not base.is_absolute():
         base = project / base
-    policy = Policy(
-        keep_daily=getattr(backup_cfg, "keep_daily", 7),
-        keep_weekly=getattr(backup_cfg, "keep_weekly", 4),
-        keep_monthly=getattr(backup_cfg, "keep_monthly", 12),
-    )
-    if supervisor_sock is None and target == "local":
-        supervisor_sock = _local_runtime_sock(project)
+    policy = Policy()
+    if config is not None:
+        policy = Policy(
+            keep_daily=config.backup.keep_daily,
+            keep_weekly=config.backup.keep_weekly,
+            keep_monthly=config.backup.keep_monthly,
+        )
+    if supervisor_sock is None and live is not None:
+        supervisor_sock = live.supervisor_sock
     return BackupContext(
         project=project,
         directory=base,
@@ -196,7 +188,7 @@ def resolve_context(
             secret_key=pick(None, "SCHEDGEN_S3_SECRET_KEY", "s3_secret_key"),
             region=pick(None, "SCHEDGEN_S3_REGION", "s3_region") or "us-east-1",
         ),
-        profile=getattr(config, "profile", None),
+        profile=config.profile if config else None,
         policy=policy,
         config=config,
         supervisor_sock=supervisor_sock,

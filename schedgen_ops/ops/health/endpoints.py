@@ -7,15 +7,17 @@ guessed: its checks report ``unknown`` with a hint naming the flag that supplies
 
 from __future__ import annotations
 
-import configparser
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
+from schedgen_ops.config import Config
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.layout import ProjectLayout
+from schedgen_ops.render.context import project_paths
+from schedgen_ops.render.context import storage_url as rendered_storage_url
+from schedgen_ops.runtime.locate import endpoints as stack_endpoints
 from schedgen_ops.service.settings import ServiceSettings
 
 #: RQ queues of the service, most urgent first.
@@ -54,33 +56,21 @@ def redact(url: str) -> str:
     return f"{scheme}://{user + ':***' if ':' in creds else user}@{host}"
 
 
-def _from_local_runtime(ep: Endpoints, project_dir: Path, config: Any | None) -> None:
-    """What the running local stack uses: its api port, its generated URLs, its upload directory.
-
-    Only fills what the environment left empty; silently does nothing when no stack was deployed.
-    """
-    try:
-        from schedgen_ops.render.context import project_paths, storage_url
-        from schedgen_ops.runtime.local import LocalRuntime
-    except ImportError:  # pragma: no cover - the runtime ships with the package
-        return
-    runtime = LocalRuntime(project_dir)
-    paths = project_paths(project_dir)
-    if Path(paths["data"]).is_dir():
-        ep.data_dir = Path(paths["data"])
-    if not runtime.active.exists():
+def _from_local_runtime(ep: Endpoints, project_dir: Path, config: Config | None) -> None:
+    """What the running local stack uses (`LocalRuntime.endpoints`): an api replica's port, its
+    generated URLs, its upload directory. Only fills what the environment left empty; does nothing
+    when no stack was deployed."""
+    live = stack_endpoints(project_dir, "local", config)
+    if live.data_dir is not None:
+        ep.data_dir = live.data_dir
+    if live.tree is None:
         return
     if config is not None and not ep.storage_url:
-        ep.storage_url = storage_url(config, "local", paths)
-    try:
-        urls = runtime.api_urls()
-        secrets = runtime.secrets()
-    except (OSError, ValueError, KeyError, SchedgenError, configparser.Error):
-        return
-    if urls:
-        ep.api_url = next(iter(urls.values()))
-    ep.database_url = ep.database_url or secrets.get("SCHEDGEN_DATABASE_URL", "")
-    ep.redis_url = ep.redis_url or secrets.get("SCHEDGEN_REDIS_URL", "")
+        ep.storage_url = rendered_storage_url(config, "local", project_paths(project_dir))
+    if live.replica_urls:
+        ep.api_url = next(iter(live.replica_urls.values()))
+    ep.database_url = ep.database_url or live.database_url
+    ep.redis_url = ep.redis_url or live.redis_url
 
 
 def resolve_endpoints(
@@ -94,7 +84,7 @@ def resolve_endpoints(
     backup_dir: Path | None = None,
     data_dir: Path | None = None,
     domain: str | None = None,
-    config: Any | None = None,
+    config: Config | None = None,
 ) -> Endpoints:
     """Endpoints for ``target`` in ``project_dir`` with explicit overrides applied last.
 
@@ -136,7 +126,8 @@ def resolve_endpoints(
             # No Traefik: the api itself is published on edge.api_bind (first replica's port).
             host = config.edge.api_host
             host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-            ep.api_url = _live_compose_api(config.name) or f"http://{host}:{config.edge.api_port}"
+            live = stack_endpoints(project_dir, "compose", config).api_url
+            ep.api_url = live or f"http://{host}:{config.edge.api_port}"
         # compose and kubernetes keep Postgres/Redis on internal networks: on-call passes URLs (a
         # port-forward or exec tunnel) rather than this command guessing one.
         ep.notes["database_url"] = f"--database-url (the {target} stack does not publish Postgres)"
@@ -155,15 +146,3 @@ def resolve_endpoints(
     if data_dir is not None:
         ep.data_dir = data_dir
     return ep
-
-
-def _live_compose_api(project_name: str) -> str | None:
-    """A running api replica's published URL: a rolling deploy moves replicas within the port range."""
-    from schedgen_ops.runtime.compose import ComposeRuntime
-    from schedgen_ops.runtime.runner import Runner
-
-    try:
-        urls = ComposeRuntime(project_name, Runner()).urls()
-    except SchedgenError:
-        return None  # no engine here: the configured address is the best guess
-    return urls[min(urls)] if urls else None
