@@ -1,16 +1,22 @@
 """The envelope every HTTP request passes through: request id, client id, rate limit, metrics and the
-access log. Pure ASGI (no per-request task group), and the only place rate limits are applied."""
+access log. Pure ASGI (no per-request task group), and the only place rate limits are applied.
+
+A poll of a finished job whose answer this process has cached (`status.TerminalCache`) is answered here,
+after the client is identified and its limit spent, without going through the router: the route would
+send the very same bytes and headers (`StatusAnswer.response`), and routing plus FastAPI's request
+handling are most of such a poll's cost. Everything else, and every cache miss, goes to the route."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from starlette.datastructures import MutableHeaders
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +30,9 @@ from schedgen_ops.service.settings import ServiceSettings
 log = logging.getLogger("schedgen.api")
 
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")  # never rate limited, never look at an API key
+STATUS_PREFIX = "/api/jobs/"
+STATUS_TEMPLATE = "/api/jobs/{job_id}"  # the route `_cached_status` answers for (its metrics label)
+_MAX_METRIC_CHILDREN = 512  # labelled metric children kept per process (methods come from clients)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
@@ -34,6 +43,7 @@ class Envelope:
         self.app = app
         self.api = api
         self.trusted = settings.trusted_networks()  # parsed once, not per request
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # metrics.labels() per label set
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,7 +52,7 @@ class Envelope:
         started = time.perf_counter()
         request = Request(scope)
         incoming = request.headers.get("x-request-id", "")
-        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else _new_request_id()
         rid_token = request_id_var.set(request_id)
         cid_token = client_id_var.set(None)
         path = scope["path"]
@@ -53,16 +63,17 @@ class Envelope:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["started"] = True
-                headers = MutableHeaders(scope=message)
-                for key, value in extra_headers.items():
-                    if key not in headers:
-                        headers[key] = value
+                _add_missing(message, extra_headers)
             await send(message)
 
         try:
             early: Response | None = None
+            template: str | None = None
             try:
                 early = await self._admit(request, path, extra_headers)
+                if early is None:
+                    early = self._cached_status(request, path)
+                    template = STATUS_TEMPLATE if early is not None else None
             except ApiError as exc:
                 early = error_response(exc.status, exc.code, exc.message, exc.headers)
             if early is not None:
@@ -77,7 +88,7 @@ class Envelope:
                     await error_response(500, "internal_error", "internal error")(
                         scope, receive, send_wrapper
                     )
-            self._record(request, path, int(status["code"]), time.perf_counter() - started)
+            self._record(request, path, template, int(status["code"]), time.perf_counter() - started)
         finally:
             request_id_var.reset(rid_token)
             client_id_var.reset(cid_token)
@@ -100,10 +111,30 @@ class Envelope:
             metrics.UPLOADS.labels("rate_limited").inc()
         return error_response(429, "rate_limited", f"too many {category} requests; retry later")
 
-    def _record(self, request: Request, path: str, code: int, elapsed: float) -> None:
-        template = _route_template(self.api, request)
-        metrics.HTTP_REQUESTS.labels(request.method, template, str(code)).inc()
-        metrics.HTTP_LATENCY.labels(request.method, template).observe(elapsed)
+    def _cached_status(self, request: Request, path: str) -> Response | None:
+        """A finished job's cached status answer (what the route would send), else None to route on."""
+        if request.method != "GET" or not path.startswith(STATUS_PREFIX) or path.count("/") != 3:
+            return None
+        state: ApiState = self.api.state.service
+        answer = state.status_cache.get(path[len(STATUS_PREFIX) :])
+        if answer is None:
+            return None
+        return answer.response(request.headers.get("if-none-match"))
+
+    def _record(self, request: Request, path: str, template: str | None, code: int, elapsed: float) -> None:
+        if template is None:
+            template = _route_template(self.api, request)
+        method = request.method
+        children = self._children.get((method, template, code))
+        if children is None:
+            children = (
+                metrics.HTTP_REQUESTS.labels(method, template, str(code)),
+                metrics.HTTP_LATENCY.labels(method, template),
+            )
+            if len(self._children) < _MAX_METRIC_CHILDREN:
+                self._children[(method, template, code)] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         if not path.startswith(("/healthz", "/metrics")):
             log.info(
                 "request",
@@ -114,6 +145,36 @@ class Envelope:
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
+
+
+class _RequestIds:
+    """Request ids of this process: 16 random hex digits (new per process) and a 16-digit counter, the same
+    32 hex digits as a uuid4 without a ``urandom`` call per request (it correlates logs; it is no secret)."""
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self.prefix = ""
+        self.count = 0
+
+    def __call__(self) -> str:
+        if self.pid != os.getpid():  # a forked child must not repeat its parent's ids
+            self.pid, self.prefix, self.count = os.getpid(), secrets.token_hex(8), 0
+        self.count += 1
+        return f"{self.prefix}{self.count:016x}"
+
+
+_new_request_id = _RequestIds()
+
+
+def _add_missing(message: Message, extra: dict[str, str]) -> None:
+    """Append ``extra`` headers the response does not already carry (names compared case-insensitively)."""
+    raw: list[tuple[bytes, bytes]] = list(message.get("headers", ()))
+    present = {name.lower() for name, _ in raw}
+    for key, value in extra.items():
+        name = key.lower().encode("latin-1")
+        if name not in present:
+            raw.append((name, value.encode("latin-1")))
+    message["headers"] = raw
 
 
 def _route_template(app: FastAPI, request: Request) -> str:

@@ -25,6 +25,7 @@ from schedgen_ops.service.settings import ServiceSettings
 log = logging.getLogger(__name__)
 CATEGORIES = ("upload", "status", "requests", "key_failures")
 T = TypeVar("T")
+_MAX_CACHED_KEYS = 10_000
 # limits' incr_expire.lua (a window starts at its first hit), returning the key's TTL with the count.
 _INCR_TTL = """
 local amount = tonumber(ARGV[2])
@@ -78,6 +79,8 @@ class RateLimits:
             self._incr_ttl = bridge.get_connection().register_script(_INCR_TTL)
             self._redis_key = bridge.prefixed_key
         self.fallback = FixedWindowRateLimiter(MemoryStorage())
+        # (category, client) -> (limits' key, its Redis key): building them is a visible share of a poll.
+        self._keys: dict[tuple[str, str], tuple[str, str]] = {}
         self.retry_s = retry_s
         self._down_since: float | None = None  # monotonic time Redis stopped answering
         self._next_probe = 0.0
@@ -101,9 +104,9 @@ class RateLimits:
         async def count(limiter: FixedWindowRateLimiter) -> Decision:
             # What limiter.hit + get_window_stats do (INCR, GET, TTL), in one round trip on Redis (the
             # same script and key as `limits`, plus the TTL) and two calls on the in-process fallback.
-            key = item.key_for(category, client_id)
+            key, redis_key = self._key(item, category, client_id)
             if limiter is self.limiter and self._incr_ttl is not None:
-                used, ttl = await self._incr_ttl(keys=[self._redis_key(key)], args=[item.get_expiry(), 1])
+                used, ttl = await self._incr_ttl(keys=[redis_key], args=[item.get_expiry(), 1])
                 used, reset_at = int(used), max(int(ttl), 0) + time.time()
             else:
                 used = await limiter.storage.incr(key, item.get_expiry(), amount=1)
@@ -111,6 +114,17 @@ class RateLimits:
             return Decision(used <= item.amount, item.amount, max(0, item.amount - used), reset_at)
 
         return await self._with_storage(count)
+
+    def _key(self, item: RateLimitItem, category: str, client_id: str) -> tuple[str, str]:
+        """`limits`' key of this client's window in ``category`` and the Redis key it is stored under."""
+        keys = self._keys.get((category, client_id))
+        if keys is None:
+            key = item.key_for(category, client_id)
+            keys = (key, self._redis_key(key))
+            if len(self._keys) >= _MAX_CACHED_KEYS:
+                self._keys.clear()  # bounded: clients come and go; rebuilding a key is cheap
+            self._keys[(category, client_id)] = keys
+        return keys
 
     async def exhausted(self, category: str, client_id: str) -> Decision | None:
         """The refusal when ``client_id`` has nothing left in ``category``, else None (counts nothing)."""

@@ -16,7 +16,9 @@ import datetime as dt
 import hashlib
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from starlette.responses import Response
 
 from schedgen_ops.service import ledger
 from schedgen_ops.service.schemas import JobError, JobView
@@ -37,6 +39,21 @@ class StatusAnswer:
     body: bytes
     etag: str
     headers: dict[str, str]
+    # The headers of a 200 and of a 304, encoded once for ASGI (every poll re-sends the same ones).
+    raw_ok: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
+    raw_not_modified: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        raw = tuple(
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()
+        )
+        length = (b"content-length", str(len(self.body)).encode("latin-1"))
+        object.__setattr__(self, "raw_ok", (*raw, length, (b"content-type", b"application/json")))
+        object.__setattr__(self, "raw_not_modified", raw)
+
+    def response(self, if_none_match: str | None) -> Response:
+        """The answer to a poll: 304 (no body) while ``if_none_match`` matches, else 200 and the JSON."""
+        return AnswerResponse(self, not_modified=self.matches(if_none_match))
 
     def matches(self, if_none_match: str | None) -> bool:
         """RFC 9110 weak comparison of ``If-None-Match`` (a list, ``*``, or W/ tags) with our ETag."""
@@ -44,6 +61,17 @@ class StatusAnswer:
             return False
         tags = [tag.strip() for tag in if_none_match.split(",")]
         return any(tag == "*" or tag.removeprefix("W/") == self.etag for tag in tags)
+
+
+class AnswerResponse(Response):
+    """A `StatusAnswer` as a Starlette response, with the headers it encoded once (no per-poll encoding)."""
+
+    def __init__(self, answer: StatusAnswer, *, not_modified: bool) -> None:
+        # Not super().__init__: that would re-render the body and re-encode the headers of every poll.
+        self.status_code = 304 if not_modified else 200
+        self.body = b"" if not_modified else answer.body
+        self.background = None
+        self.raw_headers = list(answer.raw_not_modified if not_modified else answer.raw_ok)
 
 
 def render(job: ledger.Job, position: int | None) -> StatusAnswer:

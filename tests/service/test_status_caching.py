@@ -172,3 +172,53 @@ def test_status_survives_connections_killed_under_the_pool(
             time.sleep(wait_s)
             answer = api.client.get(f"/api/jobs/{job_id}")
             assert answer.status_code == 200 and answer.json()["status"] == "queued", answer.text
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the api's /metrics text (0 when absent)."""
+    want = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample.startswith(name + "{"):
+            found = ",".join(sorted(sample[len(name) + 1 : -1].split(",")))
+            if found == want:
+                return float(value)
+    return 0.0
+
+
+def test_a_cached_answer_keeps_the_envelope_limits_and_route_bytes(
+    service_stack: Callable[..., Stack], synthetic_pdfs: dict[str, bytes], database_url: str
+) -> None:
+    """A finished job's poll answered from the cache before routing is the route's answer, byte for byte,
+    and still pays the envelope: request id, API-key check, status rate limit, metrics and access log."""
+    api = service_stack(SCHEDGEN_RATE_STATUS="6/minute")
+    job_id = api.upload(synthetic_pdfs["exams"]).json()["job_id"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        claimed = ledger.claim(conn, job_id)
+        assert claimed is not None
+        assert ledger.fail(conn, job_id, claimed.attempts, "corrupt_pdf", "damaged", 3600)
+    url = f"/api/jobs/{job_id}"
+    routed = api.client.get(url)  # a miss: the route reads the ledger and caches the answer
+    cached = api.client.get(url, headers={"X-Request-ID": "poll-2"})  # a hit, answered before routing
+    assert routed.status_code == cached.status_code == 200 and cached.content == routed.content
+    for name in ("content-type", "content-length", "etag", "cache-control"):
+        assert cached.headers[name] == routed.headers[name], name
+    assert cached.headers["X-Request-ID"] == "poll-2" and routed.headers["X-Request-ID"] != "poll-2"
+    assert int(cached.headers["X-RateLimit-Remaining"]) == int(routed.headers["X-RateLimit-Remaining"]) - 1
+    not_modified = api.client.get(url, headers={"If-None-Match": routed.headers["ETag"]})
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert (
+        not_modified.headers["ETag"] == routed.headers["ETag"] and "content-type" not in not_modified.headers
+    )
+    # An unknown API key is refused before the cache is looked at (and costs nothing of the status limit).
+    assert api.client.get(url, headers={"X-API-Key": "sgk_" + "0" * 8 + "_" + "x" * 32}).status_code == 401
+    codes = [api.client.get(url).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]  # 6 per minute: the cache does not skip the limit
+    scrape = api.client.get("/metrics").text
+    route = {"method": "GET", "route": "/api/jobs/{job_id}"}
+    assert _metric(scrape, "schedgen_http_requests_total", status="200", **route) == 5
+    assert _metric(scrape, "schedgen_http_requests_total", status="304", **route) == 1
+    assert _metric(scrape, "schedgen_http_requests_total", status="429", **route) == 1
+    logs = "\n".join(proc.output() for proc in api.procs)
+    hit = next(line for line in logs.splitlines() if '"request_id": "poll-2"' in line)
+    assert '"route": "/api/jobs/{job_id}"' in hit and '"status": 200' in hit

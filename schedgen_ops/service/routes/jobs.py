@@ -12,7 +12,7 @@ from schedgen_ops.parsing.export import TimetableDocument
 from schedgen_ops.service import ledger, queue
 from schedgen_ops.service import status as status_view
 from schedgen_ops.service.api_errors import ERRORS, ApiError
-from schedgen_ops.service.api_state import State
+from schedgen_ops.service.api_state import ApiState, State
 from schedgen_ops.service.context import ServiceContext
 from schedgen_ops.service.schemas import JobView
 
@@ -28,18 +28,19 @@ router = APIRouter()
     },
     summary="Job status (ETag; Retry-After while queued)",
 )
-async def job_status(job_id: str, request: Request, state: State) -> Response:
-    # Finished jobs answer from this process's cache without a thread hop or a round trip; all
-    # others read the ledger (and the queue position) in one hop.
+async def job_status(job_id: str, request: Request) -> Response:
+    # Finished jobs answer from this process's cache without a thread hop or a round trip (the envelope
+    # sends those before routing: `middleware.Envelope`); all others read the ledger (and the queue
+    # position) in one hop. `ApiState` is read directly, not through a dependency: this is the route
+    # clients poll, and FastAPI's dependency solving is a visible share of its cost.
+    state: ApiState = request.app.state.service
     cached = state.status_cache.get(job_id)
     if cached is None:
         job, answer = await run_in_threadpool(_status, state.ctx, job_id)
         state.status_cache.put(job, answer)
     else:
         answer = cached
-    if answer.matches(request.headers.get("if-none-match")):
-        return Response(status_code=304, headers=answer.headers)
-    return Response(answer.body, media_type="application/json", headers=answer.headers)
+    return answer.response(request.headers.get("if-none-match"))
 
 
 @router.get(
