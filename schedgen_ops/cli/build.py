@@ -30,10 +30,10 @@ def build(
         "--base-image",
         help="Base image with python3 + python3-venv (python:3.11-slim, or a plain Debian bookworm).",
     ),
-    tag: str = typer.Option(
+    tag: str | None = typer.Option(
         None, "--tag", help="Image tag (default: images.service of the project at the toolkit version)."
     ),
-    wheelhouse: Path = typer.Option(
+    wheelhouse: Path | None = typer.Option(
         None,
         "--wheelhouse",
         help="Use these wheels (schedgen-ops and its dependencies) instead of building them here.",

@@ -61,10 +61,24 @@ class _OptionalWatchValue(TyperCommand):
         return super().parse_args(ctx, fixed)
 
 
+#: ``--watch``, whose value `_OptionalWatchValue` makes optional (hence the bracketed metavar).
+_WATCH = typer.Option(
+    None,
+    "--watch",
+    metavar="[SECONDS]",
+    help=f"Refresh in place every SECONDS (default {DEFAULT_WATCH_S:g}).",
+)
+
+
 def _check_choice(value: str, allowed: tuple[str, ...], flag: str) -> str:
     if value not in allowed:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=flag)
     return value
+
+
+def _override(flag: str, text: str) -> Any:
+    """An option naming where one dependency is; left unset, `resolve_endpoints` finds it for the target."""
+    return typer.Option(None, flag, help=text)
 
 
 def health(
@@ -81,31 +95,14 @@ def health(
     as_json: bool = typer.Option(
         False, "--json", help="Print the report as JSON (schema in docs/HEALTH.md)."
     ),
-    watch: float | None = typer.Option(
-        None,
-        "--watch",
-        metavar="[SECONDS]",
-        help=f"Refresh in place every SECONDS (default {DEFAULT_WATCH_S:g}).",
-    ),
-    url: str | None = typer.Option(None, "--url", help="api base URL, e.g. http://127.0.0.1:8000."),
-    database_url: str | None = typer.Option(
-        None, "--database-url", help="Postgres URL (default SCHEDGEN_DATABASE_URL)."
-    ),
-    redis_url: str | None = typer.Option(
-        None, "--redis-url", help="queue Redis URL (default SCHEDGEN_REDIS_URL)."
-    ),
-    storage_url: str | None = typer.Option(
-        None, "--storage-url", help="Upload storage: file:///DIR or s3://BUCKET."
-    ),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Directory whose filesystem holds the service data."
-    ),
-    backup_dir: Path | None = typer.Option(
-        None, "--backup-dir", help="Backup directory (default PROJECT/backups)."
-    ),
-    domain: str | None = typer.Option(
-        None, "--domain", help="Public HOST[:PORT] whose TLS certificate to check."
-    ),
+    watch: float | None = _WATCH,
+    url: str | None = _override("--url", "api base URL, e.g. http://127.0.0.1:8000."),
+    database_url: str | None = _override("--database-url", "Postgres URL (default SCHEDGEN_DATABASE_URL)."),
+    redis_url: str | None = _override("--redis-url", "queue Redis URL (default SCHEDGEN_REDIS_URL)."),
+    storage_url: str | None = _override("--storage-url", "Upload storage: file:///DIR or s3://BUCKET."),
+    data_dir: Path | None = _override("--data-dir", "Directory whose filesystem holds the service data."),
+    backup_dir: Path | None = _override("--backup-dir", "Backup directory (default PROJECT/backups)."),
+    domain: str | None = _override("--domain", "Public HOST[:PORT] whose TLS certificate to check."),
     budget: float | None = typer.Option(
         None, "--budget", help="Seconds each check may take (default 2, max 4)."
     ),

@@ -56,14 +56,9 @@ def loadtest(
     scenario: str = typer.Argument(
         ..., help="baseline | upload | status | stress | spike | soak", show_default=False
     ),
-    url: str | None = typer.Option(
-        None, "--url", help="Base URL of the api (loopback only).", show_default=False
-    ),
+    url: str | None = typer.Option(None, "--url", help="Base URL of the api (loopback only)."),
     target: str | None = typer.Option(
-        None,
-        "--target",
-        help="Deploy target of this project whose api to test (e.g. local).",
-        show_default=False,
+        None, "--target", help="Deploy target of this project whose api to test (e.g. local)."
     ),
     time_scale: float = typer.Option(
         1.0, "--time-scale", min=0.0001, help="Multiply every duration by this."
@@ -75,10 +70,7 @@ def loadtest(
         [], "--threshold", help="Override/add a threshold: NAME=VALUE (repeat)."
     ),
     report: Path | None = typer.Option(
-        None,
-        "--report",
-        help="Report directory [default: loadtest-reports/SCENARIO-TIMESTAMP].",
-        show_default=False,
+        None, "--report", help="Report directory [default: loadtest-reports/SCENARIO-TIMESTAMP]."
     ),
     ops_token: str = typer.Option(
         "",

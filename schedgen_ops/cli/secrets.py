@@ -19,12 +19,14 @@ from schedgen_ops.config.secrets import (
 
 app = typer.Typer(help="Manage the project's generated secrets.", no_args_is_help=True)
 _out = Console(highlight=False, soft_wrap=True)
+#: `rotate` and `set` answer with the same document: what changed, and in which file.
+_JSON_RESULT = typer.Option(False, "--json", help="Print the result as JSON (never the value).")
 
 
 @app.command("rotate")
 def rotate(
     name: str = typer.Argument(..., help=f"One of: {', '.join(SECRET_NAMES)}."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (never the value)."),
+    as_json: bool = _JSON_RESULT,
     force: bool = typer.Option(
         False,
         "--force",
@@ -43,7 +45,7 @@ def rotate(
 @app.command("set")
 def set_(
     name: str = typer.Argument(..., help=f"One of: {', '.join(OPERATOR_SECRETS)}."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (never the value)."),
+    as_json: bool = _JSON_RESULT,
 ) -> None:
     """Store a secret you provide, read from stdin (empty input clears it); never echoed back."""
     import sys

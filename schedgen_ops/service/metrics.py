@@ -171,20 +171,22 @@ class BackupCollector:
             return
         up.add_metric([], 1)
         yield up
-        if times.last_success is not None:
-            last = GaugeMetricFamily(
+        for name, documentation, value in (
+            (
                 "schedgen_backup_last_success_timestamp_seconds",
                 "Unix time the newest complete backup set finished (backup ledger).",
-            )
-            last.add_metric([], times.last_success)
-            yield last
-        if times.last_verified is not None:
-            verified = GaugeMetricFamily(
+                times.last_success,
+            ),
+            (
                 "schedgen_backup_last_verified_timestamp_seconds",
                 "Unix time of the newest passed backup verification (backup ledger).",
-            )
-            verified.add_metric([], times.last_verified)
-            yield verified
+                times.last_verified,
+            ),
+        ):
+            if value is not None:
+                gauge = GaugeMetricFamily(name, documentation)
+                gauge.add_metric([], value)
+                yield gauge
 
 
 def render(*extra: ScrapeCollector | BackupCollector) -> tuple[bytes, str]:

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from schedgen_ops import __version__
 from schedgen_ops.errors import SchedgenError
@@ -45,30 +46,23 @@ from schedgen_ops.ops.backup.targets import Target
 from schedgen_ops.ops.backup.tools import archive_tools, major_of
 
 
+class VerifyOptions(TypedDict, total=False):
+    """`verify_entry`'s optional keywords, which `verify_backup` passes on; their defaults live there."""
+
+    allow_unsigned: bool
+    deep: bool
+    target: Target | None
+    jobs: int
+    reporter: Reporter | None
+
+
 def verify_backup(
-    directory: Path,
-    backup_id: str | None = None,
-    *,
-    key: SigningKey,
-    allow_unsigned: bool = False,
-    deep: bool = False,
-    target: Target | None = None,
-    jobs: int = 2,
-    reporter: Reporter | None = None,
+    directory: Path, backup_id: str | None = None, *, key: SigningKey, **options: Unpack[VerifyOptions]
 ) -> tuple[BackupEntry, Verification]:
     """Verify a backup under the directory lock and write the result into its manifest."""
     with backup_lock(directory, "verify"):
         entry = find_backup(directory, backup_id)
-        result = verify_entry(
-            entry,
-            key=key,
-            allow_unsigned=allow_unsigned,
-            deep=deep,
-            target=target,
-            jobs=jobs,
-            reporter=reporter,
-        )
-        return entry, result
+        return entry, verify_entry(entry, key=key, **options)
 
 
 def verify_entry(

@@ -88,15 +88,16 @@ class Scenario:
 
 _FULL_MIX = {"upload": 6, "status": 3, "health": 1}
 
-SCENARIOS: dict[str, Scenario] = {
-    "baseline": Scenario(
+#: Each scenario once; `SCENARIOS` looks them up by their own name.
+_SCENARIOS = (
+    Scenario(
         name="baseline",
         description="10 users for 5 minutes: the normal day the other scenarios are compared with.",
         stages=(Stage("steady", 300, 10, ramp_s=10),),
         mix=dict(_FULL_MIX),
         thresholds={"p95_ms": 2000, "error_rate": 0.01},
     ),
-    "upload": Scenario(
+    Scenario(
         name="upload",
         description="Students uploading timetables, ramping 10 -> 50 -> 100 users.",
         stages=(
@@ -113,7 +114,7 @@ SCENARIOS: dict[str, Scenario] = {
             "error_rate": 0.02,
         },
     ),
-    "status": Scenario(
+    Scenario(
         name="status",
         description="Ramp to 200 users polling job status.",
         stages=(Stage("ramp", 60, 100, ramp_s=60), Stage("200 users", 240, 200, ramp_s=60)),
@@ -121,7 +122,7 @@ SCENARIOS: dict[str, Scenario] = {
         thresholds={"status_p95_ms": 200, "error_rate": 0.01},
         think_s=(0.5, 1.5),
     ),
-    "stress": Scenario(
+    Scenario(
         name="stress",
         description="Steps of 100/200/500/1000 users until p95 or the error rate crosses its threshold, "
         "then 10 users to check the service recovers.",
@@ -141,7 +142,7 @@ SCENARIOS: dict[str, Scenario] = {
             "recovered": 1,
         },
     ),
-    "spike": Scenario(
+    Scenario(
         name="spike",
         description="10 -> 500 -> 10 users; latency must be back to the pre-spike level within 2 minutes.",
         stages=(
@@ -152,7 +153,7 @@ SCENARIOS: dict[str, Scenario] = {
         mix=dict(_FULL_MIX),
         thresholds={"spike_recovery_s": 120},
     ),
-    "soak": Scenario(
+    Scenario(
         name="soak",
         description="50 users for 2 hours; api and worker memory (RSS from /metrics) must not grow > 10%.",
         stages=(Stage("steady", 7200, 50, ramp_s=30),),
@@ -160,7 +161,8 @@ SCENARIOS: dict[str, Scenario] = {
         thresholds={"rss_growth": 0.10, "error_rate": 0.02, "p95_ms": 2000},
         samples_rss=True,
     ),
-}
+)
+SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in _SCENARIOS}
 
 
 @dataclass(frozen=True)
