@@ -22,6 +22,7 @@ from rq import Worker
 from schedgen_ops.cli.main import main
 from schedgen_ops.ops.health import json_schema
 from schedgen_ops.runtime.dataservices import RedisServer, free_port
+from schedgen_ops.service.routes.probes import READY_CACHE_S
 
 SCHEDGEN = [sys.executable, "-m", "schedgen_ops.cli.main"]
 ONLY_API_REDIS = ["--only", "api", "--only", "redis"]
@@ -273,6 +274,7 @@ def test_real_service_healthy_then_redis_down(
 
     # Then Redis stops under the running service: the api's /readyz 503 detail survives into the report.
     queue_redis.stop()
+    time.sleep(READY_CACHE_S)  # the api answers /readyz from its last check for this long
     proc = subprocess.run(
         [*SCHEDGEN, "--project", str(tmp_path), "health", "--json", "--url", service["url"], *ONLY_API_REDIS],
         capture_output=True,
