@@ -41,6 +41,32 @@ def _method_name(name: str) -> str:
     return method
 
 
+def _token_starts() -> dict[bytes, tuple[bytes | None, str]]:
+    """First byte of a token -> (what the token starts as, None for that byte; the method reading on).
+
+    pdfminer's ``_parse_main`` as a table: ``%`` comment, ``/`` name, sign or digit number, ``.`` float,
+    letter keyword, ``(`` string, ``<``/``>`` hex string or dictionary; any other byte is a keyword alone.
+    """
+    starts: dict[bytes, tuple[bytes | None, str]] = {
+        b"%": (b"%", "_parse_comment"),
+        b"/": (b"", "_parse_literal"),
+        b".": (None, "_parse_float"),
+        b"(": (b"", "_parse_string"),
+        b"<": (b"", "_parse_wopen"),
+        b">": (b"", "_parse_wclose"),
+    }
+    for value in range(256):
+        byte = bytes([value])
+        if byte in (b"-", b"+") or byte.isdigit():
+            starts[byte] = (None, "_parse_number")
+        elif byte.isalpha():
+            starts[byte] = (None, "_parse_keyword")
+    return starts
+
+
+_TOKEN_STARTS = _token_starts()
+
+
 class _SkipBlanks(PSBaseParser):
     """pdfminer's ``_parse_main`` (its token dispatcher) with one change: the search that finds where the
     next token starts also skips NULs, where pdfminer returns to its loop once per NUL byte."""
@@ -52,33 +78,15 @@ class _SkipBlanks(PSBaseParser):
         j = m.start(0)
         c = s[j : j + 1]
         self._curtokenpos = self.bufpos + j
-        if c == b"%":
-            self._curtoken = b"%"
-            self._parse1 = self._parse_comment
-        elif c == b"/":
-            self._curtoken = b""
-            self._parse1 = self._parse_literal
-        elif c in b"-+" or c.isdigit():
-            self._curtoken = c
-            self._parse1 = self._parse_number
-        elif c == b".":
-            self._curtoken = c
-            self._parse1 = self._parse_float
-        elif c.isalpha():
-            self._curtoken = c
-            self._parse1 = self._parse_keyword
-        elif c == b"(":
-            self._curtoken = b""
-            self.paren = 1
-            self._parse1 = self._parse_string
-        elif c == b"<":
-            self._curtoken = b""
-            self._parse1 = self._parse_wopen
-        elif c == b">":
-            self._curtoken = b""
-            self._parse1 = self._parse_wclose
-        else:
+        start = _TOKEN_STARTS.get(c)
+        if start is None:
             self._add_token(KWD(c))
+            return j + 1
+        token, method = start
+        self._curtoken = c if token is None else token
+        if c == b"(":
+            self.paren = 1
+        self._parse1 = getattr(self, method)
         return j + 1
 
 
