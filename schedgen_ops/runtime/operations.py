@@ -1,20 +1,21 @@
 """What `up`, `deploy`, `rollback`, `scale`, `status` and `down` do, for every runtime.
 
 Each changing operation holds the deploy lock and leaves one audit entry (besides the runner's entry per
-command). A deploy renders and validates into a staging directory, records a pending release, applies it,
-and passes the health gate before the release becomes current; if the gate fails it puts the previous
-release back (configuration and processes only: data is never restored by a deploy) and fails.
+command; `runtime/verb.py` does both). `up` and `deploy` share one path, `roll_out`: render and validate
+into a staging directory, record a pending release (up reuses the current one when the tree is the
+same), apply it through the runtime and pass the health gate before the release becomes current. If a
+deploy's gate fails it keeps or puts the previous release back (configuration and processes only: data
+is never restored by a deploy) and fails.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from schedgen_ops.config import Config, load_config, load_secrets
 from schedgen_ops.config.project import init_project, is_project
@@ -22,122 +23,19 @@ from schedgen_ops.config.secrets import secrets_path
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.layout import SECRETS_FILE, ProjectLayout
 from schedgen_ops.runtime import argv as A
-from schedgen_ops.runtime.audit import AuditLog
 from schedgen_ops.runtime.base import SCALABLE_SERVICES, NotSwitched, Runtime, StackStatus
 from schedgen_ops.runtime.compose import ComposeRuntime
 from schedgen_ops.runtime.gate import GateFailure, GateReport
 from schedgen_ops.runtime.kubernetes import KubernetesRuntime
 from schedgen_ops.runtime.local import LocalRuntime
-from schedgen_ops.runtime.lock import DeployLock, read_holder
-from schedgen_ops.runtime.releases import Release, ReleaseStore, tree_digest
-from schedgen_ops.runtime.runner import Runner
+from schedgen_ops.runtime.releases import Release, tree_digest
 from schedgen_ops.runtime.scale_store import ScaleStore
+from schedgen_ops.runtime.verb import Operation, Ops, failure_text, operation
 from schedgen_ops.targets import check_target
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
 #: Each gate check's minimum patience when putting the previous (known-good) release back.
 ROLLBACK_GATE_S = 120.0
-
-
-@dataclass
-class Ops:
-    """Everything an operation needs: the project, how to run commands, where to report."""
-
-    project: Path
-    dry_run: bool = False
-    echo: Callable[[str], None] = lambda _: None
-    lock_wait_s: float = 0.0
-    gate_timeout_s: float = 90.0
-    runner: Runner = field(init=False)
-    audit: AuditLog = field(init=False)
-    releases: ReleaseStore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.project = self.project.resolve()
-        self.audit = AuditLog.for_project(self.project)
-        self.runner = Runner(dry_run=self.dry_run, echo=self.echo, audit=self.audit)
-        self.releases = ReleaseStore(self.state)
-
-    @property
-    def state(self) -> Path:
-        return ProjectLayout.of(self.project).state
-
-    @contextmanager
-    def locked(self, action: str, release: str | None = None) -> Iterator[DeployLock]:
-        lock = DeployLock(self.state, action, release=release, wait_s=self.lock_wait_s)
-        try:
-            lock.acquire()
-        except SchedgenError:
-            self.audit.append(
-                action, result="refused: locked", release=release, holder=_holder_dict(self.state)
-            )
-            raise
-        if lock.took_over is not None:
-            self.echo(f"took over a stale deploy lock ({lock.took_over.describe()})")
-        try:
-            yield lock
-        finally:
-            lock.release_lock()
-
-
-@dataclass
-class Operation:
-    """One verb under the deploy lock; `record` writes its audit entry, timed from ``started``."""
-
-    ops: Ops
-    action: str
-    lock: DeployLock
-    started: float
-    release: str | None = None
-    recorded: bool = False
-
-    def set_release(self, release_id: str) -> None:
-        """The release this operation is about, in the lock (for whoever waits) and in its audit entry."""
-        self.release = release_id
-        self.lock.set_release(release_id)
-
-    def record(self, result: str, **fields: Any) -> None:
-        fields.setdefault("release", self.release)
-        self.ops.audit.append(
-            self.action, result=result, duration_s=time.monotonic() - self.started, **fields
-        )
-        self.recorded = True
-
-
-@contextmanager
-def operation(
-    ops: Ops, action: str, release: str | None = None, *, started: float | None = None
-) -> Iterator[Operation]:
-    """Lock, timing, audit and failure reporting, once for every verb that changes a stack (deploy, up,
-    rollback, scale, down), as Kamal's cli/base.rb wraps its commands. A verb records its own outcome
-    (``op.record``); one that ends in an exception without recording gets a "failed" entry with the
-    error, so no failure leaves the audit log silent."""
-    with ops.locked(action, release) as lock:
-        op = Operation(ops, action, lock, time.monotonic() if started is None else started, release)
-        try:
-            yield op
-        except BaseException as exc:
-            if not op.recorded:
-                op.record("failed", error=failure_text(exc))
-            raise
-
-
-def failure_text(exc: BaseException) -> str:
-    """One line for the audit log and the error message: a gate's own words, or the error's line."""
-    if isinstance(exc, NotSwitched):
-        return exc.what
-    if isinstance(exc, GateFailure):
-        return str(exc)
-    if isinstance(exc, SchedgenError):
-        return exc.one_line()
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _holder_dict(state: Path) -> dict[str, Any] | None:
-    holder = read_holder(state / "deploy.lock")
-    return None if holder is None else holder.__dict__
 
 
 def load(ops: Ops, profile: str | None = None, overrides: list[str] | None = None) -> Config:
@@ -258,6 +156,32 @@ class DeployOutcome:
     planned: list[list[str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """What `up` and `deploy` really differ in; `roll_out` does everything else the same way for both."""
+
+    action: str
+    target: str
+    canary: bool
+    #: up: a tree identical to the current release's is not a new release (nothing restarts).
+    reuse_unchanged: bool
+    #: deploy: stage beside the serving release and gate before traffic moves (`Runtime.deploy_gated`),
+    #: then on failure keep or put back the previous release; up: converge in place (`Runtime.up`),
+    #: gate, and on failure only report that the stack did not come up.
+    staged: bool
+    #: deploy: put the previous release back when the gate fails (unless --no-rollback).
+    rollback_on_failure: bool
+    #: deploy: echo the plan or the new release, and audit a dry run; up leaves the reporting to its
+    #: caller (a dry run of up is audited only through the runner's command entries).
+    announce: bool
+
+    def ok_fields(self, release_id: str, unchanged: bool) -> dict[str, Any]:
+        """The success audit entry's fields (each verb keeps the entry it always wrote)."""
+        if self.reuse_unchanged:
+            return {"release": release_id, "unchanged": unchanged}
+        return {"target": self.target}
+
+
 def deploy(
     ops: Ops,
     *,
@@ -270,132 +194,167 @@ def deploy(
 ) -> DeployOutcome:
     """Pre-flight, apply, gate, record; roll back to the previous release when the gate fails."""
     check_target(target)
-    started = time.monotonic()
-    config = load(ops, profile, overrides)
-    with operation(ops, action, started=started) as op:
-        staging = stage(ops, config, target)
-        previous = ops.releases.current()
-        if ops.dry_run:
-            runtime = runtime_for(ops, target, config, staging)
-            ops.echo(
-                f"plan: {action} profile {config.profile} to {target} "
-                f"(current release: {previous.id if previous else 'none'})"
-            )
-            runtime.deploy(staging)
-            gate(ops, runtime, staging, canary=canary)
-            shutil.rmtree(staging, ignore_errors=True)
-            op.record("dry-run", target=target)
-            return DeployOutcome(None, previous.id if previous else None, None, planned=ops.runner.planned)
-        release = ops.releases.create(staging, target=target, profile=config.profile, project_dir=ops.project)
-        shutil.rmtree(staging, ignore_errors=True)
-        op.set_release(release.id)
-        ops.echo(f"release {release.id} ({target}, profile {config.profile})")
-        runtime = runtime_for(ops, target, config, ops.releases.tree(release.id))
-        try:
-            report = apply_gated(ops, runtime, ops.releases.tree(release.id), canary=canary)
-        except (GateFailure, SchedgenError) as exc:
-            what = failure_text(exc)
-            untouched = isinstance(exc, NotSwitched) and previous is not None
-            ops.releases.mark(release.id, "failed", note=what)
-            outcome = DeployOutcome(release, previous.id if previous else None, None, failure=what)
-            rollback_error: str | None = None
-            if untouched and previous is not None:
-                # The gate ran before the switch: the previous release never stopped serving.
-                ops.echo(f"deploy failed ({what}); {previous.id} kept serving throughout")
-                ops.releases.set_current(previous.id)
-                outcome.rolled_back_to = previous.id
-            elif rollback_on_failure and previous is not None and previous.target == target:
-                ops.echo(f"deploy failed ({what}); rolling back to {previous.id}")
-                try:
-                    prev_runtime = runtime_for(ops, target, config, ops.releases.tree(previous.id))
-                    prev_runtime.rollback(ops.releases.tree(previous.id))
-                    # The known-good release gets longer than the new one did: it must come back.
-                    gate(
-                        ops,
-                        prev_runtime,
-                        ops.releases.tree(previous.id),
-                        canary=False,
-                        timeout_s=max(ops.gate_timeout_s, ROLLBACK_GATE_S),
-                    )
-                    ops.releases.set_current(previous.id)
-                    outcome.rolled_back_to = previous.id
-                except (GateFailure, SchedgenError) as again:
-                    rollback_error = str(again) if isinstance(again, GateFailure) else again.one_line()
-            result = "failed, rolled back" if outcome.rolled_back_to else "failed"
-            if untouched:
-                result = "failed, previous kept serving"
-            if rollback_error:
-                result = "failed, rollback failed"
-            op.record(
-                result,
-                target=target,
-                error=what,
-                rolled_back_to=outcome.rolled_back_to,
-                rollback_error=rollback_error,
-            )
-            if rollback_error:
-                suffix = f"; the rollback to {previous.id if previous else '?'} failed too: {rollback_error}"
-            elif untouched:
-                suffix = f"; {outcome.rolled_back_to} kept serving (the new release never took traffic)"
-            elif outcome.rolled_back_to:
-                suffix = f"; rolled back to {outcome.rolled_back_to}, which is live"
-            else:
-                suffix = (
-                    "; nothing to roll back to" if previous is None else "; not rolled back (--no-rollback)"
-                )
-            raise SchedgenError(
-                f"{action} of release {release.id} failed its health gate: {what}{suffix}",
-                code="deploy_failed",
-                hint="see `schedgen logs api` and `schedgen releases`; data was not touched",
-            ) from exc
-        ops.releases.set_current(release.id)
-        op.record("ok", target=target)
-        return DeployOutcome(release, previous.id if previous else None, report)
+    rollout = Rollout(
+        action,
+        target,
+        canary=canary,
+        reuse_unchanged=False,
+        staged=True,
+        rollback_on_failure=rollback_on_failure,
+        announce=True,
+    )
+    return roll_out(ops, rollout, profile, overrides)
 
 
 def up(ops: Ops, *, profile: str | None = None, overrides: list[str] | None = None) -> DeployOutcome:
     """Local: render if the config changed, start or converge, wait for readiness and a worker heartbeat."""
+    rollout = Rollout(
+        "up",
+        "local",
+        canary=False,
+        reuse_unchanged=True,
+        staged=False,
+        rollback_on_failure=False,
+        announce=False,
+    )
+    return roll_out(ops, rollout, profile, overrides)
+
+
+def roll_out(
+    ops: Ops, rollout: Rollout, profile: str | None = None, overrides: list[str] | None = None
+) -> DeployOutcome:
+    """The one path of a release: stage the tree, tell whether it changed, record it, apply it through
+    the runtime, gate it, make it current and audit; a failure is reported the verb's own way."""
     started = time.monotonic()
     config = load(ops, profile, overrides)
-    current = ops.releases.current()
-    with operation(ops, "up", started=started) as op:
-        staging = stage(ops, config, "local")
-        if current is not None and current.target == "local" and current.tree_digest == tree_digest(staging):
+    target = rollout.target
+    with operation(ops, rollout.action, started=started) as op:
+        staging = stage(ops, config, target)
+        previous = ops.releases.current()
+        previous_id = previous.id if previous else None
+        unchanged = (
+            rollout.reuse_unchanged
+            and previous is not None
+            and previous.target == target
+            and previous.tree_digest == tree_digest(staging)
+        )
+        release: Release | None = previous if unchanged else None
+        if not unchanged and not ops.dry_run:
+            release = ops.releases.create(
+                staging, target=target, profile=config.profile, project_dir=ops.project
+            )
+            op.set_release(release.id)
+        if release is not None:
             shutil.rmtree(staging, ignore_errors=True)
-            release, unchanged = current, True
-        else:
-            if ops.dry_run:
-                release, unchanged = None, False
-            else:
-                release = ops.releases.create(
-                    staging, target="local", profile=config.profile, project_dir=ops.project
-                )
-                shutil.rmtree(staging, ignore_errors=True)
-                op.set_release(release.id)
-                unchanged = False
         tree = ops.releases.tree(release.id) if release else staging
-        runtime = runtime_for(ops, "local")
+        runtime = runtime_for(ops, target, config, tree)
+        if rollout.announce and ops.dry_run:
+            ops.echo(
+                f"plan: {rollout.action} profile {config.profile} to {target} "
+                f"(current release: {previous_id or 'none'})"
+            )
+        elif rollout.announce and release is not None and not unchanged:
+            ops.echo(f"release {release.id} ({target}, profile {config.profile})")
         try:
-            runtime.up(tree)
-            report = gate(ops, runtime, tree, canary=False)
+            if rollout.staged:
+                report = apply_gated(ops, runtime, tree, canary=rollout.canary)
+            else:
+                runtime.up(tree)
+                report = gate(ops, runtime, tree, canary=rollout.canary)
         except (GateFailure, SchedgenError) as exc:
-            what = failure_text(exc)
             if release is not None and not unchanged:
-                ops.releases.mark(release.id, "failed", note=what)
-            op.record("failed", release=release.id if release else None, error=what)
-            raise SchedgenError(
-                f"the local stack did not come up: {what}",
-                code="up_failed",
-                hint="see `schedgen logs api` / `schedgen status`",
-            ) from exc
+                ops.releases.mark(release.id, "failed", note=failure_text(exc))
+            if not rollout.staged:
+                _not_up(op, release, exc)
+            if release is None:
+                raise  # a dry run's plan failed: `operation` audits it
+            _deploy_failed(ops, op, rollout, config, release, previous, exc)
         if ops.dry_run:
             shutil.rmtree(staging, ignore_errors=True)
-            return DeployOutcome(None, current.id if current else None, None, planned=ops.runner.planned)
+            if rollout.announce:
+                op.record("dry-run", target=target)
+            return DeployOutcome(None, previous_id, None, planned=ops.runner.planned)
         assert release is not None
         if not unchanged:
             ops.releases.set_current(release.id)
-        op.record("ok", release=release.id, unchanged=unchanged)
-        return DeployOutcome(release, current.id if current else None, report, unchanged=unchanged)
+        op.record("ok", **rollout.ok_fields(release.id, unchanged))
+        return DeployOutcome(release, previous_id, report, unchanged=unchanged)
+
+
+def _not_up(op: Operation, release: Release | None, exc: GateFailure | SchedgenError) -> NoReturn:
+    """`up` failed: audit it and say so (up never rolls back: it converges the stack in place)."""
+    what = failure_text(exc)
+    op.record("failed", release=release.id if release else None, error=what)
+    raise SchedgenError(
+        f"the local stack did not come up: {what}",
+        code="up_failed",
+        hint="see `schedgen logs api` / `schedgen status`",
+    ) from exc
+
+
+def _deploy_failed(
+    ops: Ops,
+    op: Operation,
+    rollout: Rollout,
+    config: Config,
+    release: Release,
+    previous: Release | None,
+    exc: GateFailure | SchedgenError,
+) -> NoReturn:
+    """A deploy failed its gate: the previous release kept serving (the gate ran before the switch), is
+    put back (``rollback_on_failure``, same target), or nothing is; audit which, and raise."""
+    what = failure_text(exc)
+    target = rollout.target
+    untouched = isinstance(exc, NotSwitched) and previous is not None
+    rolled_back_to: str | None = None
+    rollback_error: str | None = None
+    if untouched and previous is not None:
+        # The gate ran before the switch: the previous release never stopped serving.
+        ops.echo(f"deploy failed ({what}); {previous.id} kept serving throughout")
+        ops.releases.set_current(previous.id)
+        rolled_back_to = previous.id
+    elif rollout.rollback_on_failure and previous is not None and previous.target == target:
+        ops.echo(f"deploy failed ({what}); rolling back to {previous.id}")
+        try:
+            prev_runtime = runtime_for(ops, target, config, ops.releases.tree(previous.id))
+            prev_runtime.rollback(ops.releases.tree(previous.id))
+            # The known-good release gets longer than the new one did: it must come back.
+            gate(
+                ops,
+                prev_runtime,
+                ops.releases.tree(previous.id),
+                canary=False,
+                timeout_s=max(ops.gate_timeout_s, ROLLBACK_GATE_S),
+            )
+            ops.releases.set_current(previous.id)
+            rolled_back_to = previous.id
+        except (GateFailure, SchedgenError) as again:
+            rollback_error = str(again) if isinstance(again, GateFailure) else again.one_line()
+    result = "failed, rolled back" if rolled_back_to else "failed"
+    if untouched:
+        result = "failed, previous kept serving"
+    if rollback_error:
+        result = "failed, rollback failed"
+    op.record(
+        result,
+        target=target,
+        error=what,
+        rolled_back_to=rolled_back_to,
+        rollback_error=rollback_error,
+    )
+    if rollback_error:
+        suffix = f"; the rollback to {previous.id if previous else '?'} failed too: {rollback_error}"
+    elif untouched:
+        suffix = f"; {rolled_back_to} kept serving (the new release never took traffic)"
+    elif rolled_back_to:
+        suffix = f"; rolled back to {rolled_back_to}, which is live"
+    else:
+        suffix = "; nothing to roll back to" if previous is None else "; not rolled back (--no-rollback)"
+    raise SchedgenError(
+        f"{rollout.action} of release {release.id} failed its health gate: {what}{suffix}",
+        code="deploy_failed",
+        hint="see `schedgen logs api` and `schedgen releases`; data was not touched",
+    ) from exc
 
 
 def rollback(ops: Ops, release_id: str | None = None, *, canary: bool = True) -> Release:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from schedgen_ops.config import Config
 from schedgen_ops.config.health import HealthThresholds, config_thresholds
 from schedgen_ops.config.ops_loader import try_load_config
 from schedgen_ops.errors import SchedgenError
@@ -69,7 +70,7 @@ def load_thresholds(
     project_dir: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     *,
-    config: Any | None = None,
+    config: Config | None = None,
     warnings: list[str] | None = None,
 ) -> HealthThresholds:
     """Defaults < the profile's alerts < the config's ``health:`` (schedgen.yaml, --set) < ``overrides``.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from schedgen_ops.config import Config
 from schedgen_ops.ops.health import load_thresholds, resolve_endpoints, run_health
 
 
@@ -20,7 +21,7 @@ def health_after_restore(
     redis_url: str,
     storage_url: str,
     backup_dir: Path,
-    config: Any = None,
+    config: Config | None = None,
 ) -> dict[str, Any]:
     """Run `schedgen health` against what was just restored; the verdict and components go in the report."""
     endpoints = resolve_endpoints(

@@ -134,9 +134,9 @@ def resolve_target(
                 exit_code=2,
             )
         url, database_url = endpoints.api_url, endpoints.database_url
-        service = getattr(config, "service", None)
-        rate_uploads = str(getattr(service, "rate_uploads", rate_uploads))
-        worker_port = int(getattr(getattr(config, "worker", None), "metrics_port", worker_port) or 0)
+        if config is not None:
+            rate_uploads = config.service.rate_uploads
+            worker_port = config.worker.metrics_port
         if target != "local":  # containers do not publish the workers' metrics ports
             worker_port = 0
     base = check_url(url or DEFAULT_URL)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from schedgen_ops.config import Config
 from schedgen_ops.ops.readiness.model import NotApplicable, Scope
 from schedgen_ops.ops.readiness.tree import Manifest, RenderedTree
 from schedgen_ops.targets import TARGETS
@@ -35,7 +35,7 @@ class Context:
     targets: frozenset[str] = frozenset(TARGETS)
     profile: str | None = None
     live: LiveTarget | None = None
-    config: Any = None
+    config: Config | None = None
     secret_values: dict[str, str] = field(default_factory=dict)
 
     def compose(self) -> RenderedTree:
