@@ -158,22 +158,23 @@ class DeployOutcome:
 
 @dataclass(frozen=True)
 class Rollout:
-    """What `up` and `deploy` really differ in; `roll_out` does everything else the same way for both."""
+    """What `up` and `deploy` really differ in; `roll_out` does everything else the same way for both.
+    The defaults are deploy's; `up` names each way it differs."""
 
     action: str
     target: str
-    canary: bool
+    canary: bool = True
     #: up: a tree identical to the current release's is not a new release (nothing restarts).
-    reuse_unchanged: bool
+    reuse_unchanged: bool = False
     #: deploy: stage beside the serving release and gate before traffic moves (`Runtime.deploy_gated`),
     #: then on failure keep or put back the previous release; up: converge in place (`Runtime.up`),
     #: gate, and on failure only report that the stack did not come up.
-    staged: bool
+    staged: bool = True
     #: deploy: put the previous release back when the gate fails (unless --no-rollback).
-    rollback_on_failure: bool
+    rollback_on_failure: bool = True
     #: deploy: echo the plan or the new release, and audit a dry run; up leaves the reporting to its
     #: caller (a dry run of up is audited only through the runner's command entries).
-    announce: bool
+    announce: bool = True
 
     def ok_fields(self, release_id: str, unchanged: bool) -> dict[str, Any]:
         """The success audit entry's fields (each verb keeps the entry it always wrote)."""
@@ -194,15 +195,7 @@ def deploy(
 ) -> DeployOutcome:
     """Pre-flight, apply, gate, record; roll back to the previous release when the gate fails."""
     check_target(target)
-    rollout = Rollout(
-        action,
-        target,
-        canary=canary,
-        reuse_unchanged=False,
-        staged=True,
-        rollback_on_failure=rollback_on_failure,
-        announce=True,
-    )
+    rollout = Rollout(action, target, canary=canary, rollback_on_failure=rollback_on_failure)
     return roll_out(ops, rollout, profile, overrides)
 
 
