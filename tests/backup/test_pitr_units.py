@@ -271,3 +271,34 @@ def test_a_local_swap_whose_second_move_fails_puts_the_live_directory_back(tmp_p
     (incoming / "new").touch()
     _swap_in(live, incoming, previous)
     assert (live / "new").is_file() and (previous / "PG_VERSION").is_file() and not incoming.exists()
+
+
+class _RecoveringSite:
+    """A site whose server replays WAL for ``recovering`` probes, then is a primary."""
+
+    def __init__(self, recovering: int) -> None:
+        self.recovering = recovering
+        self.probes = 0
+
+    def is_primary(self) -> bool:
+        self.probes += 1
+        return self.probes > self.recovering
+
+
+def test_enabling_waits_for_a_server_that_is_still_replaying_wal() -> None:
+    from schedgen_ops.ops.backup.pitr import wait_primary
+
+    site = _RecoveringSite(recovering=3)
+    slept: list[float] = []
+    wait_primary(site, timeout_s=60, sleep=slept.append)  # type: ignore[arg-type]
+    assert site.probes == 4 and slept == [1.0, 1.0, 1.0]
+
+
+def test_a_server_that_never_leaves_recovery_fails_with_a_hint() -> None:
+    from schedgen_ops.ops.backup.pitr import wait_primary
+
+    site = _RecoveringSite(recovering=10**9)
+    with pytest.raises(SchedgenError) as raised:
+        wait_primary(site, timeout_s=0, sleep=lambda _s: None)  # type: ignore[arg-type]
+    assert raised.value.code == "pitr_no_primary"
+    assert "pitr-enable" in (raised.value.hint or "")

@@ -181,6 +181,14 @@ def configured_stack(
     try:
         yield s
     finally:
+        # Shown under "Captured stdout teardown" when a test failed: what postgres said before it went.
+        logs = subprocess.run(
+            ["docker", "logs", "--tail", "60", f"{name}-postgres-1"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print(f"--- postgres log (last 60 lines) ---\n{logs.stdout}{logs.stderr}")
         s.cli("down", "--volumes", "--target", "compose", timeout=300)  # also when no release went live
         subprocess.run(["docker", "image", "rm", "-f", f"schedgen-test/service-{name}:0.1.0"], check=False)
         shutil.rmtree(root, ignore_errors=True)

@@ -89,6 +89,17 @@ class PitrSite:
         value: dt.datetime | None = row[0] if row and row[0] else None
         return value
 
+    def is_primary(self) -> bool:
+        """Whether the live server accepts connections and is out of recovery (pgBackRest needs that)."""
+        import psycopg
+
+        try:
+            with self.connect_superuser() as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        except psycopg.Error:
+            return False
+        return bool(row) and row[0] is False
+
     def write_conf(self) -> Path:
         """pgbackrest.conf (0600, owned by Postgres' user) and the directories it names."""
         conf = Path(self.paths["conf"])

@@ -10,6 +10,8 @@ backup, so the window starts at once. Every step is idempotent: the scheduled `s
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +19,8 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.ops.backup.pgbackrest import PitrSite
 
 BackupType = Literal["full", "diff", "incr"]
+#: How long enabling waits for a server that is still replaying WAL (a fresh start or crash recovery).
+PRIMARY_WAIT_S = 120.0
 
 
 @dataclass
@@ -75,10 +79,29 @@ def _require_enabled(site: PitrSite) -> None:
         )
 
 
+def wait_primary(
+    site: PitrSite, *, timeout_s: float = PRIMARY_WAIT_S, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Until the server accepts connections out of recovery. A server that just started, or restarted
+    after a crash, replays WAL first; pgBackRest then finds no primary and fails (exit 56)."""
+    deadline = time.monotonic() + timeout_s
+    while not site.is_primary():
+        if time.monotonic() >= deadline:
+            raise SchedgenError(
+                f"postgres did not accept connections as a primary within {timeout_s:.0f}s",
+                code="pitr_no_primary",
+                hint="it may still be replaying WAL or restarting: look at its log "
+                "(`schedgen logs postgres`), then run `schedgen backup pitr-enable` once "
+                "`schedgen health` shows postgres ok",
+            )
+        sleep(1.0)
+
+
 def ensure_enabled(site: PitrSite) -> dict[str, Any]:
     """Config, stanza, archive check and (when the repository has none) the first full backup."""
     _require_enabled(site)
     site.write_conf()
+    wait_primary(site)
     site.run("stanza-create", what="creating the pgBackRest stanza", timeout_s=120)
     site.run("check", what="checking that WAL reaches the repository", timeout_s=180)
     first = None

@@ -133,6 +133,13 @@ class ComposePitrSite(PitrSite):
             return None
         return dt.datetime.fromisoformat(out) if out else None
 
+    def is_primary(self) -> bool:
+        """Whether the server in the container accepts connections and is out of recovery."""
+        try:
+            return self.psql("SELECT pg_is_in_recovery()", timeout_s=20).strip() == "f"
+        except SchedgenError:
+            return False
+
     def running(self) -> bool:
         """Whether the postgres container answers (``pg_isready`` inside it)."""
         result = self.runner.run(
