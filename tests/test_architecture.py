@@ -300,6 +300,34 @@ def test_no_module_imports_a_higher_layer() -> None:
     assert not gone, "fixed, remove from ALLOWED_UPWARD:\n" + "\n".join(gone)
 
 
+def _untyped_config_uses(source: str, label: str) -> Iterator[str]:
+    """``config: Any`` parameters and ``getattr(config...)`` reads: a config reached around its type."""
+    for node in ast.walk(ast.parse(source, label)):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            named = "config" in node.arg.lower() or node.arg == "cfg"
+            if named and ast.unparse(node.annotation) == "Any":
+                yield f"{label}:{node.lineno}: {node.arg}: Any"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
+            first = ast.unparse(node.args[0]) if node.args else ""
+            if "config" in first.lower() or first == "cfg":
+                yield f"{label}:{node.lineno}: {ast.unparse(node)}"
+
+
+def test_the_config_is_read_through_its_type() -> None:
+    """Every reader takes a ``Config`` (or ``Config | None``): a renamed field fails mypy, not a user."""
+    found = [
+        hit
+        for path in sorted(SOURCE.rglob("*.py"))
+        for hit in _untyped_config_uses(path.read_text(), str(path.relative_to(ROOT)))
+    ]
+    assert not found, "config read around its type:\n" + "\n".join(found)
+
+
+def test_the_config_finder_sees_both_forms() -> None:
+    sample = "from typing import Any\ndef f(config: Any):\n    return getattr(config, 'api', None)\n"
+    assert len(list(_untyped_config_uses(sample, "sample.py"))) == 2
+
+
 if __name__ == "__main__":
     all_edges = imports()
     found_upward = upward(all_edges)

@@ -197,7 +197,7 @@ def verify(
         ctx_ = context(directory, target, database_url)
         pitr_site = cli_pitr.site(ctx_)
         pitr_result = (
-            cli_pitr.verify(pitr_site, deep=deep, database=_database_name(ctx_))
+            cli_pitr.verify(pitr_site, deep=deep, database=ctx_.database_name)
             if pitr_site is not None and backup_id is None
             else None
         )
@@ -380,11 +380,6 @@ def pull(
             markup=False,
         ),
     )
-
-
-def _database_name(ctx_: BackupContext) -> str:
-    pg = getattr(ctx_.config, "postgres", None)
-    return str(getattr(pg, "database", None) or "schedgen")
 
 
 def _warn(problem: str | None) -> None:

@@ -126,13 +126,13 @@ def run_checklist(
             project=OPTIONS.project,
             tree=tree,
             targets=_targets(target, tree),
-            profile=profile or stamp.get("profile") or getattr(config, "profile", None),
+            profile=profile or stamp.get("profile") or config.profile,
             config=config,
             secret_values=secrets,
         )
         if live:
             ctx.live = _live_target(target, url, tree_dir, database_url, backup_dir, reports, worker_metrics)
-        ignore = (getattr(config, "checklist", None) or {}).get("ignore") or {}
+        ignore = config.checklist.get("ignore") or {}
         return evaluate(
             ctx,
             live=live,

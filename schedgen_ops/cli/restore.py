@@ -215,14 +215,13 @@ def _restore_to(
         writers=ctx_.writers(),
     )
     safety = None if no_safety_backup or db_target is None else cli_pitr.safety_request(ctx_, db_target, key)
-    pg = getattr(ctx_.config, "postgres", None)
     request = PitrRestoreRequest(
         site=site,
         target=recovery,
         base=base,
         postgres=local_postgres(ctx_.supervisor_sock),
         safety_request=safety,
-        database=str(getattr(pg, "database", None) or "schedgen"),
+        database=ctx_.database_name,
     )
     report = restore_to(request, Reporter(quiet=as_json))
     if not no_health and request.postgres is not None:

@@ -11,9 +11,12 @@ with it. Field names say the unit (``_s`` seconds, ``_ratio`` 0..1).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:  # model.py imports this module for HealthOverrides
+    from schedgen_ops.config.model import Config
 
 
 class HealthThresholds(BaseModel):
@@ -132,10 +135,8 @@ def from_alerts(alerts: Any) -> dict[str, Any]:
     return out
 
 
-def config_thresholds(cfg: Any) -> dict[str, Any]:
+def config_thresholds(cfg: Config) -> dict[str, Any]:
     """Thresholds from a validated configuration: implied by its alerts, then its typed ``health`` section."""
     values = from_alerts(cfg.alerts)
-    health = getattr(cfg, "health", None)
-    if health is not None:
-        values.update(health.model_dump(exclude_none=True))
+    values.update(cfg.health.model_dump(exclude_none=True))
     return values

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+
+from schedgen_ops.config.model import Config
 
 PG_SUPERUSER = "postgres"
 PG_NAME_MAX = 63  # NAMEDATALEN - 1: longer identifiers are silently truncated
@@ -88,7 +89,7 @@ class PgRoles:
         return self.app
 
     @classmethod
-    def of(cls, config: Any) -> PgRoles:
+    def of(cls, config: Config) -> PgRoles:
         """The roles of a configuration; refuses a ``postgres.user`` whose derived names would be cut."""
         roles = cls(owner=config.postgres.user, database=config.postgres.database)
         if len(roles.exporter.encode()) > PG_NAME_MAX:

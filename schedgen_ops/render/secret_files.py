@@ -16,8 +16,7 @@ only the credentials that component needs (roles and users: schedgen_ops.config.
 
 from __future__ import annotations
 
-from typing import Any
-
+from schedgen_ops.config.model import Config
 from schedgen_ops.config.roles import (
     REDIS_APP,
     REDIS_BACKUP,
@@ -35,7 +34,7 @@ def backup_webhook(secrets: dict[str, str]) -> str:
 
 
 def secret_env_files(
-    config: Any, secrets: dict[str, str], target: str, hosts: dict[str, str]
+    config: Config, secrets: dict[str, str], target: str, hosts: dict[str, str]
 ) -> dict[str, dict[str, str]]:
     """Per-component secret environment (file stem -> KEY -> value) for one target."""
     roles = PgRoles.of(config)

@@ -51,9 +51,9 @@ class RedisServer(LocalServer):
         log_path: Path | None = None,
         timeout: float = 15.0,
         password: str | None = None,
-        **config: Any,
+        **directives: Any,
     ) -> RedisServer:
-        """Start redis-server with ``dir=data_dir``; keyword config uses underscores for dashes.
+        """Start redis-server with ``dir=data_dir``; keyword directives use underscores for dashes.
 
         ``password``: the ``default`` user's, when the config (e.g. ``include=`` ACL users) requires one;
         the start-up probe authenticates with it.
@@ -61,7 +61,7 @@ class RedisServer(LocalServer):
         data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         merged = dict(cls.DEFAULTS)
-        merged.update({key.replace("_", "-"): str(value) for key, value in config.items()})
+        merged.update({key.replace("_", "-"): str(value) for key, value in directives.items()})
         server = cls(
             data_dir,
             port or free_port(),

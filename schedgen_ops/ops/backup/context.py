@@ -56,6 +56,11 @@ class BackupContext:
         """The deployment's name from schedgen.yaml (recorded in, and compared with, each set)."""
         return self.config.name if self.config else None
 
+    @property
+    def database_name(self) -> str:
+        """The app database a restore recreates: postgres.database from the config, else the default."""
+        return (self.config.postgres.database if self.config else "") or DEFAULT_NAME
+
     def signing_key(self) -> tuple[SigningKey, str | None]:
         """The key manifests are signed and checked with, and a note when it was just generated."""
         return load_key(self.project)

@@ -232,9 +232,9 @@ def _budget_finding(
 
 def _scale_ceiling(ctx: Context, who: str) -> int:
     """The most replicas `schedgen scale` allows for api/worker (the config's max_replicas), else 0."""
-    section = {"api": "api", "worker": "worker"}.get(who)
-    value = getattr(getattr(ctx.config, section, None), "max_replicas", None) if section else None
-    return value if isinstance(value, int) else 0
+    if ctx.config is None or who not in ("api", "worker"):
+        return 0
+    return (ctx.config.api if who == "api" else ctx.config.worker).max_replicas
 
 
 @check(

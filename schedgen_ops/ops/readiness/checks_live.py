@@ -326,9 +326,8 @@ def upload_limit(ctx: Context) -> int:
     """Uploads per window from the project's configuration (the rate_uploads setting)."""
     from limits import parse
 
-    config = ctx.config
-    value = getattr(getattr(config, "service", None), "rate_uploads", None) or "10/hour"
-    return int(parse(str(value)).amount)
+    value = ctx.config.service.rate_uploads if ctx.config is not None else "10/hour"
+    return int(parse(value).amount)
 
 
 @check(
