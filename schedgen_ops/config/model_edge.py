@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from schedgen_ops.config.model_common import BindHost, HostPort, PrivateCidr, Size, Strict
 from schedgen_ops.config.values import Email, OptionalEmail, SafeText
@@ -56,6 +56,12 @@ class FrontDoorConfig(Strict):
         "(ports.api - 10000 when that passes 65535).",
     )
     acme_email: OptionalEmail = Field("", description="Contact address given to the ACME CA (optional).")
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _bare_off(cls, value: object) -> object:
+        """YAML 1.1 reads a bare ``off`` (in schedgen.yaml or ``--set frontdoor.tls=off``) as false."""
+        return "off" if value is False else value
 
     def first_port(self, api_port: int, count: int) -> int:
         """The first of the ``count`` internal api ports (blue then green slots)."""

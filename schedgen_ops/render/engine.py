@@ -25,7 +25,7 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.render.alerts import HEALTH_CHECKS, alert_rules, rules_file
 from schedgen_ops.render.context import build_context, secret_env_files
 from schedgen_ops.render.dashboards import overview
-from schedgen_ops.render.frontdoor import frontdoor_context, slots
+from schedgen_ops.render.frontdoor import frontdoor_context, public_url, slots
 from schedgen_ops.render.promtests import rule_tests
 from schedgen_ops.resources import data_dir
 from schedgen_ops.targets import TARGETS, check_target
@@ -219,6 +219,7 @@ def manifest(
             "worker_replicas": config.worker.replicas,
             "minio": config.minio.enabled,
             "local_ports": local_ports(config),
+            "public_url": public_url(config),
         },
         "files": dict(sorted(digests.items())),
         "secret_files": sorted({*kept["secret_files"], *secret_files}),

@@ -40,6 +40,16 @@ def tls_mode(config: Config) -> str:
     return mode
 
 
+def public_url(config: Config) -> str:
+    """The front door's address as clients on this host reach it (the Caddyfile's first site): plain HTTP
+    on loopback with TLS off, HTTPS on loopback with the local CA, else the public name (ACME)."""
+    mode = tls_mode(config)
+    if mode == "off":
+        return f"http://127.0.0.1:{config.ports.api}"
+    host = "127.0.0.1" if mode == "internal" else config.domain
+    return f"https://{host}:{config.ports.api}"
+
+
 def upstream_base(config: Config) -> int:
     return config.frontdoor.first_port(config.ports.api, 2 * config.api.max_replicas)
 

@@ -75,7 +75,13 @@ class LocalTree:
         return self.conf().get(f"program:{program}", "environment").replace("%%", "%")
 
     def public_url(self) -> str:
-        """The front door's address: the loopback site of the Caddyfile's first site line (else its first)."""
+        """The front door's address, as render recorded it (render.json ``public_url``)."""
+        recorded = self.facts().get("public_url")
+        return str(recorded) if recorded else self._legacy_public_url()
+
+    def _legacy_public_url(self) -> str:
+        """The loopback site of the Caddyfile's first site line (else its first): trees rendered before
+        render.json recorded the address."""
         text = (self.root / "local" / "Caddyfile").read_text(encoding="utf-8")
         line = next((ln for ln in text.splitlines() if re.match(r"https?://", ln)), "")
         sites = re.findall(r"(https?)://([^\s,{]*?):(\d+)", line)

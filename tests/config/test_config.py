@@ -284,3 +284,15 @@ def test_a_backup_id_with_a_trailing_newline_is_refused() -> None:
     assert check_backup_id("20261128T023000Z") == "20261128T023000Z"
     with pytest.raises(SchedgenError):
         check_backup_id("20261128T023000Z\n")
+
+
+def test_a_bare_off_for_the_front_door_tls_means_off(tmp_path: Path) -> None:
+    """YAML reads ``tls: off`` as false; both the file and ``--set`` mean the mode "off"."""
+    init_project(tmp_path, profile="small")
+    assert load_config(tmp_path, overrides=["frontdoor.tls=off"], environ={}).frontdoor.tls == "off"
+    data = yaml.safe_load((tmp_path / "schedgen.yaml").read_text())
+    data["frontdoor"] = {"tls": False}
+    (tmp_path / "schedgen.yaml").write_text(yaml.safe_dump(data))
+    assert load_config(tmp_path, environ={}).frontdoor.tls == "off"
+    with pytest.raises(SchedgenError, match=r"frontdoor\.tls"):
+        load_config(tmp_path, overrides=["frontdoor.tls=on"], environ={})

@@ -106,3 +106,29 @@ def test_machine_facts(tmp_path: Path) -> None:
     assert external_urls({"SCHEDGEN_DATABASE_URL": "", "SCHEDGEN_REDIS_URL": "redis://x"}) == {
         "SCHEDGEN_REDIS_URL": "redis://x"
     }
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        ({"frontdoor.tls": "off"}, "http://127.0.0.1:"),
+        ({"frontdoor.tls": "internal"}, "https://127.0.0.1:"),
+        ({"frontdoor.tls": "acme", "domain": "timetable.up.ac.za"}, "https://timetable.up.ac.za:"),
+    ],
+)
+def test_the_front_door_address_is_recorded_as_the_caddyfile_serves_it(
+    tmp_path: Path, sets: dict[str, str], expected: str
+) -> None:
+    """render.json's ``public_url`` is the Caddyfile's first site: the runtime reads the fact, and a tree
+    rendered before the fact existed still answers from its Caddyfile, with the same address."""
+    project = tmp_path / "p"
+    init_project(project, profile="small")
+    config = load_config(project, overrides=[f"{key}={value}" for key, value in sets.items()], environ={})
+    render_tree(config, load_secrets(project), "local", tmp_path / "out", project_dir=project)
+    rendered = LocalTree(tmp_path / "out")
+    assert rendered.public_url() == f"{expected}{config.ports.api}"
+    manifest = tmp_path / "out" / "render.json"
+    data = json.loads(manifest.read_text())
+    del data["facts"]["public_url"]
+    manifest.write_text(json.dumps(data))
+    assert LocalTree(tmp_path / "out").public_url() == f"{expected}{config.ports.api}"
