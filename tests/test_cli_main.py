@@ -94,3 +94,43 @@ def test_help_names_values_instead_of_python_types(capsys, monkeypatch):
     shown = capsys.readouterr().out
     assert "[BACKUP_ID]" in shown and "TIME|latest" in shown and re.search(r"--database-url\s+URL", shown)
     assert re.search(r"--yes\s+-y\s+Do not ask", shown), shown  # a flag takes no value: no name shown
+
+
+def _eaten_by_markup(text: str) -> list[str]:
+    """The ``[...]`` runs Rich would take for a tag that is not a style (so the text disappears)."""
+    import re
+
+    from rich.errors import StyleSyntaxError
+    from rich.style import Style
+
+    eaten = []
+    for match in re.finditer(r"(?<!\\)\[([^\[\]]+)\]", text):
+        tag = match.group(1)
+        if not re.match(r"[a-z#/@]", tag) or tag.startswith("/"):
+            continue  # Rich leaves it as text, or it closes a style
+        try:
+            Style.parse(tag)
+        except StyleSyntaxError:
+            eaten.append(match.group(0))
+    return eaten
+
+
+def test_no_help_text_is_eaten_as_rich_markup():
+    """typer renders help with Rich markup: a bare ``[default: x]`` is taken for a tag and vanishes."""
+    from schedgen_ops.cli.main import COMMANDS, load_command
+
+    def texts(command, path):
+        yield path, command.help or ""
+        for param in command.params:
+            yield f"{path} {param.name}", getattr(param, "help", None) or ""
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            yield from texts(sub, f"{path} {name}")
+
+    found = [
+        (where, _eaten_by_markup(text))
+        for name in COMMANDS
+        for where, text in texts(load_command(name), name)
+    ]
+    assert len(found) > 200
+    assert not [hit for hit in found if hit[1]], [hit for hit in found if hit[1]]
+    assert _eaten_by_markup("Report directory [default: x]. [bold]b[/bold] \\[not a tag]") == ["[default: x]"]

@@ -70,7 +70,7 @@ def loadtest(
         [], "--threshold", help="Override/add a threshold: NAME=VALUE (repeat)."
     ),
     report: Path | None = typer.Option(
-        None, "--report", help="Report directory [default: loadtest-reports/SCENARIO-TIMESTAMP]."
+        None, "--report", help="Report directory (default: loadtest-reports/SCENARIO-TIMESTAMP)."
     ),
     ops_token: str = typer.Option(
         "",
@@ -89,7 +89,9 @@ def loadtest(
         show_default=False,
     ),
     metrics_url: list[str] = typer.Option(
-        [], "--metrics-url", help="NAME=URL of a /metrics to sample RSS from [default: api and worker]."
+        [],
+        "--metrics-url",
+        help="NAME=URL of a /metrics to sample RSS from (default: the api's and the workers').",
     ),
     abort_after: float = typer.Option(
         15.0,
