@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from ipaddress import ip_network
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def test_state_machine_and_dead_worker_detection(database_url: str) -> None:
         assert first is not None and first.status == "processing" and first.attempts == 1
         assert not ledger.try_lock(other, job_id)
     # Worker 1's connection is gone (as after SIGKILL): its lock is free, so the job can be taken over.
+    _wait_for_the_closed_session(database_url, job_id)
     with db.connect(database_url) as conn:
         assert ledger.try_lock(conn, job_id)
         second = ledger.claim(conn, job_id)
@@ -94,6 +96,15 @@ def _lock_held_elsewhere(database_url: str, job_id: str) -> bool:
         return True
 
 
+def _wait_for_the_closed_session(database_url: str, job_id: str) -> None:
+    """The server frees a closed session's advisory locks when its backend exits, which happens after
+    the client's close returns: wait for that (5 s at most) instead of racing it."""
+    deadline = time.monotonic() + 5
+    while _lock_held_elsewhere(database_url, job_id):
+        assert time.monotonic() < deadline, "a closed session's advisory lock was never released"
+        time.sleep(0.05)
+
+
 def test_lock_and_claim_is_one_statement_that_refuses_a_double_claim(database_url: str) -> None:
     db.migrate(database_url)
     job_id = ledger.new_job_id()
@@ -107,6 +118,7 @@ def test_lock_and_claim_is_one_statement_that_refuses_a_double_claim(database_ur
         assert row is not None and row.attempts == 1 and row.status == "processing"
         assert _lock_held_elsewhere(database_url, job_id)
     # The holder's connection is gone (as after SIGKILL): the next delivery takes lock and attempt 2.
+    _wait_for_the_closed_session(database_url, job_id)
     with db.connect(database_url) as conn:
         locked, job = ledger.lock_and_claim(conn, job_id)
         assert locked and job is not None and job.attempts == 2
