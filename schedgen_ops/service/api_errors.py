@@ -4,6 +4,7 @@ each kind of exception into it, so a client never sees a stack trace or FastAPI'
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -92,12 +93,26 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal error")
 
 
+#: Every exception a route can raise and its answer, most specific class first.
+_HANDLERS: tuple[tuple[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]], ...] = (
+    (ApiError, _api_error),
+    (StarletteHTTPException, _http_error),
+    (RequestValidationError, _validation_error),
+    (SchedgenError, _schedgen_error),
+    (PoolTimeout, _pool_timeout),
+    (psycopg.Error, _db_error),
+    (Exception, _unhandled),
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every exception a route can raise with the envelope (most specific class wins)."""
-    app.exception_handler(ApiError)(_api_error)
-    app.exception_handler(StarletteHTTPException)(_http_error)
-    app.exception_handler(RequestValidationError)(_validation_error)
-    app.exception_handler(SchedgenError)(_schedgen_error)
-    app.exception_handler(psycopg.Error)(_db_error)
-    app.exception_handler(PoolTimeout)(_pool_timeout)
-    app.exception_handler(Exception)(_unhandled)
+    for cls, handler in _HANDLERS:
+        app.exception_handler(cls)(handler)
+
+
+async def answer_exception(request: Request, exc: Exception) -> JSONResponse:
+    """The answer a route's handler would give ``exc``: for the envelope, which answers some requests
+    without the router (`middleware.Envelope`), so they fail exactly as a routed request would."""
+    handler = next(handler for cls, handler in _HANDLERS if isinstance(exc, cls))
+    return await handler(request, exc)

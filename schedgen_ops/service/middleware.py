@@ -1,10 +1,11 @@
 """The envelope every HTTP request passes through: request id, client id, rate limit, metrics and the
 access log. Pure ASGI (no per-request task group), and the only place rate limits are applied.
 
-A poll of a finished job whose answer this process has cached (`status.TerminalCache`) is answered here,
-after the client is identified and its limit spent, without going through the router: the route would
-send the very same bytes and headers (`StatusAnswer.response`), and routing plus FastAPI's request
-handling are most of such a poll's cost. Everything else, and every cache miss, goes to the route."""
+A job-status poll (`GET /api/jobs/{id}`, the request clients send most) is answered here, after the client
+is identified and its limit spent, without going through the router: by the route's own `status_answer`
+(a finished job's from this process's cache, any other from the ledger), with the same bytes and headers
+(`StatusAnswer.response`), and failing as the route would (`api_errors.answer_exception`). Routing plus
+FastAPI's request handling were most of a cached poll's cost and a quarter of a queued one's."""
 
 from __future__ import annotations
 
@@ -21,17 +22,18 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schedgen_ops.service import metrics
-from schedgen_ops.service.api_errors import ApiError, error_response
+from schedgen_ops.service.api_errors import ApiError, answer_exception, error_response
 from schedgen_ops.service.api_state import ApiState
 from schedgen_ops.service.auth import identify
 from schedgen_ops.service.logs import client_id_var, request_id_var
+from schedgen_ops.service.routes.jobs import status_answer
 from schedgen_ops.service.settings import ServiceSettings
 
 log = logging.getLogger("schedgen.api")
 
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")  # never rate limited, never look at an API key
 STATUS_PREFIX = "/api/jobs/"
-STATUS_TEMPLATE = "/api/jobs/{job_id}"  # the route `_cached_status` answers for (its metrics label)
+STATUS_TEMPLATE = "/api/jobs/{job_id}"  # the route `_job_status` answers for (its metrics label)
 _MAX_METRIC_CHILDREN = 512  # labelled metric children kept per process (methods come from clients)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -72,7 +74,7 @@ class Envelope:
             try:
                 early = await self._admit(request, path, extra_headers)
                 if early is None:
-                    early = self._cached_status(request, path)
+                    early = await self._job_status(request, path)
                     template = STATUS_TEMPLATE if early is not None else None
             except ApiError as exc:
                 early = error_response(exc.status, exc.code, exc.message, exc.headers)
@@ -111,14 +113,15 @@ class Envelope:
             metrics.UPLOADS.labels("rate_limited").inc()
         return error_response(429, "rate_limited", f"too many {category} requests; retry later")
 
-    def _cached_status(self, request: Request, path: str) -> Response | None:
-        """A finished job's cached status answer (what the route would send), else None to route on."""
-        if request.method != "GET" or not path.startswith(STATUS_PREFIX) or path.count("/") != 3:
+    async def _job_status(self, request: Request, path: str) -> Response | None:
+        """A job-status poll's answer (what the route would send), else None for a request to route on."""
+        job_id = path[len(STATUS_PREFIX) :]
+        if request.method != "GET" or not path.startswith(STATUS_PREFIX) or not job_id or "/" in job_id:
             return None
-        state: ApiState = self.api.state.service
-        answer = state.status_cache.get(path[len(STATUS_PREFIX) :])
-        if answer is None:
-            return None
+        try:
+            answer = await status_answer(self.api.state.service, job_id)
+        except Exception as exc:  # answered as the route's handlers answer it
+            return await answer_exception(request, exc)
         return answer.response(request.headers.get("if-none-match"))
 
     def _record(self, request: Request, path: str, template: str | None, code: int, elapsed: float) -> None:

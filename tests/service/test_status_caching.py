@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-from stackkit import Stack
+from stackkit import Stack, service_env
 
 from schedgen_ops.service import ledger, queue
 from schedgen_ops.service.status import (
@@ -222,3 +224,66 @@ def test_a_cached_answer_keeps_the_envelope_limits_and_route_bytes(
     logs = "\n".join(proc.output() for proc in api.procs)
     hit = next(line for line in logs.splitlines() if '"request_id": "poll-2"' in line)
     assert '"route": "/api/jobs/{job_id}"' in hit and '"status": 200' in hit
+
+
+def test_the_envelope_answers_every_poll_as_the_route_would(
+    database_url: str,
+    redis_url: str,
+    synthetic_pdfs: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The envelope answers `GET /api/jobs/{id}` itself; with that turned off the route answers. For a
+    queued, a processing, a failed and an unknown job, a malformed id and the database down: the same
+    status, bytes and headers (but the rate-limit counters)."""
+    from fastapi.testclient import TestClient
+
+    from schedgen_ops.service.app import create_app
+    from schedgen_ops.service.middleware import Envelope
+    from schedgen_ops.service.settings import ServiceSettings
+
+    for key, value in service_env(database_url, redis_url, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    answered_by_envelope = Envelope._job_status
+
+    async def route_only(self: Envelope, request: Any, path: str) -> None:
+        return None
+
+    def compare(client: TestClient, url: str) -> Any:
+        same_id = {"X-Request-ID": "parity"}  # error bodies carry it
+        by_envelope = client.get(url, headers=same_id)
+        monkeypatch.setattr(Envelope, "_job_status", route_only)
+        try:
+            by_route = client.get(url, headers=same_id)
+        finally:
+            monkeypatch.setattr(Envelope, "_job_status", answered_by_envelope)
+        skip = {"x-ratelimit-remaining", "x-ratelimit-reset", "date"}
+        assert (by_envelope.status_code, by_envelope.content) == (by_route.status_code, by_route.content)
+        assert {k: v for k, v in by_envelope.headers.items() if k not in skip} == {
+            k: v for k, v in by_route.headers.items() if k not in skip
+        }
+        return by_envelope
+
+    with TestClient(create_app(ServiceSettings()), base_url="http://127.0.0.1") as client:
+        upload = client.post(
+            "/api/uploads", files={"file": ("t.pdf", synthetic_pdfs["exams"], "application/pdf")}
+        )
+        assert upload.status_code == 202, upload.text
+        job_id = upload.json()["job_id"]
+        url = f"/api/jobs/{job_id}"
+        assert compare(client, url).json()["status"] == "queued"
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            claimed = ledger.claim(conn, job_id)
+            assert claimed is not None
+            assert compare(client, url).json()["status"] == "processing"
+            assert ledger.fail(conn, job_id, claimed.attempts, "corrupt_pdf", "damaged", 3600)
+        assert compare(client, url).json()["status"] == "failed"
+        assert compare(client, "/api/jobs/" + "f" * 32).json()["error"]["code"] == "job_not_found"
+        assert compare(client, "/api/jobs/not-an-id").status_code == 404
+
+        def database_down(*args: Any) -> None:
+            raise psycopg.OperationalError("connection refused")
+
+        monkeypatch.setattr(ledger, "get_job", database_down)
+        down = compare(client, "/api/jobs/" + "d" * 32)
+        assert down.status_code == 503 and down.json()["error"]["code"] == "database_unavailable"

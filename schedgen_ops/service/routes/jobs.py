@@ -29,18 +29,22 @@ router = APIRouter()
     summary="Job status (ETag; Retry-After while queued)",
 )
 async def job_status(job_id: str, request: Request) -> Response:
-    # Finished jobs answer from this process's cache without a thread hop or a round trip (the envelope
-    # sends those before routing: `middleware.Envelope`); all others read the ledger (and the queue
-    # position) in one hop. `ApiState` is read directly, not through a dependency: this is the route
-    # clients poll, and FastAPI's dependency solving is a visible share of its cost.
+    # The envelope answers these polls itself, before routing (`middleware.Envelope`), through the same
+    # `status_answer`: this route declares the endpoint (OpenAPI) and answers when the envelope does not.
     state: ApiState = request.app.state.service
-    cached = state.status_cache.get(job_id)
-    if cached is None:
-        job, answer = await run_in_threadpool(_status, state.ctx, job_id)
-        state.status_cache.put(job, answer)
-    else:
-        answer = cached
+    answer = await status_answer(state, job_id)
     return answer.response(request.headers.get("if-none-match"))
+
+
+async def status_answer(state: ApiState, job_id: str) -> status_view.StatusAnswer:
+    """A job's status answer: a finished job's from this process's cache (no thread hop, no round trip),
+    any other from the ledger and, while queued, the queue position, in one thread hop."""
+    cached = state.status_cache.get(job_id)
+    if cached is not None:
+        return cached
+    job, answer = await run_in_threadpool(_status, state.ctx, job_id)
+    state.status_cache.put(job, answer)
+    return answer
 
 
 @router.get(
