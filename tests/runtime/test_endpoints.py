@@ -91,8 +91,14 @@ def test_local_endpoints_of_a_broken_tree_leave_the_broken_facts_empty(tree: Pat
     runtime.point_active(broken)
     found = runtime.endpoints()
     assert found.tree == broken.resolve()
-    assert found.api_url == "" and found.ops_env == {} and found.app_env == {}
-    assert found.replica_urls  # the ports are still known
+    assert found.ops_env == {} and found.app_env == {}
+    assert found.replica_urls  # the ports are still known (render.json)
+    assert found.api_url == LocalTree(tree).public_url()  # so is the front door's address
+    manifest = broken / "render.json"
+    data = json.loads(manifest.read_text())
+    del data["facts"]["public_url"]  # as rendered before the fact existed: only the Caddyfile knew it
+    manifest.write_text(json.dumps(data))
+    assert runtime.endpoints().api_url == ""
 
 
 def test_compose_endpoints_without_an_engine_are_empty() -> None:
