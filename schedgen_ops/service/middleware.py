@@ -5,7 +5,8 @@ A job-status poll (`GET /api/jobs/{id}`, the request clients send most) is answe
 is identified and its limit spent, without going through the router: by the route's own `status_answer`
 (a finished job's from this process's cache, any other from the ledger), with the same bytes and headers
 (`StatusAnswer.response`), and failing as the route would (`api_errors.answer_exception`). Routing plus
-FastAPI's request handling were most of a cached poll's cost and a quarter of a queued one's."""
+FastAPI's request handling were most of a cached poll's cost; a queued poll gains less (docs/PERFORMANCE.md,
+"Round 3")."""
 
 from __future__ import annotations
 
