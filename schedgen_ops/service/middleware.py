@@ -1,12 +1,12 @@
 """The envelope every HTTP request passes through: request id, client id, rate limit, metrics and the
 access log. Pure ASGI (no per-request task group), and the only place rate limits are applied.
 
-A job-status poll (`GET /api/jobs/{id}`, the request clients send most) is answered here, after the client
-is identified and its limit spent, without going through the router: by the route's own `status_answer`
-(a finished job's from this process's cache, any other from the ledger), with the same bytes and headers
-(`StatusAnswer.response`), and failing as the route would (`api_errors.answer_exception`). Routing plus
-FastAPI's request handling were most of a cached poll's cost; a queued poll gains less (docs/PERFORMANCE.md,
-"Round 3")."""
+A job-status poll (`GET /api/jobs/{id}`, which a waiting client repeats) is answered here, after the
+client is identified and its limit spent, without going through the router, by the route's own
+`job_reads.status_answer` (a finished job's from this process's cache, any other from the ledger): the
+same bytes and headers (`StatusAnswer.response`), failing as the route would
+(`api_errors.answer_exception`). Routing plus FastAPI's request handling were most of a cached poll's
+cost; a queued poll gains less (docs/PERFORMANCE.md, "Round 3")."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from schedgen_ops.service import metrics
 from schedgen_ops.service.api_errors import ApiError, answer_exception, error_response
 from schedgen_ops.service.api_state import ApiState
 from schedgen_ops.service.auth import identify
+from schedgen_ops.service.job_reads import status_answer
 from schedgen_ops.service.logs import client_id_var, request_id_var
-from schedgen_ops.service.routes.jobs import status_answer
 from schedgen_ops.service.settings import ServiceSettings
 
 log = logging.getLogger("schedgen.api")
@@ -116,8 +116,10 @@ class Envelope:
 
     async def _job_status(self, request: Request, path: str) -> Response | None:
         """A job-status poll's answer (what the route would send), else None for a request to route on."""
+        if request.method != "GET" or not path.startswith(STATUS_PREFIX):
+            return None
         job_id = path[len(STATUS_PREFIX) :]
-        if request.method != "GET" or not path.startswith(STATUS_PREFIX) or not job_id or "/" in job_id:
+        if not job_id or "/" in job_id:  # not this route: /api/jobs/ itself, or .../events, .../calendar.ics
             return None
         try:
             answer = await status_answer(self.api.state.service, job_id)

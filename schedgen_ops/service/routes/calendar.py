@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from schedgen_ops.errors import SchedgenError
 from schedgen_ops.service.api_errors import ERRORS, ApiError
 from schedgen_ops.service.api_state import State
-from schedgen_ops.service.routes.jobs import completed_timetable
+from schedgen_ops.service.job_reads import completed_timetable
 
 router = APIRouter()
 
