@@ -100,7 +100,7 @@ _NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 
 def wrk(url: str, seconds: float, connections: int, threads: int) -> dict[str, float]:
     """One wrk round: requests/s, p99 ms and the count of non-2xx answers (must be 0)."""
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     rps = _RPS.search(out)
     if rps is None:
