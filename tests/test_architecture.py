@@ -328,6 +328,58 @@ def test_the_config_finder_sees_both_forms() -> None:
     assert len(list(_untyped_config_uses(sample, "sample.py"))) == 2
 
 
+# Where a queued job's ledger row may change: only inside the RQ job (after RQ popped it off its queue).
+# `service/queued_cache.py` answers polls from a cached queued row on that guarantee.
+QUEUED_ROW_WRITERS = {"schedgen_ops/service/tasks.py"}
+QUEUED_ROW_CALLS = {"claim", "lock_and_claim"}
+
+
+def _queued_row_writes(source: str, label: str) -> Iterator[str]:
+    """Calls that change a *queued* row: a claim, or a ``fail`` allowed to start from ``queued``; and SQL
+    that updates or deletes jobs outside the ledger module."""
+    for node in ast.walk(ast.parse(source, label)):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            from_queued = any(
+                keyword.arg == "from_status" and "queued" in ast.unparse(keyword.value)
+                for keyword in node.keywords
+            )
+            if name in QUEUED_ROW_CALLS or from_queued:
+                yield f"{label}:{node.lineno}: {ast.unparse(node.func)}(...)"
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = " ".join(node.value.split()).upper()
+            if ("UPDATE JOBS" in text or "DELETE FROM JOBS" in text) and not label.endswith(
+                "service/ledger.py"
+            ):
+                yield f"{label}:{node.lineno}: SQL on jobs outside the ledger"
+
+
+def test_queued_jobs_change_only_inside_the_rq_job() -> None:
+    """A queued row changes only where a worker runs the job (`service/tasks.py`), so the queued-row cache
+    of the status poll is right to trust Redis's "still waiting" (`service/queued_cache.py`)."""
+    found = [
+        hit
+        for path in sorted(SOURCE.rglob("*.py"))
+        if str(path.relative_to(ROOT)) not in QUEUED_ROW_WRITERS and path.name != "ledger.py"
+        for hit in _queued_row_writes(path.read_text(), str(path.relative_to(ROOT)))
+    ]
+    assert not found, "a queued job's row changed outside the RQ job:\n" + "\n".join(found)
+    writers = (ROOT / name for name in QUEUED_ROW_WRITERS)
+    assert all(list(_queued_row_writes(path.read_text(), path.name)) for path in writers), "stale allow-list"
+
+
+def test_the_queued_row_finder_sees_each_form() -> None:
+    sample = (
+        "def f(conn, job):\n"
+        "    ledger.claim(conn, job)\n"
+        "    lock_and_claim(conn, job)\n"
+        "    ledger.fail(conn, job, from_status=('queued',))\n"
+        "    ledger.fail(conn, job)\n"
+        "    conn.execute('update  jobs set status = 1')\n"
+    )
+    assert len(list(_queued_row_writes(sample, "x/reconciler.py"))) == 4
+
+
 if __name__ == "__main__":
     all_edges = imports()
     found_upward = upward(all_edges)

@@ -14,10 +14,12 @@ from schedgen_ops.errors import SchedgenError
 from schedgen_ops.service import db
 from schedgen_ops.service.clients import KeyCache
 from schedgen_ops.service.context import ServiceContext
+from schedgen_ops.service.queued_cache import QueuedCache
 from schedgen_ops.service.ratelimit import RateLimits
 from schedgen_ops.service.schemas import Readiness
 from schedgen_ops.service.settings import ServiceSettings
 from schedgen_ops.service.status import TerminalCache
+from schedgen_ops.service.status_reads import StatusReads, sync_pool_size
 
 log = logging.getLogger("schedgen.api")
 
@@ -31,6 +33,8 @@ class ApiState:
     limits: RateLimits
     keys: KeyCache
     status_cache: TerminalCache
+    queued_cache: QueuedCache  # queued rows, valid while Redis shows the same enqueue (`queued_cache`)
+    reads: StatusReads  # status polls' async share of the connection budget (`status_reads`)
     # Key lookups that miss the cache wait here: a flood of unknown keys cannot take the whole pool.
     lookups: asyncio.Semaphore
     ready_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -42,10 +46,12 @@ class ApiState:
         """Open this process's connections (called in the lifespan, inside the event loop)."""
         return cls(
             settings=settings,
-            ctx=ServiceContext.create(settings, name="api"),
+            ctx=ServiceContext.create(settings, name="api", pool_max=sync_pool_size(settings.db_pool_max)),
             limits=RateLimits(settings),
             keys=KeyCache(),
             status_cache=TerminalCache(),
+            queued_cache=QueuedCache(),
+            reads=StatusReads(settings),
             lookups=asyncio.Semaphore(max(1, settings.db_pool_max // 2)),
         )
 

@@ -37,12 +37,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ApiState.open(cfg)
         app.state.service = state
+        await state.reads.open()
         pool_gauges = asyncio.create_task(_pool_gauges_loop(state.ctx))
         try:
             await run_in_threadpool(state.migrate)
             yield
         finally:
             pool_gauges.cancel()
+            await state.reads.close()
             state.ctx.close()
             metrics.process_exited(os.getpid())  # drop this process's live gauges (pool, memory)
 

@@ -21,10 +21,11 @@ class ServiceContext:
     storage: Storage
 
     @classmethod
-    def create(cls, settings: ServiceSettings, *, name: str) -> ServiceContext:
+    def create(cls, settings: ServiceSettings, *, name: str, pool_max: int | None = None) -> ServiceContext:
+        """``pool_max``: the sync pool's share of ``db_pool_max`` when the process also has another pool."""
         return cls(
             settings=settings,
-            pool=db.make_pool(settings, name=name),
+            pool=db.make_pool(settings, name=name, max_size=pool_max),
             redis=redis_client(settings),
             storage=open_storage(settings),
         )

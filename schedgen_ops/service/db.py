@@ -104,13 +104,17 @@ def current_version(url: str) -> int:
         return int(row[0]) if row else 0
 
 
-def make_pool(settings: ServiceSettings, *, name: str = "schedgen") -> ConnectionPool:
-    """A pool sized and timed from settings; opened without waiting so start-up survives a Postgres outage."""
+def make_pool(
+    settings: ServiceSettings, *, name: str = "schedgen", max_size: int | None = None
+) -> ConnectionPool:
+    """A pool sized and timed from settings; opened without waiting so start-up survives a Postgres outage.
+    ``max_size`` caps it below ``db_pool_max`` (the api gives a share to its status pool)."""
     url = settings.database_url.get_secret_value()
+    size = settings.db_pool_max if max_size is None else max_size
     pool = ConnectionPool(
         url,
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
+        min_size=min(settings.db_pool_min, size),
+        max_size=size,
         timeout=settings.db_acquire_timeout_s,
         name=name,
         open=False,

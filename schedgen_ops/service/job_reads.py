@@ -15,14 +15,60 @@ from schedgen_ops.service.context import ServiceContext
 
 
 async def status_answer(state: ApiState, job_id: str) -> status_view.StatusAnswer:
-    """A job's status answer: a finished job's from this process's cache (no thread hop, no round trip),
-    any other from the ledger and, while queued, the queue position, in one thread hop."""
+    """A job's status answer. A finished job's comes from this process's cache (no round trip); a queued
+    one's from the queued-row cache while Redis shows its enqueue still waiting (one Redis round trip,
+    `queued_cache`); any other from the ledger and, while queued, the queue position. The reads run on the
+    event loop through the process's `StatusReads`, or in one thread hop (and without the queued-row
+    cache) when the connection budget leaves it no pool."""
     cached = state.status_cache.get(job_id)
     if cached is not None:
         return cached
-    job, answer = await run_in_threadpool(_status, state.ctx, job_id)
+    if state.reads.pool is None:
+        job, answer = await run_in_threadpool(_status, state.ctx, job_id)
+    else:
+        queued = await _queued_from_cache(state, job_id)
+        if queued is not None:
+            return queued
+        job, answer = await _status_on_loop(state, job_id)
     state.status_cache.put(job, answer)
     return answer
+
+
+async def _queued_from_cache(state: ApiState, job_id: str) -> status_view.StatusAnswer | None:
+    """The cached queued row's answer, when one Redis round trip shows it still current."""
+    entry = state.queued_cache.get(job_id)
+    if entry is None:
+        return None
+    try:
+        position, marker = await state.reads.waiting(job_id, entry.job.priority)
+    except Exception:  # Redis down: the ledger answers
+        position, marker = None, None
+    return state.queued_cache.answer(entry, position, marker)
+
+
+async def _status_on_loop(state: ApiState, job_id: str) -> tuple[ledger.Job, status_view.StatusAnswer]:
+    """`_status` without the thread hop; a queued row is kept in the queued-row cache when the enqueue
+    marker read before the row is the one still waiting after it (`queued_cache`)."""
+    if not ledger.JOB_ID_RE.match(job_id):
+        raise ApiError(404, "job_not_found", "no such job")
+    reads = state.reads
+    try:
+        before = await reads.marker(job_id)
+    except Exception:  # Redis down: nothing is cached, the ledger answers
+        before = None
+    job = await reads.get_job(job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", "no such job")
+    if job.status != "queued":
+        return job, status_view.render(job, None)
+    try:
+        position, after = await reads.waiting(job.id, job.priority)
+    except Exception:  # Redis down: the ledger still answers
+        position, after = None, None
+    answer = status_view.render(job, position)
+    if after == before:
+        state.queued_cache.put(job, before, position, answer)
+    return job, answer
 
 
 def find_job(ctx: ServiceContext, job_id: str) -> ledger.Job:

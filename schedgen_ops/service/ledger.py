@@ -110,10 +110,13 @@ def insert_job(
     return Job.from_row(row)
 
 
+GET_JOB_SQL = "SELECT * FROM jobs WHERE id = %s"  # also run on the api's async status pool
+
+
 def get_job(conn: psycopg.Connection, job_id: str) -> Job | None:
     """The job, or None when unknown or expired-and-purged."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT * FROM jobs WHERE id = %s", (job_id,))
+        cur.execute(GET_JOB_SQL, (job_id,))
         row = cur.fetchone()
     return Job.from_row(row) if row else None
 

@@ -84,12 +84,29 @@ def position(conn: Redis, job_id: str, priority: str) -> int | None:
     """
     if priority not in QUEUE_NAMES:
         return None
-    names = QUEUE_NAMES[: QUEUE_NAMES.index(priority) + 1]
     with conn.pipeline(transaction=False) as pipe:
-        for name in names[:-1]:
-            pipe.llen(Queue.redis_queue_namespace_prefix + name)
-        pipe.lpos(Queue.redis_queue_namespace_prefix + priority, job_id)
-        *lengths, pos = pipe.execute()
+        queue_position_commands(pipe, job_id, priority)
+        return position_from(pipe.execute())
+
+
+def queue_position_commands(pipe: Any, job_id: str, priority: str) -> None:
+    """Queue `position`'s commands on a pipeline (sync or `redis.asyncio`: the same calls queue them)."""
+    names = QUEUE_NAMES[: QUEUE_NAMES.index(priority) + 1]
+    for name in names[:-1]:
+        pipe.llen(Queue.redis_queue_namespace_prefix + name)
+    pipe.lpos(Queue.redis_queue_namespace_prefix + priority, job_id)
+
+
+def enqueue_marker_command(pipe: Any, job_id: str) -> None:
+    """Queue the read of the job's ``enqueued_at`` in its RQ hash: RQ sets it anew on every enqueue
+    (upload, retry, the reconciler's recovery), so an unchanged value means the same enqueue
+    (`queued_cache`)."""
+    pipe.hget(RQJob.redis_job_namespace_prefix + job_id, "enqueued_at")
+
+
+def position_from(replies: Sequence[Any]) -> int | None:
+    """The position from `queue_position_commands`' replies: the lengths ahead, then LPOS."""
+    *lengths, pos = replies
     return None if pos is None else sum(int(n) for n in lengths) + int(pos)
 
 

@@ -1,7 +1,9 @@
-"""Job status on the hot path: ETag / 304, Cache-Control, Retry-After, and the finished-job cache.
+"""Job status on the hot path: ETag / 304, Cache-Control, Retry-After, the finished-job cache and the
+queued-row cache.
 
-The cache may only ever answer for a finished job: these tests move a job through the ledger behind
-the api's back and check every poll reports the ledger's state, until it is finished.
+The finished-job cache may only ever answer for a finished job, the queued-row cache only while Redis
+shows the job's enqueue still waiting: these tests move a job through the ledger behind the api's back,
+taking it off its queue first as a worker does, and check every poll reports the ledger's state.
 """
 
 from __future__ import annotations
@@ -116,8 +118,17 @@ def test_queue_position_counts_the_queues_ahead(redis_url: str) -> None:
     conn.flushdb()
 
 
+def _take_off_the_queue(redis_url: str, job_id: str) -> None:
+    """What a worker does before it claims a job: RQ pops the job's id off its queue."""
+    from redis import Redis
+
+    with Redis.from_url(redis_url) as conn:
+        removed = sum(int(conn.lrem("rq:queue:" + name, 0, job_id)) for name in queue.QUEUE_NAMES)
+    assert removed == 1, "the job was not waiting on a queue"
+
+
 def test_status_etag_retry_after_and_ledger_truth(
-    service_stack: Callable[..., Stack], synthetic_pdfs: dict[str, bytes], database_url: str
+    service_stack: Callable[..., Stack], synthetic_pdfs: dict[str, bytes], database_url: str, redis_url: str
 ) -> None:
     api = service_stack()  # no workers: the job stays queued until this test moves it
     job_id = api.upload(synthetic_pdfs["exams"]).json()["job_id"]
@@ -133,6 +144,7 @@ def test_status_etag_retry_after_and_ledger_truth(
     assert other.status_code == 200 and other.json() == first.json()
 
     # Behind the api's back, through the ledger's own transitions: every poll tells the ledger's state.
+    _take_off_the_queue(redis_url, job_id)
     with psycopg.connect(database_url, autocommit=True) as conn:
         claimed = ledger.claim(conn, job_id)
         assert claimed is not None
@@ -158,10 +170,14 @@ def test_status_etag_retry_after_and_ledger_truth(
 
 
 def test_status_survives_connections_killed_under_the_pool(
-    service_stack: Callable[..., Stack], synthetic_pdfs: dict[str, bytes], database_url: str
+    service_stack: Callable[..., Stack], synthetic_pdfs: dict[str, bytes], database_url: str, redis_url: str
 ) -> None:
     api = service_stack()
     job_id = api.upload(synthetic_pdfs["tests"]).json()["job_id"]
+    # A processing job: no cache answers for it, so every poll below reads the ledger.
+    _take_off_the_queue(redis_url, job_id)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert ledger.claim(conn, job_id) is not None
     assert api.client.get(f"/api/jobs/{job_id}").status_code == 200
     kill = (
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -173,7 +189,7 @@ def test_status_survives_connections_killed_under_the_pool(
             assert conn.execute(kill).fetchall(), "no api connection to kill"
             time.sleep(wait_s)
             answer = api.client.get(f"/api/jobs/{job_id}")
-            assert answer.status_code == 200 and answer.json()["status"] == "queued", answer.text
+            assert answer.status_code == 200 and answer.json()["status"] == "processing", answer.text
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -241,6 +257,7 @@ def test_the_envelope_answers_every_poll_as_the_route_would(
     from schedgen_ops.service.app import create_app
     from schedgen_ops.service.middleware import Envelope
     from schedgen_ops.service.settings import ServiceSettings
+    from schedgen_ops.service.status_reads import StatusReads
 
     for key, value in service_env(database_url, redis_url, tmp_path).items():
         monkeypatch.setenv(key, value)
@@ -272,6 +289,7 @@ def test_the_envelope_answers_every_poll_as_the_route_would(
         job_id = upload.json()["job_id"]
         url = f"/api/jobs/{job_id}"
         assert compare(client, url).json()["status"] == "queued"
+        _take_off_the_queue(redis_url, job_id)
         with psycopg.connect(database_url, autocommit=True) as conn:
             claimed = ledger.claim(conn, job_id)
             assert claimed is not None
@@ -284,6 +302,174 @@ def test_the_envelope_answers_every_poll_as_the_route_would(
         def database_down(*args: Any) -> None:
             raise psycopg.OperationalError("connection refused")
 
+        async def database_down_on_loop(*args: Any) -> None:
+            raise psycopg.OperationalError("connection refused")
+
+        # Both ways a status is read: the sync pool's (thread hop) and the status pool's (event loop).
         monkeypatch.setattr(ledger, "get_job", database_down)
+        monkeypatch.setattr(StatusReads, "_select", database_down_on_loop)
         down = compare(client, "/api/jobs/" + "d" * 32)
         assert down.status_code == 503 and down.json()["error"]["code"] == "database_unavailable"
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3, 4, 5, 8, 10, 40])
+def test_the_status_pool_is_a_share_of_the_connection_budget(budget: int) -> None:
+    """The api's two pools together open at most ``db_pool_max`` connections (config.model's budget)."""
+    from schedgen_ops.service.status_reads import status_pool_size, sync_pool_size
+
+    share = status_pool_size(budget)
+    assert share + sync_pool_size(budget) == budget
+    assert sync_pool_size(budget) >= 1
+    assert share == 0 if budget < 4 else share >= 1  # too small a budget: polls use the sync pool
+
+
+def test_queued_polls_skip_the_ledger_only_while_redis_shows_the_same_enqueue(
+    database_url: str,
+    redis_url: str,
+    synthetic_pdfs: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A queued job's second poll is answered from the queued-row cache (no ledger read); every way the
+    row can change (a worker takes the job, it is re-enqueued, its RQ hash changes or goes, Redis fails)
+    sends the next poll back to the ledger, and the answer is always the ledger's."""
+    from fastapi.testclient import TestClient
+    from redis import Redis
+
+    from schedgen_ops.service.app import create_app
+    from schedgen_ops.service.settings import ServiceSettings
+    from schedgen_ops.service.status_reads import StatusReads
+
+    for key, value in service_env(database_url, redis_url, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SCHEDGEN_DB_POOL_MAX", "8")  # a status pool of its own (`status_pool_size`)
+    reads: list[str] = []
+    select = StatusReads._select
+
+    async def counted(self: StatusReads, job_id: str) -> ledger.Job | None:
+        reads.append(job_id)
+        return await select(self, job_id)
+
+    monkeypatch.setattr(StatusReads, "_select", counted)
+    settings = ServiceSettings()
+    with (
+        TestClient(create_app(settings), base_url="http://127.0.0.1") as client,
+        Redis.from_url(redis_url) as r,
+    ):
+        ids = []
+        for _ in range(2):
+            upload = client.post(
+                "/api/uploads", files={"file": ("t.pdf", synthetic_pdfs["exams"], "application/pdf")}
+            )
+            assert upload.status_code == 202, upload.text
+            ids.append(upload.json()["job_id"])
+        first, second = ids
+        url = f"/api/jobs/{second}"
+
+        def poll() -> tuple[dict[str, Any], str, int]:
+            before = len(reads)
+            answer = client.get(url)
+            assert answer.status_code == 200, answer.text
+            return answer.json(), answer.headers["ETag"], len(reads) - before
+
+        body, etag, ledger_reads = poll()
+        assert (body["status"], body["queue_position"], ledger_reads) == ("queued", 1, 1)
+        again, same_etag, ledger_reads = poll()
+        assert (again, same_etag, ledger_reads) == (body, etag, 0)  # the cache, byte for byte
+
+        # The job ahead is taken: the position moves, the answer and its ETag change, still no ledger read.
+        assert r.lrem("rq:queue:default", 0, first) == 1
+        moved, moved_etag, ledger_reads = poll()
+        assert (moved["queue_position"], ledger_reads) == (0, 0) and moved_etag != etag
+
+        # Re-enqueued (RQ writes a new enqueued_at): the ledger answers, then the cache again.
+        time.sleep(0.01)
+        queue.enqueue(r, settings, second, "default")
+        assert r.lrem("rq:queue:default", 1, second) == 1  # the older of the two entries
+        assert poll()[2] == 1 and poll()[2] == 0
+
+        # Its enqueued_at rewritten, then its hash gone: the ledger answers each time.
+        r.hset("rq:job:" + second, "enqueued_at", "2026-01-01T00:00:00.000000Z")
+        assert poll()[2] == 1
+        r.delete("rq:job:" + second)
+        gone, _, ledger_reads = poll()
+        assert (gone["status"], gone["queue_position"], ledger_reads) == ("queued", 0, 1)
+        assert poll()[2] == 1  # no marker: nothing was cached
+
+        # Back on its queue and cached; then Redis fails the poll's read: the ledger answers without it.
+        queue.enqueue(r, settings, second, "default")
+        assert r.lrem("rq:queue:default", 1, second) == 1
+        assert poll()[2] == 1 and poll()[2] == 0
+
+        async def redis_down(*args: Any) -> None:
+            raise ConnectionError("redis down")
+
+        with monkeypatch.context() as down:
+            down.setattr(StatusReads, "waiting", redis_down)
+            down.setattr(StatusReads, "marker", redis_down)
+            blind, _, ledger_reads = poll()
+            assert (blind["status"], blind["queue_position"], ledger_reads) == ("queued", None, 1)
+            assert poll()[2] == 1
+        assert poll()[2] == 1 and poll()[2] == 0
+
+        # A worker takes it and claims it: the ledger answers "processing", and keeps answering.
+        assert r.lrem("rq:queue:default", 0, second) == 1
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            assert ledger.claim(conn, second) is not None
+        processing, _, ledger_reads = poll()
+        assert (processing["status"], ledger_reads) == ("processing", 1)
+        assert poll()[2] == 1
+
+
+def test_a_change_outside_the_service_is_stale_at_most_the_ttl(
+    database_url: str,
+    redis_url: str,
+    synthetic_pdfs: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator's SQL on a queued row leaves Redis as it was: the cached row answers until its TTL."""
+    from fastapi.testclient import TestClient
+
+    from schedgen_ops.service.app import create_app
+    from schedgen_ops.service.settings import ServiceSettings
+
+    for key, value in service_env(database_url, redis_url, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SCHEDGEN_DB_POOL_MAX", "8")
+    with TestClient(create_app(ServiceSettings()), base_url="http://127.0.0.1") as client:
+        client.app.state.service.queued_cache.ttl_s = 0.5  # type: ignore[attr-defined]
+        upload = client.post(
+            "/api/uploads", files={"file": ("t.pdf", synthetic_pdfs["exams"], "application/pdf")}
+        )
+        url = f"/api/jobs/{upload.json()['job_id']}"
+        assert client.get(url).json()["status"] == "queued"
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'failed', error_code = 'x', finished_at = now(),"
+                " expires_at = now() + interval '1 hour' WHERE id = %s",
+                (upload.json()["job_id"],),
+            )
+        assert client.get(url).json()["status"] == "queued"  # the cached row, within its TTL
+        time.sleep(0.6)
+        assert client.get(url).json()["status"] == "failed"
+
+
+def test_the_queued_cache_keeps_only_waiting_queued_rows_and_is_bounded() -> None:
+    from schedgen_ops.service.queued_cache import QueuedCache
+
+    cache = QueuedCache(max_entries=3)
+    queued = _job("queued", expires_in_s=None)
+    answer = render(queued, 4)
+    assert not cache.put(_job("processing", expires_in_s=None), b"m", 4, answer)
+    assert not cache.put(queued, None, 4, answer)  # no enqueue marker read
+    assert not cache.put(queued, b"m", None, answer)  # not on its queue
+    assert len(cache) == 0
+    for index in range(5):
+        assert cache.put(_job("queued", expires_in_s=None, job_id=f"{index:032x}"), b"m", 1, answer)
+    assert len(cache) == 3 and cache.get(f"{0:032x}") is None and cache.get(f"{4:032x}") is not None
+    entry = cache.get(f"{4:032x}")
+    assert entry is not None
+    assert cache.answer(entry, 1, b"m") is answer  # same position, same bytes
+    assert cache.answer(entry, 0, b"m") is not answer  # rendered again at the new position
+    assert cache.answer(entry, 0, b"other") is None and cache.get(f"{4:032x}") is None  # dropped

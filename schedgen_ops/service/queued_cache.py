@@ -1,0 +1,79 @@
+"""A cache of queued jobs' ledger rows, valid while Redis shows the same enqueue still waiting.
+
+A queued job is what a waiting client polls most, and reading its row from Postgres on every poll was
+most of that poll's cost (docs/PERFORMANCE.md, issue 17). The row of a queued job changes only after a
+worker has taken the job off its Redis queue: a claim (`ledger.lock_and_claim`) and an exhausted job's
+final failure (`tasks._unclaimable`) run inside the RQ job, after RQ popped it; requeues and new
+deliveries enqueue it again, which gives it a new ``enqueued_at`` in its RQ hash.
+(`tests/test_architecture.py::test_queued_jobs_change_only_inside_the_rq_job` pins where those calls are.)
+
+So a poll may answer from the cached row when one Redis round trip shows (a) the job still in its queue
+(its position, which the answer needs anyway) and (b) the same ``enqueued_at`` (the marker) as read
+*before* the row was: then no worker has taken this enqueue of the job since the row was read. Anything
+else (taken, re-enqueued, hash gone, Redis down) drops the entry and the ledger answers. The ledger stays
+the system of record; an entry also lives at most ``ttl_s``, which bounds what a change made outside the
+service (an operator's SQL, a restore) could leave stale.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from schedgen_ops.service import ledger
+from schedgen_ops.service.status import StatusAnswer, render
+
+
+@dataclass
+class QueuedEntry:
+    job: ledger.Job  # the row, read while ``marker`` was the job's enqueue
+    marker: bytes  # RQ's enqueued_at of that enqueue
+    position: int  # the position ``answer`` was rendered at
+    answer: StatusAnswer
+    until: float  # time.monotonic() deadline
+
+
+class QueuedCache:
+    """A bounded LRU of queued rows; every lookup is validated by the caller against Redis (`answer`)."""
+
+    def __init__(self, max_entries: int = 10_000, ttl_s: float = 30.0) -> None:
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._entries: OrderedDict[str, QueuedEntry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, job_id: str) -> QueuedEntry | None:
+        entry = self._entries.get(job_id)
+        if entry is None:
+            return None
+        if time.monotonic() >= entry.until:
+            del self._entries[job_id]
+            return None
+        self._entries.move_to_end(job_id)
+        return entry
+
+    def answer(self, entry: QueuedEntry, position: int | None, marker: bytes | None) -> StatusAnswer | None:
+        """The answer at ``position`` when Redis (``position``, ``marker``) still shows the entry's enqueue
+        waiting, rendered again only when the position moved; None (and the entry dropped) otherwise."""
+        if position is None or marker is None or marker != entry.marker:
+            self.drop(entry.job.id)
+            return None
+        if position != entry.position:
+            entry.answer, entry.position = render(entry.job, position), position
+        return entry.answer
+
+    def put(self, job: ledger.Job, marker: bytes | None, position: int | None, answer: StatusAnswer) -> bool:
+        """Keep a queued ``job`` read under ``marker`` and still waiting at ``position``; True when kept."""
+        if job.status != "queued" or marker is None or position is None or self.max_entries <= 0:
+            return False
+        self._entries[job.id] = QueuedEntry(job, marker, position, answer, time.monotonic() + self.ttl_s)
+        self._entries.move_to_end(job.id)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return True
+
+    def drop(self, job_id: str) -> None:
+        self._entries.pop(job_id, None)
