@@ -3,6 +3,7 @@ route and the envelope's early answer share it) and a completed job's timetable 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +13,7 @@ from schedgen_ops.service import status as status_view
 from schedgen_ops.service.api_errors import ApiError
 from schedgen_ops.service.api_state import ApiState
 from schedgen_ops.service.context import ServiceContext
+from schedgen_ops.service.queued_cache import QueuedEntry
 
 
 async def status_answer(state: ApiState, job_id: str) -> status_view.StatusAnswer:
@@ -32,6 +34,38 @@ async def status_answer(state: ApiState, job_id: str) -> status_view.StatusAnswe
         job, answer = await _status_on_loop(state, job_id)
     state.status_cache.put(job, answer)
     return answer
+
+
+@dataclass
+class QueuedPrefetch:
+    """The Redis reads that validate a cached queued row (`queued_cache`), sent by the envelope in the
+    round trip that spends the poll's rate limit (`RateLimits.hit_with`): a queued poll then costs one
+    Redis round trip in all."""
+
+    state: ApiState
+    entry: QueuedEntry
+    replies: list[Any] | None = None  # of `commands`, once sent (None: Redis did not count the hit)
+
+    def commands(self, pipe: Any) -> None:
+        queue.queue_position_commands(pipe, self.entry.job.id, self.entry.job.priority)
+        queue.enqueue_marker_command(pipe, self.entry.job.id)
+
+    def answer(self, replies: list[Any]) -> status_view.StatusAnswer | None:
+        """The cached answer when ``replies`` (of `commands`) show the same enqueue waiting, else None
+        (the entry is dropped; `status_answer` reads the ledger)."""
+        if any(isinstance(reply, Exception) for reply in replies):
+            self.state.queued_cache.drop(self.entry.job.id)
+            return None
+        *position_replies, marker = replies
+        return self.state.queued_cache.answer(self.entry, queue.position_from(position_replies), marker)
+
+
+def queued_prefetch(state: ApiState, job_id: str) -> QueuedPrefetch | None:
+    """A prefetch for a poll of a job whose queued row this process has cached (and no finished answer)."""
+    if state.reads.pool is None or state.status_cache.get(job_id) is not None:
+        return None
+    entry = state.queued_cache.get(job_id)
+    return QueuedPrefetch(state, entry) if entry is not None else None
 
 
 async def _queued_from_cache(state: ApiState, job_id: str) -> status_view.StatusAnswer | None:

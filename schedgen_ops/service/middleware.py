@@ -3,10 +3,13 @@ access log. Pure ASGI (no per-request task group), and the only place rate limit
 
 A job-status poll (`GET /api/jobs/{id}`, which a waiting client repeats) is answered here, after the
 client is identified and its limit spent, without going through the router, by the route's own
-`job_reads.status_answer` (a finished job's from this process's cache, any other from the ledger): the
-same bytes and headers (`StatusAnswer.response`), failing as the route would
-(`api_errors.answer_exception`). Routing plus FastAPI's request handling were most of a cached poll's
-cost; a queued poll gains less (docs/PERFORMANCE.md, "Round 3")."""
+`job_reads.status_answer` (a finished job's from this process's cache, a queued one's from the
+queued-row cache, any other from the ledger): the same bytes and headers (`StatusAnswer.response`),
+failing as the route would (`api_errors.answer_exception`). Routing plus FastAPI's request handling were
+most of a cached poll's cost. A poll of a queued row this process caches sends the Redis reads that
+validate it in the round trip that spends its rate limit (`job_reads.QueuedPrefetch`,
+`RateLimits.hit_with`), so it costs one Redis round trip, as a finished job's does (docs/PERFORMANCE.md,
+"Round 4")."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from schedgen_ops.service import metrics
 from schedgen_ops.service.api_errors import ApiError, answer_exception, error_response
 from schedgen_ops.service.api_state import ApiState
 from schedgen_ops.service.auth import identify
-from schedgen_ops.service.job_reads import status_answer
+from schedgen_ops.service.job_reads import QueuedPrefetch, queued_prefetch, status_answer
 from schedgen_ops.service.logs import client_id_var, request_id_var
 from schedgen_ops.service.settings import ServiceSettings
 
@@ -73,9 +76,10 @@ class Envelope:
             early: Response | None = None
             template: str | None = None
             try:
-                early = await self._admit(request, path, extra_headers)
+                prefetch = self._queued_prefetch(request, path)
+                early = await self._admit(request, path, extra_headers, prefetch)
                 if early is None:
-                    early = await self._job_status(request, path)
+                    early = await self._job_status(request, path, prefetch)
                     template = STATUS_TEMPLATE if early is not None else None
             except ApiError as exc:
                 early = error_response(exc.status, exc.code, exc.message, exc.headers)
@@ -96,15 +100,21 @@ class Envelope:
             request_id_var.reset(rid_token)
             client_id_var.reset(cid_token)
 
-    async def _admit(self, request: Request, path: str, extra_headers: dict[str, str]) -> Response | None:
-        """Identify the client and spend its rate limit: None to go on, else the refusal to send."""
+    async def _admit(
+        self, request: Request, path: str, extra_headers: dict[str, str], prefetch: QueuedPrefetch | None
+    ) -> Response | None:
+        """Identify the client and spend its rate limit (with ``prefetch``'s reads in the same round trip):
+        None to go on, else the refusal to send."""
         state: ApiState | None = None if path.startswith(EXEMPT_PATHS) else self.api.state.service
         client = await identify(request, self.trusted, state)
         client_id_var.set(client)
         if state is None:
             return None
         category = _category(request.method, path)
-        decision = await state.limits.hit(category, client)
+        if prefetch is None:
+            decision = await state.limits.hit(category, client)
+        else:
+            decision, prefetch.replies = await state.limits.hit_with(category, client, prefetch.commands)
         if decision is None:
             return None
         extra_headers.update(decision.headers())
@@ -114,13 +124,22 @@ class Envelope:
             metrics.UPLOADS.labels("rate_limited").inc()
         return error_response(429, "rate_limited", f"too many {category} requests; retry later")
 
-    async def _job_status(self, request: Request, path: str) -> Response | None:
+    def _queued_prefetch(self, request: Request, path: str) -> QueuedPrefetch | None:
+        """For a poll of a job whose queued row this process caches: the reads that validate it."""
+        job_id = _status_job_id(request, path)
+        return None if job_id is None else queued_prefetch(self.api.state.service, job_id)
+
+    async def _job_status(
+        self, request: Request, path: str, prefetch: QueuedPrefetch | None
+    ) -> Response | None:
         """A job-status poll's answer (what the route would send), else None for a request to route on."""
-        if request.method != "GET" or not path.startswith(STATUS_PREFIX):
+        job_id = _status_job_id(request, path)
+        if job_id is None:
             return None
-        job_id = path[len(STATUS_PREFIX) :]
-        if not job_id or "/" in job_id:  # not this route: /api/jobs/ itself, or .../events, .../calendar.ics
-            return None
+        if prefetch is not None and prefetch.replies is not None:
+            prefetched = prefetch.answer(prefetch.replies)
+            if prefetched is not None:
+                return prefetched.response(request.headers.get("if-none-match"))
         try:
             answer = await status_answer(self.api.state.service, job_id)
         except Exception as exc:  # answered as the route's handlers answer it
@@ -151,6 +170,15 @@ class Envelope:
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
+
+
+def _status_job_id(request: Request, path: str) -> str | None:
+    """The job id of a `GET /api/jobs/{id}` poll, else None (not this route: /api/jobs/ itself, .../events,
+    .../calendar.ics, another method)."""
+    if request.method != "GET" or not path.startswith(STATUS_PREFIX):
+        return None
+    job_id = path[len(STATUS_PREFIX) :]
+    return job_id if job_id and "/" not in job_id else None
 
 
 class _RequestIds:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
+from redis.exceptions import NoScriptError
 
 from schedgen_ops.service.settings import ServiceSettings
 
@@ -99,21 +100,50 @@ class RateLimits:
 
     async def hit(self, category: str, client_id: str) -> Decision:
         """Count one request of ``client_id`` in ``category``; ``allowed`` False once over the limit."""
+        decision, _ = await self.hit_with(category, client_id, None)
+        return decision
+
+    async def hit_with(
+        self, category: str, client_id: str, also: Callable[[Any], None] | None
+    ) -> tuple[Decision, list[Any] | None]:
+        """`hit`, with the commands ``also`` queues on a pipeline sent in the same round trip as the limit's
+        script; their replies (an error as an exception object), or None when Redis did not count this hit
+        (degraded: the in-process fallback counted it) or ``also`` is None."""
         item = self.items[category]
 
-        async def count(limiter: FixedWindowRateLimiter) -> Decision:
+        async def count(limiter: FixedWindowRateLimiter) -> tuple[Decision, list[Any] | None]:
             # What limiter.hit + get_window_stats do (INCR, GET, TTL), in one round trip on Redis (the
             # same script and key as `limits`, plus the TTL) and two calls on the in-process fallback.
             key, redis_key = self._key(item, category, client_id)
+            replies: list[Any] | None = None
             if limiter is self.limiter and self._incr_ttl is not None:
-                used, ttl = await self._incr_ttl(keys=[redis_key], args=[item.get_expiry(), 1])
+                if also is None:
+                    used, ttl = await self._incr_ttl(keys=[redis_key], args=[item.get_expiry(), 1])
+                else:
+                    (used, ttl), replies = await self._incr_ttl_and(redis_key, item, also)
                 used, reset_at = int(used), max(int(ttl), 0) + time.time()
             else:
                 used = await limiter.storage.incr(key, item.get_expiry(), amount=1)
                 reset_at = await limiter.storage.get_expiry(key)
-            return Decision(used <= item.amount, item.amount, max(0, item.amount - used), reset_at)
+            return Decision(used <= item.amount, item.amount, max(0, item.amount - used), reset_at), replies
 
         return await self._with_storage(count)
+
+    async def _incr_ttl_and(
+        self, redis_key: str, item: RateLimitItem, also: Callable[[Any], None]
+    ) -> tuple[Any, list[Any]]:
+        """The limit's script by its SHA and ``also``'s commands in one pipeline (no SCRIPT EXISTS, which
+        redis-py sends before a pipeline holding a `Script`); a Redis that lost the script (restarted)
+        gets it through the plain call, which loads it."""
+        pipe = self._incr_ttl.registered_client.pipeline(transaction=False)
+        pipe.evalsha(self._incr_ttl.sha, 1, redis_key, item.get_expiry(), 1)
+        also(pipe)
+        counted, *replies = await pipe.execute(raise_on_error=False)
+        if isinstance(counted, NoScriptError):
+            counted = await self._incr_ttl(keys=[redis_key], args=[item.get_expiry(), 1])
+        elif isinstance(counted, Exception):
+            raise counted
+        return counted, replies
 
     def _key(self, item: RateLimitItem, category: str, client_id: str) -> tuple[str, str]:
         """`limits`' key of this client's window in ``category`` and the Redis key it is stored under."""

@@ -28,10 +28,12 @@ MIN_BUDGET_FOR_SHARE = 4  # per-process connections below which status polls sha
 
 
 def status_pool_size(db_pool_max: int) -> int:
-    """Connections of the async status pool, out of ``db_pool_max`` (0: polls use the sync pool)."""
+    """Connections of the async status pool, out of ``db_pool_max`` (0: polls use the sync pool). Half:
+    polls are most of an api's requests; a quarter (1 of the small profile's 5) timed out polls as 503s
+    under the stress test's 500 users (docs/PERFORMANCE.md, "Round 4")."""
     if db_pool_max < MIN_BUDGET_FOR_SHARE:
         return 0
-    return max(1, db_pool_max // 4)
+    return db_pool_max // 2
 
 
 def sync_pool_size(db_pool_max: int) -> int:

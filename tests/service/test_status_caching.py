@@ -250,8 +250,9 @@ def test_the_envelope_answers_every_poll_as_the_route_would(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The envelope answers `GET /api/jobs/{id}` itself; with that turned off the route answers. For a
-    queued, a processing, a failed and an unknown job, a malformed id and the database down: the same
-    status, bytes and headers (but the rate-limit counters)."""
+    queued (read from the ledger, then from the queued-row cache), a processing, a failed and an unknown
+    job, a malformed id and the database down: the same status, bytes and headers (but the rate-limit
+    counters)."""
     from fastapi.testclient import TestClient
 
     from schedgen_ops.service.app import create_app
@@ -263,7 +264,7 @@ def test_the_envelope_answers_every_poll_as_the_route_would(
         monkeypatch.setenv(key, value)
     answered_by_envelope = Envelope._job_status
 
-    async def route_only(self: Envelope, request: Any, path: str) -> None:
+    async def route_only(self: Envelope, request: Any, path: str, prefetch: Any) -> None:
         return None
 
     def compare(client: TestClient, url: str) -> Any:
@@ -289,6 +290,7 @@ def test_the_envelope_answers_every_poll_as_the_route_would(
         job_id = upload.json()["job_id"]
         url = f"/api/jobs/{job_id}"
         assert compare(client, url).json()["status"] == "queued"
+        assert compare(client, url).json()["status"] == "queued"  # from the queued-row cache, prefetched
         _take_off_the_queue(redis_url, job_id)
         with psycopg.connect(database_url, autocommit=True) as conn:
             claimed = ledger.claim(conn, job_id)
@@ -337,6 +339,7 @@ def test_queued_polls_skip_the_ledger_only_while_redis_shows_the_same_enqueue(
     from redis import Redis
 
     from schedgen_ops.service.app import create_app
+    from schedgen_ops.service.ratelimit import RateLimits
     from schedgen_ops.service.settings import ServiceSettings
     from schedgen_ops.service.status_reads import StatusReads
 
@@ -351,6 +354,16 @@ def test_queued_polls_skip_the_ledger_only_while_redis_shows_the_same_enqueue(
         return await select(self, job_id)
 
     monkeypatch.setattr(StatusReads, "_select", counted)
+    waits: list[str] = []  # the status path's own Redis reads (a prefetched poll sends none)
+    waiting = StatusReads.waiting
+
+    async def counted_waiting(
+        self: StatusReads, job_id: str, priority: str
+    ) -> tuple[int | None, bytes | None]:
+        waits.append(job_id)
+        return await waiting(self, job_id, priority)
+
+    monkeypatch.setattr(StatusReads, "waiting", counted_waiting)
     settings = ServiceSettings()
     with (
         TestClient(create_app(settings), base_url="http://127.0.0.1") as client,
@@ -374,8 +387,10 @@ def test_queued_polls_skip_the_ledger_only_while_redis_shows_the_same_enqueue(
 
         body, etag, ledger_reads = poll()
         assert (body["status"], body["queue_position"], ledger_reads) == ("queued", 1, 1)
+        waits.clear()
         again, same_etag, ledger_reads = poll()
         assert (again, same_etag, ledger_reads) == (body, etag, 0)  # the cache, byte for byte
+        assert waits == []  # validated in the rate limit's round trip (`RateLimits.hit_with`)
 
         # The job ahead is taken: the position moves, the answer and its ETag change, still no ledger read.
         assert r.lrem("rq:queue:default", 0, first) == 1
@@ -407,6 +422,7 @@ def test_queued_polls_skip_the_ledger_only_while_redis_shows_the_same_enqueue(
         with monkeypatch.context() as down:
             down.setattr(StatusReads, "waiting", redis_down)
             down.setattr(StatusReads, "marker", redis_down)
+            down.setattr(RateLimits, "_incr_ttl_and", redis_down)  # the limit falls back to this process
             blind, _, ledger_reads = poll()
             assert (blind["status"], blind["queue_position"], ledger_reads) == ("queued", None, 1)
             assert poll()[2] == 1
@@ -473,3 +489,44 @@ def test_the_queued_cache_keeps_only_waiting_queued_rows_and_is_bounded() -> Non
     assert cache.answer(entry, 1, b"m") is answer  # same position, same bytes
     assert cache.answer(entry, 0, b"m") is not answer  # rendered again at the new position
     assert cache.answer(entry, 0, b"other") is None and cache.get(f"{4:032x}") is None  # dropped
+
+
+def test_a_prefetched_queued_poll_still_spends_its_limit_and_survives_a_lost_script(
+    database_url: str,
+    redis_url: str,
+    synthetic_pdfs: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The queued-row reads ride on the status limit's round trip: the limit still counts every poll and
+    refuses the one over it; a Redis that lost the script (SCRIPT FLUSH, as after a restart) is given it
+    again and the poll is answered."""
+    from fastapi.testclient import TestClient
+    from redis import Redis
+
+    from schedgen_ops.service.app import create_app
+    from schedgen_ops.service.settings import ServiceSettings
+
+    for key, value in service_env(database_url, redis_url, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SCHEDGEN_DB_POOL_MAX", "8")
+    monkeypatch.setenv("SCHEDGEN_RATE_STATUS", "4/minute")
+    with (
+        TestClient(create_app(ServiceSettings()), base_url="http://127.0.0.1") as client,
+        Redis.from_url(redis_url) as r,
+    ):
+        upload = client.post(
+            "/api/uploads", files={"file": ("t.pdf", synthetic_pdfs["exams"], "application/pdf")}
+        )
+        url = f"/api/jobs/{upload.json()['job_id']}"
+        first = client.get(url)  # the ledger, then cached
+        assert first.status_code == 200 and first.headers["X-RateLimit-Remaining"] == "3"
+        assert client.get(url).headers["X-RateLimit-Remaining"] == "2"  # prefetched
+        r.script_flush()
+        lost = client.get(url)
+        assert lost.status_code == 200 and lost.content == first.content
+        assert lost.headers["X-RateLimit-Remaining"] == "1"  # counted once, not twice
+        assert client.get(url).headers["X-RateLimit-Remaining"] == "0"
+        refused = client.get(url)
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["Retry-After"]) >= 1
