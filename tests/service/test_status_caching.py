@@ -127,6 +127,34 @@ def _take_off_the_queue(redis_url: str, job_id: str) -> None:
     assert removed == 1, "the job was not waiting on a queue"
 
 
+@pytest.fixture
+def in_process_api(
+    database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Any]:
+    """``in_process_api(**env)``: a TestClient on the api app, in this process (so a test can patch and
+    count its reads), configured as `service_env` plus ``env`` (SCHEDGEN_* names without the prefix)."""
+    from fastapi.testclient import TestClient
+
+    from schedgen_ops.service.app import create_app
+    from schedgen_ops.service.settings import ServiceSettings
+
+    def open_api(**env: str) -> TestClient:
+        for key, value in service_env(database_url, redis_url, tmp_path).items():
+            monkeypatch.setenv(key, value)
+        for key, value in env.items():
+            monkeypatch.setenv("SCHEDGEN_" + key.upper(), value)
+        return TestClient(create_app(ServiceSettings()), base_url="http://127.0.0.1")
+
+    return open_api
+
+
+def _upload(client: Any, pdf: bytes) -> str:
+    """Upload ``pdf`` through ``client``; the new job's id."""
+    upload = client.post("/api/uploads", files={"file": ("t.pdf", pdf, "application/pdf")})
+    assert upload.status_code == 202, upload.text
+    return str(upload.json()["job_id"])
+
+
 def test_status_etag_retry_after_and_ledger_truth(
     service_stack: Callable[..., Stack], synthetic_pdfs: dict[str, bytes], database_url: str, redis_url: str
 ) -> None:
@@ -243,10 +271,10 @@ def test_a_cached_answer_keeps_the_envelope_limits_and_route_bytes(
 
 
 def test_the_envelope_answers_every_poll_as_the_route_would(
+    in_process_api: Callable[..., Any],
     database_url: str,
     redis_url: str,
     synthetic_pdfs: dict[str, bytes],
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The envelope answers `GET /api/jobs/{id}` itself; with that turned off the route answers. For a
@@ -255,13 +283,9 @@ def test_the_envelope_answers_every_poll_as_the_route_would(
     counters)."""
     from fastapi.testclient import TestClient
 
-    from schedgen_ops.service.app import create_app
     from schedgen_ops.service.middleware import Envelope
-    from schedgen_ops.service.settings import ServiceSettings
     from schedgen_ops.service.status_reads import StatusReads
 
-    for key, value in service_env(database_url, redis_url, tmp_path).items():
-        monkeypatch.setenv(key, value)
     answered_by_envelope = Envelope._job_status
 
     async def route_only(self: Envelope, request: Any, path: str, prefetch: Any) -> None:
@@ -282,12 +306,8 @@ def test_the_envelope_answers_every_poll_as_the_route_would(
         }
         return by_envelope
 
-    with TestClient(create_app(ServiceSettings()), base_url="http://127.0.0.1") as client:
-        upload = client.post(
-            "/api/uploads", files={"file": ("t.pdf", synthetic_pdfs["exams"], "application/pdf")}
-        )
-        assert upload.status_code == 202, upload.text
-        job_id = upload.json()["job_id"]
+    with in_process_api() as client:
+        job_id = _upload(client, synthetic_pdfs["exams"])
         url = f"/api/jobs/{job_id}"
         assert compare(client, url).json()["status"] == "queued"
         assert compare(client, url).json()["status"] == "queued"  # from the queued-row cache, prefetched
@@ -326,26 +346,21 @@ def test_the_status_pool_is_a_share_of_the_connection_budget(budget: int) -> Non
 
 
 def test_queued_polls_skip_the_ledger_only_while_redis_shows_the_same_enqueue(
+    in_process_api: Callable[..., Any],
     database_url: str,
     redis_url: str,
     synthetic_pdfs: dict[str, bytes],
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A queued job's second poll is answered from the queued-row cache (no ledger read); every way the
     row can change (a worker takes the job, it is re-enqueued, its RQ hash changes or goes, Redis fails)
     sends the next poll back to the ledger, and the answer is always the ledger's."""
-    from fastapi.testclient import TestClient
     from redis import Redis
 
-    from schedgen_ops.service.app import create_app
     from schedgen_ops.service.ratelimit import RateLimits
     from schedgen_ops.service.settings import ServiceSettings
     from schedgen_ops.service.status_reads import StatusReads
 
-    for key, value in service_env(database_url, redis_url, tmp_path).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SCHEDGEN_DB_POOL_MAX", "8")  # a status pool of its own (`status_pool_size`)
     reads: list[str] = []
     select = StatusReads._select
 
@@ -364,19 +379,12 @@ def test_queued_polls_skip_the_ledger_only_while_redis_shows_the_same_enqueue(
         return await waiting(self, job_id, priority)
 
     monkeypatch.setattr(StatusReads, "waiting", counted_waiting)
-    settings = ServiceSettings()
     with (
-        TestClient(create_app(settings), base_url="http://127.0.0.1") as client,
+        in_process_api(db_pool_max="8") as client,  # a status pool of its own (`status_pool_size`)
         Redis.from_url(redis_url) as r,
     ):
-        ids = []
-        for _ in range(2):
-            upload = client.post(
-                "/api/uploads", files={"file": ("t.pdf", synthetic_pdfs["exams"], "application/pdf")}
-            )
-            assert upload.status_code == 202, upload.text
-            ids.append(upload.json()["job_id"])
-        first, second = ids
+        settings = ServiceSettings()
+        first, second = (_upload(client, synthetic_pdfs["exams"]) for _ in range(2))
         url = f"/api/jobs/{second}"
 
         def poll() -> tuple[dict[str, Any], str, int]:
@@ -438,33 +446,19 @@ def test_queued_polls_skip_the_ledger_only_while_redis_shows_the_same_enqueue(
 
 
 def test_a_change_outside_the_service_is_stale_at_most_the_ttl(
-    database_url: str,
-    redis_url: str,
-    synthetic_pdfs: dict[str, bytes],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    in_process_api: Callable[..., Any], database_url: str, synthetic_pdfs: dict[str, bytes]
 ) -> None:
     """An operator's SQL on a queued row leaves Redis as it was: the cached row answers until its TTL."""
-    from fastapi.testclient import TestClient
-
-    from schedgen_ops.service.app import create_app
-    from schedgen_ops.service.settings import ServiceSettings
-
-    for key, value in service_env(database_url, redis_url, tmp_path).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SCHEDGEN_DB_POOL_MAX", "8")
-    with TestClient(create_app(ServiceSettings()), base_url="http://127.0.0.1") as client:
-        client.app.state.service.queued_cache.ttl_s = 0.5  # type: ignore[attr-defined]
-        upload = client.post(
-            "/api/uploads", files={"file": ("t.pdf", synthetic_pdfs["exams"], "application/pdf")}
-        )
-        url = f"/api/jobs/{upload.json()['job_id']}"
+    with in_process_api(db_pool_max="8") as client:
+        client.app.state.service.queued_cache.ttl_s = 0.5
+        job_id = _upload(client, synthetic_pdfs["exams"])
+        url = f"/api/jobs/{job_id}"
         assert client.get(url).json()["status"] == "queued"
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(
                 "UPDATE jobs SET status = 'failed', error_code = 'x', finished_at = now(),"
                 " expires_at = now() + interval '1 hour' WHERE id = %s",
-                (upload.json()["job_id"],),
+                (job_id,),
             )
         assert client.get(url).json()["status"] == "queued"  # the cached row, within its TTL
         time.sleep(0.6)
@@ -492,33 +486,15 @@ def test_the_queued_cache_keeps_only_waiting_queued_rows_and_is_bounded() -> Non
 
 
 def test_a_prefetched_queued_poll_still_spends_its_limit_and_survives_a_lost_script(
-    database_url: str,
-    redis_url: str,
-    synthetic_pdfs: dict[str, bytes],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    in_process_api: Callable[..., Any], redis_url: str, synthetic_pdfs: dict[str, bytes]
 ) -> None:
     """The queued-row reads ride on the status limit's round trip: the limit still counts every poll and
     refuses the one over it; a Redis that lost the script (SCRIPT FLUSH, as after a restart) is given it
     again and the poll is answered."""
-    from fastapi.testclient import TestClient
     from redis import Redis
 
-    from schedgen_ops.service.app import create_app
-    from schedgen_ops.service.settings import ServiceSettings
-
-    for key, value in service_env(database_url, redis_url, tmp_path).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SCHEDGEN_DB_POOL_MAX", "8")
-    monkeypatch.setenv("SCHEDGEN_RATE_STATUS", "4/minute")
-    with (
-        TestClient(create_app(ServiceSettings()), base_url="http://127.0.0.1") as client,
-        Redis.from_url(redis_url) as r,
-    ):
-        upload = client.post(
-            "/api/uploads", files={"file": ("t.pdf", synthetic_pdfs["exams"], "application/pdf")}
-        )
-        url = f"/api/jobs/{upload.json()['job_id']}"
+    with in_process_api(db_pool_max="8", rate_status="4/minute") as client, Redis.from_url(redis_url) as r:
+        url = f"/api/jobs/{_upload(client, synthetic_pdfs['exams'])}"
         first = client.get(url)  # the ledger, then cached
         assert first.status_code == 200 and first.headers["X-RateLimit-Remaining"] == "3"
         assert client.get(url).headers["X-RateLimit-Remaining"] == "2"  # prefetched
