@@ -38,7 +38,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         state = ApiState.open(cfg)
         app.state.service = state
         await state.reads.open()
-        pool_gauges = asyncio.create_task(_pool_gauges_loop(state.ctx))
+        pool_gauges = asyncio.create_task(_pool_gauges_loop(state))
         try:
             await run_in_threadpool(state.migrate)
             yield
@@ -73,10 +73,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     return app
 
 
-async def _pool_gauges_loop(ctx: ServiceContext, interval_s: float = metrics.MEMORY_INTERVAL_S) -> None:
-    """Keep this process's DB pool and memory gauges fresh (every api process, not only the one scraped)."""
+async def _pool_gauges_loop(state: ApiState, interval_s: float = metrics.MEMORY_INTERVAL_S) -> None:
+    """Keep this process's DB pool (both pools) and memory gauges fresh (every api process, not only the
+    one scraped)."""
     while True:
-        metrics.update_pool_gauges(ctx.pool)
+        metrics.update_pool_gauges(state.ctx.pool, state.reads.pool)
         metrics.update_process_memory("api")
         await asyncio.sleep(interval_s)
 

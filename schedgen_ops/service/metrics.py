@@ -96,14 +96,20 @@ def start_memory_updates(role: str, interval_s: float = MEMORY_INTERVAL_S) -> th
     return stop
 
 
-def update_pool_gauges(pool: Any) -> None:
-    """Copy a psycopg_pool's stats into the pool gauges (in-use, idle, waiting)."""
-    stats = pool.get_stats()
-    size = stats.get("pool_size", 0)
-    idle = stats.get("pool_available", 0)
+def update_pool_gauges(*pools: Any) -> None:
+    """Copy the stats of this process's psycopg_pool pools (sync and async; None skipped), summed, into the
+    pool gauges (in-use, idle, waiting): an api process has its sync pool and its status pool."""
+    size = idle = waiting = 0
+    for pool in pools:
+        if pool is None:
+            continue
+        stats = pool.get_stats()
+        size += stats.get("pool_size", 0)
+        idle += stats.get("pool_available", 0)
+        waiting += stats.get("requests_waiting", 0)
     DB_POOL.labels("in_use").set(max(0, size - idle))
     DB_POOL.labels("idle").set(idle)
-    DB_POOL.labels("waiting").set(stats.get("requests_waiting", 0))
+    DB_POOL.labels("waiting").set(waiting)
 
 
 class ScrapeCollector:

@@ -506,3 +506,26 @@ def test_a_prefetched_queued_poll_still_spends_its_limit_and_survives_a_lost_scr
         refused = client.get(url)
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
         assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_the_pool_gauges_count_both_pools_of_an_api_process(
+    in_process_api: Callable[..., Any], database_url: str, redis_url: str, synthetic_pdfs: dict[str, bytes]
+) -> None:
+    """`schedgen_db_pool_connections` sums the sync pool and the status pool (on-call sees the whole
+    budget), and a poll that reads the ledger is served by the status pool."""
+    with in_process_api(db_pool_max="8") as client:
+        job_id = _upload(client, synthetic_pdfs["exams"])
+        _take_off_the_queue(redis_url, job_id)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            assert ledger.claim(conn, job_id) is not None  # processing: every poll reads the ledger
+        state = client.app.state.service
+        assert state.reads.pool is not None
+        before = state.reads.pool.get_stats().get("requests_num", 0)
+        assert client.get(f"/api/jobs/{job_id}").json()["status"] == "processing"
+        assert state.reads.pool.get_stats().get("requests_num", 0) == before + 1
+        text = client.get("/metrics").text
+        opened = sum(pool.get_stats()["pool_size"] for pool in (state.ctx.pool, state.reads.pool))
+        gauged = _metric(text, "schedgen_db_pool_connections", state="in_use") + _metric(
+            text, "schedgen_db_pool_connections", state="idle"
+        )
+        assert state.reads.pool.get_stats()["pool_size"] >= 1 and gauged == opened

@@ -65,7 +65,7 @@ async def readyz(state: State) -> JSONResponse:
 )
 def metrics_endpoint(state: State) -> Response:
     ctx = state.ctx
-    metrics.update_pool_gauges(ctx.pool)
+    metrics.update_pool_gauges(ctx.pool, state.reads.pool)
     metrics.update_process_memory("api")
     body, content_type = metrics.render(
         metrics.ScrapeCollector(lambda: _scrape(ctx)),
