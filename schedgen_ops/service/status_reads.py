@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio import Redis as AsyncRedis
 
 from schedgen_ops.service import ledger, queue
@@ -81,6 +81,8 @@ class StatusReads:
         assert self.pool is not None
         try:
             return await self._select(job_id)
+        except PoolTimeout:
+            raise  # no connection free within the acquire timeout: waiting that long again helps no one
         except psycopg.OperationalError:
             with contextlib.suppress(Exception):
                 await self.pool.check()  # drops every broken idle connection, opens new ones

@@ -529,3 +529,36 @@ def test_the_pool_gauges_count_both_pools_of_an_api_process(
             text, "schedgen_db_pool_connections", state="idle"
         )
         assert state.reads.pool.get_stats()["pool_size"] >= 1 and gauged == opened
+
+
+def test_a_status_poll_waits_for_a_pool_connection_once(
+    in_process_api: Callable[..., Any], database_url: str, redis_url: str, synthetic_pdfs: dict[str, bytes]
+) -> None:
+    """Every status connection busy: the poll answers 503 database_unavailable after one acquire timeout,
+    not two (a timed-out wait is not a dead connection, so it is not retried)."""
+    with in_process_api(db_pool_max="4", db_acquire_timeout_s="1.0") as client:
+        job_id = _upload(client, synthetic_pdfs["exams"])
+        _take_off_the_queue(redis_url, job_id)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            assert ledger.claim(conn, job_id) is not None  # processing: the poll reads the ledger
+        state = client.app.state.service
+        assert state.reads.pool is not None and state.reads.pool.max_size == 2
+        held: list[Any] = []
+
+        async def take_all() -> None:
+            held.extend([await state.reads.pool.getconn() for _ in range(2)])
+
+        async def give_back() -> None:
+            for conn in held:
+                await state.reads.pool.putconn(conn)
+
+        client.portal.call(take_all)  # on the app's loop, where the pool lives
+        try:
+            started = time.monotonic()
+            busy = client.get(f"/api/jobs/{job_id}")
+            waited = time.monotonic() - started
+        finally:
+            client.portal.call(give_back)
+        assert busy.status_code == 503 and busy.json()["error"]["code"] == "database_unavailable", busy.text
+        assert 0.9 <= waited < 1.9, waited  # one wait of 1 s; a retry would take 2
+        assert client.get(f"/api/jobs/{job_id}").json()["status"] == "processing"
