@@ -16,56 +16,80 @@ from schedgen_ops.service.context import ServiceContext
 from schedgen_ops.service.queued_cache import QueuedEntry
 
 
-async def status_answer(state: ApiState, job_id: str) -> status_view.StatusAnswer:
+async def status_answer(
+    state: ApiState, job_id: str, prefetch: StatusPrefetch | None = None
+) -> status_view.StatusAnswer:
     """A job's status answer. A finished job's comes from this process's cache (no round trip); a queued
-    one's from the queued-row cache while Redis shows its enqueue still waiting (one Redis round trip,
-    `queued_cache`); any other from the ledger and, while queued, the queue position. The reads run on the
-    event loop through the process's `StatusReads`, or in one thread hop (and without the queued-row
-    cache) when the connection budget leaves it no pool."""
+    one's from the queued-row cache while Redis shows its enqueue still waiting (`queued_cache`; its Redis
+    reads come with ``prefetch`` when the envelope sent them); any other from the ledger and, while
+    queued, the queue position. The reads run on the event loop through the process's `StatusReads`, or
+    in one thread hop (and without the queued-row cache) when the connection budget leaves it no pool."""
     cached = state.status_cache.get(job_id)
     if cached is not None:
         return cached
     if state.reads.pool is None:
         job, answer = await run_in_threadpool(_status, state.ctx, job_id)
     else:
-        queued = await _queued_from_cache(state, job_id)
+        fetched = prefetch.replies if prefetch is not None else None
+        if fetched is not None and prefetch is not None and prefetch.entry is not None:
+            queued = prefetch.answer(fetched)
+        else:
+            queued = await _queued_from_cache(state, job_id)
         if queued is not None:
             return queued
-        job, answer = await _status_on_loop(state, job_id)
+        # The prefetched marker was read before the row is: it may stand for `_status_on_loop`'s own read.
+        before = prefetch.marker() if prefetch is not None and fetched is not None else _UNREAD
+        job, answer = await _status_on_loop(state, job_id, before)
     state.status_cache.put(job, answer)
     return answer
 
 
+_UNREAD = b"\0unread"  # `_status_on_loop`: the enqueue marker is still to be read
+
+
 @dataclass
-class QueuedPrefetch:
-    """The Redis reads that validate a cached queued row (`queued_cache`), sent by the envelope in the
-    round trip that spends the poll's rate limit (`RateLimits.hit_with`): a queued poll then costs one
-    Redis round trip in all."""
+class StatusPrefetch:
+    """The Redis reads a status poll needs, sent by the envelope in the round trip that spends the poll's
+    rate limit (`RateLimits.hit_with`): for a cached queued row, its position and enqueue marker, which
+    validate it (`queued_cache`), so such a poll costs one Redis round trip in all; for any other job, the
+    marker alone, read before the ledger row as `_status_on_loop` needs it."""
 
     state: ApiState
-    entry: QueuedEntry
+    job_id: str
+    entry: QueuedEntry | None
     replies: list[Any] | None = None  # of `commands`, once sent (None: Redis did not count the hit)
 
     def commands(self, pipe: Any) -> None:
-        queue.queue_position_commands(pipe, self.entry.job.id, self.entry.job.priority)
-        queue.enqueue_marker_command(pipe, self.entry.job.id)
+        if self.entry is not None:
+            queue.queue_position_commands(pipe, self.job_id, self.entry.job.priority)
+        queue.enqueue_marker_command(pipe, self.job_id)
+
+    def marker(self) -> bytes | None:
+        """The enqueue marker read (None: none, or the read failed)."""
+        if not self.replies or isinstance(self.replies[-1], Exception):
+            return None
+        marker: bytes | None = self.replies[-1]
+        return marker
 
     def answer(self, replies: list[Any]) -> status_view.StatusAnswer | None:
-        """The cached answer when ``replies`` (of `commands`) show the same enqueue waiting, else None
-        (the entry is dropped; `status_answer` reads the ledger)."""
+        """The cached queued row's answer when ``replies`` show the same enqueue waiting, else None (the
+        entry is dropped; the ledger answers)."""
+        assert self.entry is not None
         if any(isinstance(reply, Exception) for reply in replies):
-            self.state.queued_cache.drop(self.entry.job.id)
+            self.state.queued_cache.drop(self.job_id)
             return None
         *position_replies, marker = replies
         return self.state.queued_cache.answer(self.entry, queue.position_from(position_replies), marker)
 
 
-def queued_prefetch(state: ApiState, job_id: str) -> QueuedPrefetch | None:
-    """A prefetch for a poll of a job whose queued row this process has cached (and no finished answer)."""
-    if state.reads.pool is None or state.status_cache.get(job_id) is not None:
+def status_prefetch(state: ApiState, job_id: str) -> StatusPrefetch | None:
+    """The prefetch for a poll of ``job_id``; None when no Redis read is needed (a finished answer is
+    cached, the id is malformed) or the reads are not on the loop (no status pool)."""
+    if state.reads.pool is None or not ledger.JOB_ID_RE.match(job_id):
         return None
-    entry = state.queued_cache.get(job_id)
-    return QueuedPrefetch(state, entry) if entry is not None else None
+    if state.status_cache.get(job_id) is not None:
+        return None
+    return StatusPrefetch(state, job_id, state.queued_cache.get(job_id))
 
 
 async def _queued_from_cache(state: ApiState, job_id: str) -> status_view.StatusAnswer | None:
@@ -80,16 +104,19 @@ async def _queued_from_cache(state: ApiState, job_id: str) -> status_view.Status
     return state.queued_cache.answer(entry, position, marker)
 
 
-async def _status_on_loop(state: ApiState, job_id: str) -> tuple[ledger.Job, status_view.StatusAnswer]:
+async def _status_on_loop(
+    state: ApiState, job_id: str, before: bytes | None = _UNREAD
+) -> tuple[ledger.Job, status_view.StatusAnswer]:
     """`_status` without the thread hop; a queued row is kept in the queued-row cache when the enqueue
-    marker read before the row is the one still waiting after it (`queued_cache`)."""
+    marker read before the row (``before``, or read here) is the one still waiting after it."""
     if not ledger.JOB_ID_RE.match(job_id):
         raise ApiError(404, "job_not_found", "no such job")
     reads = state.reads
-    try:
-        before = await reads.marker(job_id)
-    except Exception:  # Redis down: nothing is cached, the ledger answers
-        before = None
+    if before == _UNREAD:
+        try:
+            before = await reads.marker(job_id)
+        except Exception:  # Redis down: nothing is cached, the ledger answers
+            before = None
     job = await reads.get_job(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", "no such job")

@@ -6,9 +6,9 @@ client is identified and its limit spent, without going through the router, by t
 `job_reads.status_answer` (a finished job's from this process's cache, a queued one's from the
 queued-row cache, any other from the ledger): the same bytes and headers (`StatusAnswer.response`),
 failing as the route would (`api_errors.answer_exception`). Routing plus FastAPI's request handling were
-most of a cached poll's cost. A poll of a queued row this process caches sends the Redis reads that
-validate it in the round trip that spends its rate limit (`job_reads.QueuedPrefetch`,
-`RateLimits.hit_with`), so it costs one Redis round trip, as a finished job's does (docs/PERFORMANCE.md,
+most of a cached poll's cost. A poll sends the Redis reads its answer needs in the round trip that
+spends its rate limit (`job_reads.StatusPrefetch`, `RateLimits.hit_with`), so a poll of a queued row this
+process caches costs one Redis round trip, as a finished job's does (docs/PERFORMANCE.md,
 "Round 4")."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from schedgen_ops.service import metrics
 from schedgen_ops.service.api_errors import ApiError, answer_exception, error_response
 from schedgen_ops.service.api_state import ApiState
 from schedgen_ops.service.auth import identify
-from schedgen_ops.service.job_reads import QueuedPrefetch, queued_prefetch, status_answer
+from schedgen_ops.service.job_reads import StatusPrefetch, status_answer, status_prefetch
 from schedgen_ops.service.logs import client_id_var, request_id_var
 from schedgen_ops.service.settings import ServiceSettings
 
@@ -76,7 +76,7 @@ class Envelope:
             early: Response | None = None
             template: str | None = None
             try:
-                prefetch = self._queued_prefetch(request, path)
+                prefetch = self._status_prefetch(request, path)
                 early = await self._admit(request, path, extra_headers, prefetch)
                 if early is None:
                     early = await self._job_status(request, path, prefetch)
@@ -101,7 +101,7 @@ class Envelope:
             client_id_var.reset(cid_token)
 
     async def _admit(
-        self, request: Request, path: str, extra_headers: dict[str, str], prefetch: QueuedPrefetch | None
+        self, request: Request, path: str, extra_headers: dict[str, str], prefetch: StatusPrefetch | None
     ) -> Response | None:
         """Identify the client and spend its rate limit (with ``prefetch``'s reads in the same round trip):
         None to go on, else the refusal to send."""
@@ -124,24 +124,20 @@ class Envelope:
             metrics.UPLOADS.labels("rate_limited").inc()
         return error_response(429, "rate_limited", f"too many {category} requests; retry later")
 
-    def _queued_prefetch(self, request: Request, path: str) -> QueuedPrefetch | None:
-        """For a poll of a job whose queued row this process caches: the reads that validate it."""
+    def _status_prefetch(self, request: Request, path: str) -> StatusPrefetch | None:
+        """For a status poll: the Redis reads its answer needs, to send with the rate limit's."""
         job_id = _status_job_id(request, path)
-        return None if job_id is None else queued_prefetch(self.api.state.service, job_id)
+        return None if job_id is None else status_prefetch(self.api.state.service, job_id)
 
     async def _job_status(
-        self, request: Request, path: str, prefetch: QueuedPrefetch | None
+        self, request: Request, path: str, prefetch: StatusPrefetch | None
     ) -> Response | None:
         """A job-status poll's answer (what the route would send), else None for a request to route on."""
         job_id = _status_job_id(request, path)
         if job_id is None:
             return None
-        if prefetch is not None and prefetch.replies is not None:
-            prefetched = prefetch.answer(prefetch.replies)
-            if prefetched is not None:
-                return prefetched.response(request.headers.get("if-none-match"))
         try:
-            answer = await status_answer(self.api.state.service, job_id)
+            answer = await status_answer(self.api.state.service, job_id, prefetch)
         except Exception as exc:  # answered as the route's handlers answer it
             return await answer_exception(request, exc)
         return answer.response(request.headers.get("if-none-match"))

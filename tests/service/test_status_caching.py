@@ -509,10 +509,24 @@ def test_a_prefetched_queued_poll_still_spends_its_limit_and_survives_a_lost_scr
 
 
 def test_the_pool_gauges_count_both_pools_of_an_api_process(
-    in_process_api: Callable[..., Any], database_url: str, redis_url: str, synthetic_pdfs: dict[str, bytes]
+    in_process_api: Callable[..., Any],
+    database_url: str,
+    redis_url: str,
+    synthetic_pdfs: dict[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`schedgen_db_pool_connections` sums the sync pool and the status pool (on-call sees the whole
-    budget), and a poll that reads the ledger is served by the status pool."""
+    budget), and a poll that reads the ledger is served by the status pool, its enqueue marker read in the
+    rate limit's round trip (no Redis read of its own)."""
+    from schedgen_ops.service.status_reads import StatusReads
+
+    own_reads: list[str] = []
+
+    async def no_own_read(self: StatusReads, job_id: str) -> bytes | None:
+        own_reads.append(job_id)
+        return None
+
+    monkeypatch.setattr(StatusReads, "marker", no_own_read)
     with in_process_api(db_pool_max="8") as client:
         job_id = _upload(client, synthetic_pdfs["exams"])
         _take_off_the_queue(redis_url, job_id)
@@ -523,6 +537,7 @@ def test_the_pool_gauges_count_both_pools_of_an_api_process(
         before = state.reads.pool.get_stats().get("requests_num", 0)
         assert client.get(f"/api/jobs/{job_id}").json()["status"] == "processing"
         assert state.reads.pool.get_stats().get("requests_num", 0) == before + 1
+        assert own_reads == []
         text = client.get("/metrics").text
         opened = sum(pool.get_stats()["pool_size"] for pool in (state.ctx.pool, state.reads.pool))
         gauged = _metric(text, "schedgen_db_pool_connections", state="in_use") + _metric(
