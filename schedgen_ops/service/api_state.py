@@ -52,7 +52,7 @@ class ApiState:
             status_cache=TerminalCache(),
             queued_cache=QueuedCache(),
             reads=StatusReads(settings),
-            lookups=asyncio.Semaphore(max(1, settings.db_pool_max // 2)),
+            lookups=asyncio.Semaphore(max(1, sync_pool_size(settings.db_pool_max) // 2)),  # half its pool
         )
 
     def migrate(self) -> None:

@@ -544,6 +544,8 @@ def test_the_pool_gauges_count_both_pools_of_an_api_process(
             text, "schedgen_db_pool_connections", state="idle"
         )
         assert state.reads.pool.get_stats()["pool_size"] >= 1 and gauged == opened
+        # Of the 8: 4 for status polls, 4 for the sync pool, of which key lookups may hold at most half.
+        assert (state.reads.pool.max_size, state.ctx.pool.max_size, state.lookups._value) == (4, 4, 2)
 
 
 def test_a_status_poll_waits_for_a_pool_connection_once(
