@@ -11,8 +11,10 @@ So a poll may answer from the cached row when one Redis round trip shows (a) the
 (its position, which the answer needs anyway) and (b) the same ``enqueued_at`` (the marker) as read
 *before* the row was: then no worker has taken this enqueue of the job since the row was read. Anything
 else (taken, re-enqueued, hash gone, Redis down) drops the entry and the ledger answers. The ledger stays
-the system of record; an entry also lives at most ``ttl_s``, which bounds what a change made outside the
-service (an operator's SQL, a restore) could leave stale.
+the system of record; an entry also lives at most ``ttl_s`` from its ledger read (hits do not extend
+it), which bounds what a change made outside the service (an operator's SQL, a restore) could leave
+stale, and the one case Redis cannot tell: a job id on its queue twice (enqueued again while still
+waiting, the same hash and marker for both), where a worker's claim leaves the other copy waiting.
 """
 
 from __future__ import annotations
