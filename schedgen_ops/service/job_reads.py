@@ -68,8 +68,7 @@ class StatusPrefetch:
         """The enqueue marker read (None: none, or the read failed)."""
         if not self.replies or isinstance(self.replies[-1], Exception):
             return None
-        marker: bytes | None = self.replies[-1]
-        return marker
+        return queue.marker_from(self.replies[-1])
 
     def answer(self, replies: list[Any]) -> status_view.StatusAnswer | None:
         """The cached queued row's answer when ``replies`` show the same enqueue waiting, else None (the
@@ -79,7 +78,8 @@ class StatusPrefetch:
             self.state.queued_cache.drop(self.job_id)
             return None
         *position_replies, marker = replies
-        return self.state.queued_cache.answer(self.entry, queue.position_from(position_replies), marker)
+        position = queue.position_from(position_replies)
+        return self.state.queued_cache.answer(self.entry, position, queue.marker_from(marker))
 
 
 def status_prefetch(state: ApiState, job_id: str) -> StatusPrefetch | None:

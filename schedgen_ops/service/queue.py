@@ -98,10 +98,18 @@ def queue_position_commands(pipe: Any, job_id: str, priority: str) -> None:
 
 
 def enqueue_marker_command(pipe: Any, job_id: str) -> None:
-    """Queue the read of the job's ``enqueued_at`` in its RQ hash: RQ sets it anew on every enqueue
-    (upload, retry, the reconciler's recovery), so an unchanged value means the same enqueue
-    (`queued_cache`)."""
-    pipe.hget(RQJob.redis_job_namespace_prefix + job_id, "enqueued_at")
+    """Queue the read of the job's ``enqueued_at`` and ``status`` in its RQ hash (`marker_from` reads the
+    reply): RQ sets ``enqueued_at`` anew on every enqueue (upload, retry, the reconciler's recovery) and
+    ``status`` to ``started`` before it runs the job, so the same marker means the same enqueue, not yet
+    taken (`queued_cache`)."""
+    pipe.hmget(RQJob.redis_job_namespace_prefix + job_id, "enqueued_at", "status")
+
+
+def marker_from(reply: Any) -> bytes | None:
+    """The enqueue marker from `enqueue_marker_command`'s reply: ``enqueued_at`` while RQ still has the
+    job ``queued``, else None (no hash, or a worker has started it: the ledger must answer)."""
+    enqueued_at, status = (value.encode() if isinstance(value, str) else value for value in reply)
+    return enqueued_at if status == b"queued" else None
 
 
 def position_from(replies: Sequence[Any]) -> int | None:

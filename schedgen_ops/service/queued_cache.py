@@ -13,8 +13,9 @@ So a poll may answer from the cached row when one Redis round trip shows (a) the
 else (taken, re-enqueued, hash gone, Redis down) drops the entry and the ledger answers. The ledger stays
 the system of record; an entry also lives at most ``ttl_s`` from its ledger read (hits do not extend
 it), which bounds what a change made outside the service (an operator's SQL, a restore) could leave
-stale, and the one case Redis cannot tell: a job id on its queue twice (enqueued again while still
-waiting, the same hash and marker for both), where a worker's claim leaves the other copy waiting.
+stale. The marker is (``enqueued_at`` while RQ's ``status`` is ``queued``): RQ marks the job ``started``
+before the claim, so even a job id on its queue twice (enqueued again while still waiting), whose other
+copy stays in the queue after a worker took one, stops matching once a worker has it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from schedgen_ops.service.status import StatusAnswer, render
 @dataclass
 class QueuedEntry:
     job: ledger.Job  # the row, read while ``marker`` was the job's enqueue
-    marker: bytes  # RQ's enqueued_at of that enqueue
+    marker: bytes  # RQ's enqueued_at of that enqueue (`queue.marker_from`)
     position: int  # the position ``answer`` was rendered at
     answer: StatusAnswer
     until: float  # time.monotonic() deadline

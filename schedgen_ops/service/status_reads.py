@@ -103,11 +103,11 @@ class StatusReads:
         queue.queue_position_commands(pipe, job_id, priority)
         queue.enqueue_marker_command(pipe, job_id)
         *replies, marker = await pipe.execute()
-        return queue.position_from(replies), marker
+        return queue.position_from(replies), queue.marker_from(marker)
 
     async def marker(self, job_id: str) -> bytes | None:
         """The enqueue marker alone (read before a row that may be cached, `queued_cache`)."""
         pipe = self.redis.pipeline(transaction=False)
         queue.enqueue_marker_command(pipe, job_id)
         (marker,) = await pipe.execute()
-        return marker
+        return queue.marker_from(marker)

@@ -436,8 +436,13 @@ def test_queued_polls_skip_the_ledger_only_while_redis_shows_the_same_enqueue(
             assert poll()[2] == 1
         assert poll()[2] == 1 and poll()[2] == 0
 
-        # A worker takes it and claims it: the ledger answers "processing", and keeps answering.
-        assert r.lrem("rq:queue:default", 0, second) == 1
+        # On its queue twice (enqueued again while waiting), cached; a worker takes one copy and RQ marks
+        # the job started before the claim: the copy left waiting does not keep the queued answer alive.
+        queue.enqueue(r, settings, second, "default")
+        assert r.lrange("rq:queue:default", 0, -1).count(second.encode()) == 2
+        assert poll()[2] == 1 and poll()[2] == 0
+        assert r.lrem("rq:queue:default", 1, second) == 1
+        r.hset("rq:job:" + second, "status", "started")
         with psycopg.connect(database_url, autocommit=True) as conn:
             assert ledger.claim(conn, second) is not None
         processing, _, ledger_reads = poll()
