@@ -20,11 +20,10 @@ copy stays in the queue after a worker took one, stops matching once a worker ha
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from schedgen_ops.service import ledger
+from schedgen_ops.service.expiring_lru import ExpiringLru
 from schedgen_ops.service.status import StatusAnswer, render
 
 
@@ -34,29 +33,20 @@ class QueuedEntry:
     marker: bytes  # RQ's enqueued_at of that enqueue (`queue.marker_from`)
     position: int  # the position ``answer`` was rendered at
     answer: StatusAnswer
-    until: float  # time.monotonic() deadline
 
 
 class QueuedCache:
     """A bounded LRU of queued rows; every lookup is validated by the caller against Redis (`answer`)."""
 
     def __init__(self, max_entries: int = 10_000, ttl_s: float = 30.0) -> None:
-        self.max_entries = max_entries
         self.ttl_s = ttl_s
-        self._entries: OrderedDict[str, QueuedEntry] = OrderedDict()
+        self._entries: ExpiringLru[QueuedEntry] = ExpiringLru(max_entries)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, job_id: str) -> QueuedEntry | None:
-        entry = self._entries.get(job_id)
-        if entry is None:
-            return None
-        if time.monotonic() >= entry.until:
-            del self._entries[job_id]
-            return None
-        self._entries.move_to_end(job_id)
-        return entry
+        return self._entries.get(job_id)
 
     def answer(self, entry: QueuedEntry, position: int | None, marker: bytes | None) -> StatusAnswer | None:
         """The answer at ``position`` when Redis (``position``, ``marker``) still shows the entry's enqueue
@@ -70,13 +60,9 @@ class QueuedCache:
 
     def put(self, job: ledger.Job, marker: bytes | None, position: int | None, answer: StatusAnswer) -> bool:
         """Keep a queued ``job`` read under ``marker`` and still waiting at ``position``; True when kept."""
-        if job.status != "queued" or marker is None or position is None or self.max_entries <= 0:
+        if job.status != "queued" or marker is None or position is None:
             return False
-        self._entries[job.id] = QueuedEntry(job, marker, position, answer, time.monotonic() + self.ttl_s)
-        self._entries.move_to_end(job.id)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-        return True
+        return self._entries.put(job.id, QueuedEntry(job, marker, position, answer), self.ttl_s)
 
     def drop(self, job_id: str) -> None:
-        self._entries.pop(job_id, None)
+        self._entries.drop(job_id)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from starlette.responses import Response
 
 from schedgen_ops.service import ledger
+from schedgen_ops.service.expiring_lru import ExpiringLru
 from schedgen_ops.service.schemas import JobError, JobView
 
 TERMINAL = frozenset({"completed", "failed"})
@@ -119,36 +118,21 @@ class TerminalCache:
     """A bounded LRU of finished jobs' answers; ``put`` ignores every state that can still change."""
 
     def __init__(self, max_entries: int = 10_000, ttl_s: float = 30.0) -> None:
-        self.max_entries = max_entries
         self.ttl_s = ttl_s
-        self._entries: OrderedDict[str, tuple[float, StatusAnswer]] = OrderedDict()
+        self._entries: ExpiringLru[StatusAnswer] = ExpiringLru(max_entries)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, job_id: str) -> StatusAnswer | None:
-        entry = self._entries.get(job_id)
-        if entry is None:
-            return None
-        until, answer = entry
-        if time.monotonic() >= until:
-            del self._entries[job_id]
-            return None
-        self._entries.move_to_end(job_id)
-        return answer
+        return self._entries.get(job_id)
 
     def put(self, job: ledger.Job, answer: StatusAnswer) -> bool:
         """Keep ``answer`` if ``job`` is finished and not about to expire; True when kept."""
-        if job.status not in TERMINAL or answer.status != job.status or self.max_entries <= 0:
+        if job.status not in TERMINAL or answer.status != job.status:
             return False
         lifetime = self.ttl_s
         if job.expires_at is not None:
             left = (job.expires_at - dt.datetime.now(dt.UTC)).total_seconds() - EXPIRY_MARGIN_S
             lifetime = min(lifetime, left)
-        if lifetime <= 0:
-            return False
-        self._entries[job.id] = (time.monotonic() + lifetime, answer)
-        self._entries.move_to_end(job.id)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-        return True
+        return self._entries.put(job.id, answer, lifetime)
