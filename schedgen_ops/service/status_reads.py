@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio import Redis as AsyncRedis
 
 from schedgen_ops.service import ledger, queue
+from schedgen_ops.service.db import POOL_RECONNECT_TIMEOUT_S
 from schedgen_ops.service.settings import ServiceSettings
 
 MIN_BUDGET_FOR_SHARE = 4  # per-process connections below which status polls share the sync pool
@@ -60,7 +61,7 @@ class StatusReads:
                     "connect_timeout": max(1, int(settings.db_acquire_timeout_s)),
                     "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
                 },
-                reconnect_timeout=10.0,
+                reconnect_timeout=POOL_RECONNECT_TIMEOUT_S,  # the sync pool's bound on a reconnect's backoff
             )
         url = settings.redis_url.get_secret_value()
         self.redis: AsyncRedis = AsyncRedis.from_url(

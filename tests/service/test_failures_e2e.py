@@ -153,9 +153,11 @@ def test_postgres_outage_gives_503_with_detail_and_recovers(
     assert len(list((stack.workdir / "uploads").glob("*.pdf"))) == 1  # only the accepted job's bytes
     own.pg.restart()
     _wait(lambda: stack.client.get("/readyz").status_code == 200, 30, "readiness after restart")
-    # Each api process's pool reconnects on its own schedule (bounded by POOL_RECONNECT_TIMEOUT_S):
-    # uploads must work again within that bound, not necessarily on the very first request.
+    # Each api process's pools (the sync pool and the status pool) reconnect on their own schedules, each
+    # bounded by POOL_RECONNECT_TIMEOUT_S: uploads and polls must work again within that bound, not
+    # necessarily on the very first request (a CI run polled while the status pool was still backing off).
     _wait(lambda: stack.upload(synthetic_pdfs["exams"]).status_code == 202, 20, "uploads after restart")
+    _wait(lambda: stack.client.get(job["status_url"]).status_code == 200, 20, "status polls after restart")
     assert stack.client.get(job["status_url"]).json()["status"] == "queued"
     with psycopg.connect(own.pg.url) as conn:
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (2,)
