@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -252,6 +253,28 @@ def test_long_transaction_and_ledger_checks(database_url: str, empty_endpoints: 
     assert failed.status is Status.CRITICAL and failed.value == 0.25  # 3 of 12 > 20%
     overdue = next(c for c in report.checks if c.id == "queue.processing_overdue")
     assert overdue.status is Status.WARN and overdue.value == 1
+
+
+def test_postgres_latency_is_the_median_of_three_and_stops_at_critical(
+    database_url: str, empty_endpoints: Endpoints
+) -> None:
+    empty_endpoints.database_url = database_url
+    warn_only = HealthThresholds(postgres_latency_warn_s=1e-6, postgres_latency_critical_s=5)
+    latency = _by_id(run_health(empty_endpoints, warn_only, only=["postgres"]))["postgres.latency"]
+    assert latency.status is Status.WARN and latency.measured.endswith("(median of 3)"), latency.measured
+    critical = HealthThresholds(postgres_latency_warn_s=1e-7, postgres_latency_critical_s=1e-6)
+    latency = _by_id(run_health(empty_endpoints, critical, only=["postgres"]))["postgres.latency"]
+    assert latency.status is Status.CRITICAL and latency.measured.endswith("(median of 1)"), latency.measured
+
+
+def test_one_slow_round_trip_of_three_is_not_a_slow_database() -> None:
+    from schedgen_ops.ops.health.checks.postgres import latency_samples
+
+    delays = iter([0.15, 0.0, 0.0])  # the first sample lost the CPU for 150 ms
+    samples = latency_samples(lambda: time.sleep(next(delays)), critical_ms=500)
+    assert len(samples) == 3 and samples[0] >= 150 and statistics.median(samples) < 100, samples
+    slow = latency_samples(lambda: time.sleep(0.06), critical_ms=50)
+    assert len(slow) == 1  # already critical: Postgres is not asked again
 
 
 def test_ledger_missing_is_unknown_with_hint(database_url: str, empty_endpoints: Endpoints) -> None:

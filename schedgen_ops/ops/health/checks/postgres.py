@@ -7,7 +7,9 @@ instance's own ``max_connections`` (never a cluster-wide count against a per-ins
 from __future__ import annotations
 
 import math
+import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -35,6 +37,26 @@ REPLICA_LAG_SQL = """
 SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END
 """
+
+
+LATENCY_SAMPLES = 3
+
+
+def latency_samples(
+    run_once: Callable[[], object], critical_ms: float, n: int = LATENCY_SAMPLES
+) -> list[float]:
+    """Round trips of ``run_once`` in ms, judged by their median: one sample that lost the CPU on a busy
+    host is not a slow database (a single sample warned a healthy compose stack under a CI run's load).
+    A sample already at the critical level ends the sampling, so a struggling Postgres is not asked thrice.
+    """
+    samples: list[float] = []
+    for _ in range(n):
+        begin = time.monotonic()
+        run_once()
+        samples.append((time.monotonic() - begin) * 1000)
+        if samples[-1] >= critical_ms:
+            break
+    return samples
 
 
 def connect(url: str, ctx: ProbeContext) -> psycopg.Connection[Any]:
@@ -120,17 +142,16 @@ def _measure(
             threshold="accepts connections",
         )
     )
-    begin = time.monotonic()
-    conn.execute("SELECT 1").fetchone()
-    ms = (time.monotonic() - begin) * 1000
     level = Level(th.postgres_latency_warn_s * 1000, th.postgres_latency_critical_s * 1000)
+    samples = latency_samples(lambda: conn.execute("SELECT 1").fetchone(), level.critical)
+    ms = statistics.median(samples)
     results.append(
         judged(
             C,
             "latency",
             level,
             ms,
-            f"{ms:.1f} ms",
+            f"{ms:.1f} ms (median of {len(samples)})",
             value=round(ms, 2),
             unit="ms",
             hint="Postgres is slow to answer SELECT 1: check CPU, I/O and locks",
