@@ -82,6 +82,15 @@ class ServiceSettings(BaseSettings):
     worker_max_jobs: int = Field(500, gt=0, description="A worker process restarts after this many jobs.")
     api_workers: int = Field(2, ge=1, description="uvicorn worker processes per api replica.")
     worker_processes: int = Field(2, ge=1, description="RQ worker processes per worker replica.")
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description=(
+            "CPU niceness of RQ worker processes and their parse children: parses queue, the api's "
+            "requests should not wait behind them on a shared host (0 = the supervisor's priority)."
+        ),
+    )
     reconcile_interval_s: float = Field(
         30.0, gt=0, description="How often the reconciler compares the ledger with the queue."
     )

@@ -38,6 +38,7 @@ def run_worker_process(*, burst: bool) -> int:
 
     settings = load_settings()
     setup_logging(settings.log_level, "worker")
+    lower_cpu_priority(settings.worker_nice)  # before the sandbox child starts: it inherits the niceness
     db.migrate(settings.database_url.get_secret_value())
     # The parser loads before the first job, not during it: in the sandbox child this process parses in.
     tasks.warm_up(settings)
@@ -60,6 +61,17 @@ def run_worker_process(*, burst: bool) -> int:
         ctx.close()
         process_exited(os.getpid())
     return 0
+
+
+def lower_cpu_priority(nice: int) -> int:
+    """Make this process at least ``nice``; never raise its priority (that needs privileges). Parses are
+    batch work: on a host the api shares, a status poll should get the CPU before a queued parse does
+    (`schedgen loadtest stress`, docs/PERFORMANCE.md). Under Linux's autogroups this orders processes of
+    one session (one supervisord, one container); across containers the runtime's CPU weights decide."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    return max(nice, current)
 
 
 def run_scheduler_process() -> int:

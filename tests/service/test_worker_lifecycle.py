@@ -79,3 +79,38 @@ def test_each_worker_replica_serves_metrics_of_all_its_processes(
     assert 'schedgen_parse_duration_seconds_count{kind="lectures"} 6.0' in text
     # Processes of both workers contributed (one metrics file each).
     assert len(list(worker_dir.glob("counter_*.db"))) >= 2
+
+
+def test_worker_processes_and_their_parse_children_run_niced(
+    service_stack: Callable[..., Stack], synthetic_pdfs: dict[str, bytes]
+) -> None:
+    """Parses yield the CPU to the api: the supervisor keeps its priority, every worker process and its
+    sandbox child run at SCHEDGEN_WORKER_NICE, and a job still completes."""
+    import psutil
+
+    stack = service_stack(SCHEDGEN_WORKER_NICE="7")
+    supervisor = psutil.Process(stack.start_worker(2).pid)
+    job = stack.upload(synthetic_pdfs["exams"]).json()
+    assert stack.wait_done(job["job_id"])["status"] == "completed"
+    workers = [p for p in supervisor.children() if "--scheduler" not in p.cmdline()]
+    assert len(workers) == 2, workers
+    assert supervisor.nice() == 0  # the supervisor (and its retry scheduler) keep their priority
+    children = [child for worker in workers for child in worker.children(recursive=True)]
+    assert children, "each worker parses in a sandbox child"
+    assert {p.nice() for p in workers + children} == {7}
+
+
+def test_lower_cpu_priority_never_raises_a_priority() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os; from schedgen_ops.service.worker import lower_cpu_priority as lower; "
+        "os.nice(12); print(lower(5), os.getpriority(os.PRIO_PROCESS, 0), lower(15), "
+        "os.getpriority(os.PRIO_PROCESS, 0))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
+    )
+    assert out.stdout.split() == ["12", "12", "15", "15"]
