@@ -111,6 +111,7 @@ class Service:
         if pythonpath is not None:
             self.env["PYTHONPATH"] = pythonpath
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._poll: psycopg.Connection[Any] | None = None
         self._spawn("serve", "api", "--port", str(self.port), "--workers", str(api_workers))
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
         deadline = time.monotonic() + 60
@@ -158,11 +159,16 @@ class Service:
         return commands, int(row[0]) if row else 0
 
     def completed(self) -> int:
-        with psycopg.connect(self.pg.url) as conn:
-            row = conn.execute("SELECT count(*) FROM jobs WHERE status = 'completed'").fetchone()
+        """Completed jobs so far, over one long-lived connection: a new connection per 50 ms poll forked a
+        Postgres backend each time, ~2.5 ms of CPU per job that the parse-only phase never paid."""
+        if self._poll is None:
+            self._poll = psycopg.connect(self.pg.url, autocommit=True)
+        row = self._poll.execute("SELECT count(*) FROM jobs WHERE status = 'completed'").fetchone()
         return int(row[0]) if row else 0
 
     def stop(self) -> None:
+        if self._poll is not None:
+            self._poll.close()
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -371,7 +377,7 @@ def main() -> int:
     results["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     results["targets"] = {
         "end_to_end_per_min>=600": results["end_to_end"]["per_min"] >= 600,
-        "end_to_end_vs_parse_only>=0.70": results["end_to_end_vs_parse_only"] >= 0.70,
+        "end_to_end_vs_parse_only>=0.75": results["end_to_end_vs_parse_only"] >= 0.75,
         "status_p95_ms<50": results["latency"]["status_p95_ms"] < 50,
     }
     if args.json:
